@@ -1,0 +1,1 @@
+"""zppo command-line interface (Typer + rich)."""

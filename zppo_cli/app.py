@@ -1,0 +1,97 @@
+"""The `zppo` command. Heavy imports (torch, transformers, mlflow) happen inside command bodies only."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+
+from zppo_cli import train_cmd
+from zppo_cli.options import console, user_errors
+
+app = typer.Typer(
+    name="zppo",
+    help="ZPPO: post-train small (vision-)language models with the teacher in prompts, not gradients.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+app.command("train")(train_cmd.train)
+app.command("prepare")(train_cmd.prepare)
+
+
+@app.command("ls")
+def ls(
+    what: Optional[str] = typer.Argument(None, help="presets | methods | families (default: all)."),
+) -> None:
+    """List presets (scales), training methods and task families."""
+    from rich.table import Table
+
+    with user_errors():
+        from zppo_core.config import ConfigError, list_presets
+        from zppo_core.train.methods.registry import METHOD_HELP
+
+        sections = ("presets", "methods", "families")
+        if what is not None and what not in sections:
+            raise ConfigError(f"unknown list '{what}'; valid: {', '.join(sections)}")
+        if what in (None, "presets"):
+            t = Table(title="presets (--scale)")
+            t.add_column("scale")
+            t.add_column("what it runs")
+            for name, desc in list_presets().items():
+                t.add_row(name, desc)
+            console.print(t)
+        if what in (None, "methods"):
+            t = Table(title="methods (--method)")
+            t.add_column("method")
+            t.add_column("what it does")
+            for name, desc in METHOD_HELP.items():
+                t.add_row(name, desc)
+            console.print(t)
+        if what in (None, "families"):
+            from zppo_core.tasks import list_families
+
+            t = Table(title="task families (tiny scale)")
+            t.add_column("family")
+            t.add_column("description")
+            for name, desc in list_families().items():
+                t.add_row(name, desc)
+            console.print(t)
+
+
+@app.command("ui")
+def ui(
+    port: int = typer.Option(5000, "--port", help="Port for the MLflow UI."),
+    store: str = typer.Option("mlruns", "--store", help="Directory of the embedded store (default ./mlruns)."),
+) -> None:
+    """Open the MLflow UI on the local store (or $MLFLOW_TRACKING_URI when set)."""
+    import shutil
+    from pathlib import Path
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(store).resolve() / 'mlflow.db'}"
+    exe = shutil.which("mlflow")
+    if exe is None:
+        from zppo_cli.options import bad_input
+
+        raise bad_input("the mlflow executable is not on PATH; activate the environment zppo is installed in")
+    console.print(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C to stop")
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    os.execvpe(exe, [exe, "ui", "--backend-store-uri", uri, "--port", str(port), "--workers", "1"], env)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the zppo version."""
+    from importlib.metadata import version as v
+
+    console.print(v("zppo"))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

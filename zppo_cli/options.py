@@ -1,0 +1,75 @@
+"""Option aliases shared by every command (defined once), and the error -> one line + exit code rule.
+
+Exit codes (documented in the README):
+  0  success
+  1  the run itself failed (an exception during training; traceback shown)
+  2  bad input: config, preset, method, paths, resume dir, data (one line naming the field/file and the fix)
+  130 interrupted (Ctrl-C); the last checkpoint is intact, `zppo train --resume RUN_DIR` continues
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+Scale = typer.Option("tiny", "--scale", "-s", help="Preset: tiny (CPU, minutes), 0.8b, 2b, 4b, 9b (paper, GPUs).")
+Method = typer.Option(None, "--method", "-m", help="Training method (default: the preset's, grpo). See `zppo ls`.")
+Steps = typer.Option(None, "--steps", help="Rollout steps (overrides run.steps).")
+Seed = typer.Option(None, "--seed", help="Run seed (overrides run.seed).")
+Set = typer.Option(
+    None, "--set", help="Config override key=value (repeatable), e.g. --set optim.lr=1e-5 --set algo.n_new=8."
+)
+RunDir = typer.Option(None, "--run-dir", help="Run directory (default: runs/<method>-<scale>-<timestamp>).")
+DryRun = typer.Option(False, "--dry-run", help="Print the resolved config and exit without running anything.")
+
+
+def bad_input(message: str) -> "typer.Exit":
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Known user errors become one line on stderr and exit code 2."""
+    from zppo_core.config import ConfigError
+
+    known: tuple[type[BaseException], ...] = (ConfigError,)
+    try:
+        from zppo_core.tasks.jsonl_data import DataError
+
+        known = known + (DataError,)
+    except Exception:  # pragma: no cover
+        pass
+    try:
+        yield
+    except known as err:
+        raise bad_input(str(err)) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]; the last checkpoint is intact (zppo train --resume RUN_DIR)")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def overrides(items: Optional[list[str]]) -> list[str]:
+    return list(items or [])
+
+
+def heavy_imported() -> bool:
+    """True when torch has been imported (the CLI's help path must not)."""
+    return "torch" in sys.modules
+
+
+def rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)

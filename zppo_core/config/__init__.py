@@ -1,0 +1,177 @@
+"""Configuration: presets selected by `--scale`, `key=value` overrides, one-line validation errors.
+
+    cfg = load_config("tiny", method="grpo", overrides=["algo.n_new=8", "run.steps=10"])
+
+`load_config` raises `ConfigError` (a ValueError with a one-line message naming the field and the fix) for
+unknown presets, unknown keys, wrong types and impossible combinations.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from zppo_core.config.schema import ZPPOConfig
+
+__all__ = ["ConfigError", "ZPPOConfig", "list_presets", "load_config", "parse_overrides", "dump_config"]
+
+PRESETS = ("tiny", "0.8b", "2b", "4b", "9b")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem; str(err) is one line naming the field and the fix."""
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name -> its one-line description (the YAML's `description` key)."""
+    out = {}
+    for name in PRESETS:
+        raw = _read_preset(name)
+        out[name] = str(raw.get("description", ""))
+    return out
+
+
+def _read_preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown scale '{name}'; valid scales: {', '.join(PRESETS)}")
+    text = resources.files("zppo_core.config.presets").joinpath(f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """['a.b=1', 'c=x'] -> nested dict; values parsed as YAML scalars/lists (so 1e-5, true, null, [1,2] work)."""
+    tree: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not key=value; write e.g. --set optim.lr=1e-5")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{item}' conflicts with an earlier override of '{part}'")
+            node = child
+        node[parts[-1]] = parsed
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and not _is_level_map(k):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _is_level_map(key: str) -> bool:
+    # level-weight maps are replaced whole by an override, not merged key by key
+    return key in ("levels", "student_levels", "teacher_levels")
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        parent = loc.rsplit(".", 1)[0] if "." in loc else ""
+        valid = _valid_keys(parent)
+        return f"unknown config key '{loc}' ({source}); valid keys here: {', '.join(valid)}"
+    given = e.get("input")
+    if loc and e["type"] not in ("value_error", "assertion_error"):
+        return f"config field '{loc}': {msg} (got {given!r}, {source}); fix: --set {loc}=<valid value>"
+    where = f"config field '{loc}': " if loc else "config: "
+    return f"{where}{msg} ({source})"
+
+
+def _valid_keys(dotted_parent: str) -> list[str]:
+    model: Any = ZPPOConfig
+    for part in [p for p in dotted_parent.split(".") if p]:
+        field = model.model_fields.get(part)
+        if field is None or not hasattr(field.annotation, "model_fields"):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def load_config(
+    scale: str = "tiny",
+    method: str | None = None,
+    overrides: Iterable[str] = (),
+    extra: dict[str, Any] | None = None,
+) -> ZPPOConfig:
+    """Resolve preset + method + `--set` overrides (+ programmatic `extra`) into a validated config."""
+    raw = _read_preset(scale)
+    raw.pop("description", None)
+    raw["scale"] = scale
+    if method is not None:
+        raw["method"] = method
+    override_list = list(overrides)
+    raw = _merge(raw, parse_overrides(override_list))
+    if extra:
+        raw = _merge(raw, extra)
+    source = f"preset '{scale}'" + (" with --set overrides" if override_list else "")
+    try:
+        cfg = ZPPOConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err, source)) from None
+    _check_method(cfg)
+    return cfg
+
+
+def _check_method(cfg: ZPPOConfig) -> None:
+    from zppo_core.train.methods.registry import METHOD_HELP
+
+    if cfg.method not in METHOD_HELP:
+        raise ConfigError(f"unknown method '{cfg.method}'; valid methods: {', '.join(METHOD_HELP)}")
+
+
+def config_from_file(path: str | Path) -> ZPPOConfig:
+    """Load a resolved config saved in a run directory (config.yaml)."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist; pass a run directory created by `zppo train`") from None
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f"{p}:{line + 1}" if line is not None else str(p)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', err)}); fix the file") from None
+    try:
+        cfg = ZPPOConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err, f"file {p}")) from None
+    _check_method(cfg)
+    return cfg
+
+
+def dump_config(cfg: ZPPOConfig) -> str:
+    """The resolved config as YAML (stable key order: the schema's)."""
+    return yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False)
+
+
+def flat_params(cfg: ZPPOConfig) -> dict[str, str]:
+    """Flattened `a.b.c -> value` view (MLflow params)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and not _is_level_map(prefix.rsplit(".", 1)[-1]):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = json.dumps(node) if not isinstance(node, str) else node
+
+    walk("", json.loads(cfg.model_dump_json()))
+    return out

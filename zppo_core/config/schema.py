@@ -1,0 +1,209 @@
+"""The typed configuration of a zppo run: the single source of truth.
+
+Every field carries help text (shown by `zppo train --dry-run` and `zppo ls`). Presets in
+`zppo_core/config/presets/*.yaml` are partial dicts validated against this schema; `--set a.b=v` overrides are
+applied on top. Cross-field rules live in `ZPPOConfig._check`, and each message names the fix.
+
+No torch import here: the CLI validates configs before any heavy import.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+METHODS = ("grpo",)  # extended by zppo_core.train.methods.registry as methods land; validated there too
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TinyModelSpec(_Section):
+    """Architecture of a tiny Qwen3 model built from config (no hub download)."""
+
+    hidden_size: int = Field(128, gt=0, description="Width of the residual stream.")
+    intermediate_size: int = Field(512, gt=0, description="MLP hidden width.")
+    num_hidden_layers: int = Field(4, gt=0, description="Transformer blocks.")
+    num_attention_heads: int = Field(4, gt=0, description="Query heads.")
+    num_key_value_heads: int = Field(2, gt=0, description="Key/value heads (GQA).")
+    head_dim: int = Field(32, gt=0, description="Per-head width.")
+    max_position_embeddings: int = Field(512, gt=0, description="Longest sequence the model is built for.")
+
+    @model_validator(mode="after")
+    def _heads(self) -> "TinyModelSpec":
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads={self.num_attention_heads} must be a multiple of "
+                f"num_key_value_heads={self.num_key_value_heads}; set num_key_value_heads to a divisor"
+            )
+        return self
+
+
+class ModelConfig(_Section):
+    student: str = Field(
+        "tiny",
+        description="Student model: 'tiny' (built from model.tiny_student and prepared by SFT), a local HF model "
+        "directory, or a hub id already in the local HF cache (nothing is downloaded at run time).",
+    )
+    teacher: str = Field(
+        "tiny",
+        description="Frozen teacher (prompt-side only, never in the gradient): 'tiny', a local directory or a cached hub id.",
+    )
+    tiny_student: TinyModelSpec = Field(default_factory=TinyModelSpec, description="Tiny student architecture.")
+    tiny_teacher: TinyModelSpec = Field(
+        default_factory=lambda: TinyModelSpec(hidden_size=256, intermediate_size=1024, head_dim=64),
+        description="Tiny teacher architecture (larger than the student).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the student trains and samples: auto picks cuda when available, else cpu."
+    )
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="Training dtype. fp32 on CPU (bf16 is slower there); bf16 on GPU as in the paper."
+    )
+    requires_cuda: bool = Field(False, description="The preset only makes sense on GPUs (the paper's scales).")
+
+
+class PrepareConfig(_Section):
+    """SFT that gives the tiny student and teacher their starting skills (tiny scale only)."""
+
+    student_steps: int = Field(600, ge=0, description="SFT optimizer steps for the tiny student.")
+    teacher_steps: int = Field(1500, ge=0, description="SFT optimizer steps for the tiny teacher.")
+    batch_size: int = Field(64, gt=0, description="SFT sequences per step.")
+    lr: float = Field(1e-3, gt=0, description="SFT peak learning rate (cosine decay after warmup).")
+    warmup_steps: int = Field(50, ge=0, description="SFT linear warmup steps.")
+    student_levels: dict[int, float] = Field(
+        default_factory=lambda: {1: 0.4, 2: 0.4, 3: 0.2},
+        description="Difficulty-level weights of the student's SFT data (it sees few hard items).",
+    )
+    teacher_levels: dict[int, float] | None = Field(
+        None, description="Difficulty-level weights of the teacher's SFT data (None: uniform over all levels)."
+    )
+    cache_dir: str = Field(
+        "~/.cache/zppo/prepared",
+        description="Prepared checkpoints are cached here, keyed by a hash of everything that shapes them.",
+    )
+
+
+class DataConfig(_Section):
+    families: list[str] = Field(
+        default_factory=lambda: ["add", "linear", "chain"], description="Training task families (tiny scale)."
+    )
+    levels: dict[int, float] | None = Field(
+        default_factory=lambda: {1: 0.2, 2: 0.3, 3: 0.3, 4: 0.2},
+        description="Difficulty-level weights of training questions (None: uniform).",
+    )
+    ood_families: list[str] = Field(
+        default_factory=lambda: ["sub", "linear_neg", "chain4"],
+        description="Held-out families, never trained on (out-of-distribution evaluation).",
+    )
+    path: str | None = Field(
+        None, description="GPU scales: local dataset (jsonl with question/answer fields) instead of synthetic families."
+    )
+    closer: str = Field(
+        " Think in <think></think>, answer in \\boxed{}.",
+        description="Shared closer appended to every training and evaluation prompt (plain, BCQ, NCQ).",
+    )
+
+
+class RolloutConfig(_Section):
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers", description="Sampling engine: transformers (CPU/GPU) or vllm (GPU, optional extra)."
+    )
+    group_size: int = Field(8, ge=2, description="G_S: student rollouts per prompt.")
+    max_new_tokens: int = Field(48, gt=0, description="Longest response (the paper: 12,288).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature for training rollouts (paper: 1.0).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling for training rollouts (paper: 1.0).")
+    batch_size: int = Field(
+        256, gt=0, description="Most sequences generated in one batched call (memory knob, no effect on results)."
+    )
+
+
+class AlgoConfig(_Section):
+    n_new: int = Field(16, gt=0, description="New questions per rollout step (paper: 384).")
+    updates_per_step: int = Field(4, gt=0, description="I: optimizer steps (mini-batches) per rollout step (paper: 4).")
+    micro_batch_size: int = Field(
+        64, gt=0, description="Sequences per forward/backward; mini-batches are gradient-accumulated (memory knob)."
+    )
+    adv_norm: Literal["nontrivial", "none", "all"] = Field(
+        "nontrivial",
+        description="Advantage step 2: normalise over non-trivial groups (paper), 'none' (A=r-mean only) or "
+        "'all' (norm with zero groups).",
+    )
+    adv_eps: float = Field(1e-6, gt=0, description="ε in (A'-μ)/(σ+ε).")
+    eps_low: float = Field(0.20, ge=0, lt=1, description="PPO lower clip ε_low.")
+    eps_high: float = Field(0.28, ge=0, description="PPO upper clip ε_high (clip-higher).")
+    dual_clip: float | None = Field(10.0, description="Dual-clip constant c on negative advantages (None: off).")
+
+    @model_validator(mode="after")
+    def _dual(self) -> "AlgoConfig":
+        if self.dual_clip is not None and self.dual_clip <= 1.0:
+            raise ValueError(f"dual_clip={self.dual_clip} must be > 1 (paper: 10) or null to disable it")
+        return self
+
+
+class OptimConfig(_Section):
+    lr: float = Field(1e-6, gt=0, description="AdamW learning rate, constant, no warmup (paper: 1e-6).")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW decoupled weight decay.")
+    grad_clip: float = Field(1.0, gt=0, description="Global grad-norm clip per optimizer step.")
+
+
+class RunConfig(_Section):
+    seed: int = Field(0, description="Seed for data order, sampling and mini-batch shuffling.")
+    steps: int = Field(150, gt=0, description="Rollout steps (paper: 200, one pass over the data).")
+    run_dir: str | None = Field(None, description="Run directory (default: runs/<method>-<scale>-<timestamp>).")
+    checkpoint_every: int = Field(25, gt=0, description="Write a checkpoint every N steps (and at the end).")
+    keep_checkpoints: int = Field(2, gt=0, description="How many step checkpoints to keep.")
+    threads: int | None = Field(None, description="torch CPU threads (None: torch's default).")
+
+
+class TrackingConfig(_Section):
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI. None: $MLFLOW_TRACKING_URI if set, else an embedded sqlite store "
+        "at ./mlruns/mlflow.db (no server needed).",
+    )
+    experiment: str = Field("zppo", description="MLflow experiment name.")
+    enabled: bool = Field(True, description="Log to MLflow (false: no tracking at all).")
+
+
+class ZPPOConfig(_Section):
+    """A whole run. Sections mirror the YAML presets."""
+
+    scale: str = Field("tiny", description="Preset this config came from.")
+    method: str = Field("grpo", description="Training method (see `zppo ls`).")
+    run: RunConfig = Field(default_factory=RunConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    algo: AlgoConfig = Field(default_factory=AlgoConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ZPPOConfig":
+        rollouts = self.algo.n_new * self.rollout.group_size
+        if rollouts % self.algo.updates_per_step:
+            raise ValueError(
+                f"algo.n_new*rollout.group_size = {rollouts} rollouts cannot be split into "
+                f"algo.updates_per_step={self.algo.updates_per_step} equal mini-batches; "
+                "choose n_new or group_size so the product is divisible"
+            )
+        if self.algo.eps_high < self.algo.eps_low:
+            raise ValueError(
+                f"algo.eps_high={self.algo.eps_high} < algo.eps_low={self.algo.eps_low}: clip-higher needs "
+                "eps_high >= eps_low"
+            )
+        if (self.model.student == "tiny") != (self.model.teacher == "tiny") and "tiny" in (
+            self.model.student,
+            self.model.teacher,
+        ):
+            raise ValueError(
+                "model.student and model.teacher must both be 'tiny' or both be real models (the tiny pair shares "
+                "a character tokenizer); set both"
+            )
+        return self

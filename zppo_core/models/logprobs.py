@@ -1,0 +1,42 @@
+"""Per-token log-probs (and entropies) of completions under a causal LM, for the training forward pass."""
+
+from __future__ import annotations
+
+import torch
+
+from zppo_core.algo.losses import gather_token_logprobs, token_entropy_from_logits
+
+
+def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
+    """Left-pad prompts to P, right-pad completions to T.
+
+    Returns input_ids [B, P+T], attention_mask [B, P+T], position_ids [B, P+T], completion ids [B, T],
+    completion mask [B, T] (bool) and P.
+    """
+    B = len(prompts)
+    P = max(len(p) for p in prompts)
+    T = max(max(len(c) for c in completions), 1)
+    ids = torch.full((B, P + T), pad_id, dtype=torch.long)  # [B, P+T]
+    attn = torch.zeros((B, P + T), dtype=torch.long)  # [B, P+T]
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, P - len(p) : P] = torch.tensor(p, dtype=torch.long)
+        ids[i, P : P + len(c)] = torch.tensor(c, dtype=torch.long)
+        attn[i, P - len(p) : P + len(c)] = 1
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)  # [B, P+T] positions count real tokens only
+    comp = ids[:, P:]  # [B, T]
+    mask = attn[:, P:].bool()  # [B, T]
+    return ids, attn, pos, comp, mask, P
+
+
+def completion_logprobs(
+    model, prompts: list[list[int]], completions: list[list[int]], pad_id: int, with_entropy: bool = False
+):
+    """logprobs [B, T] (grad flows), mask [B, T], entropy [B, T] (detached) or None."""
+    device = next(model.parameters()).device
+    ids, attn, pos, comp, mask, P = pack(prompts, completions, pad_id)
+    out = model(input_ids=ids.to(device), attention_mask=attn.to(device), position_ids=pos.to(device))
+    T = comp.shape[1]
+    logits = out.logits[:, P - 1 : P - 1 + T].float()  # [B, T, V] logits predicting each completion token
+    logprobs = gather_token_logprobs(logits, comp.to(device))  # [B, T]
+    entropy = token_entropy_from_logits(logits.detach()) if with_entropy else None  # [B, T]
+    return logprobs, mask.to(device), entropy

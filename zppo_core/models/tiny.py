@@ -1,0 +1,92 @@
+"""Tiny models and an offline character tokenizer, built from config (no hub access, ever).
+
+The tokenizer is character-level over printable ASCII plus a few specials, with the method's structural
+markers (`<think>`, `</think>`, `\\boxed{`, `<candidate>`, `</candidate>`) as single tokens so responses and
+candidate prompts stay short. It round-trips through `save_pretrained` / `AutoTokenizer.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+from zppo_core.config.schema import TinyModelSpec
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+USER, ASSISTANT = "<|user|>", "<|assistant|>"
+SPECIALS = [PAD, UNK, BOS, EOS, USER, ASSISTANT]
+# multi-character markers that get one token each (added tokens are matched before the char split)
+MARKERS = ["<think>", "</think>", "\\boxed{", "<candidate>", "</candidate>"]
+CHARS = [c for c in string.printable if c not in "\x0b\x0c\r"]  # printable ASCII incl. space, \t, \n
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}<|user|>{{ m['content'] }}{% else %}<|assistant|>{{ m['content'] }}<eos>{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def build_char_tokenizer():
+    """A PreTrainedTokenizerFast over SPECIALS + MARKERS + printable chars; left padding for batched sampling."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab: dict[str, int] = {}
+    for tok in SPECIALS + MARKERS + CHARS:
+        vocab.setdefault(tok, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token=PAD,
+        unk_token=UNK,
+        bos_token=BOS,
+        eos_token=EOS,
+        additional_special_tokens=[USER, ASSISTANT],
+        padding_side="left",
+    )
+    tok.add_tokens(MARKERS)  # non-special: they decode as text
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def build_tiny_model(spec: TinyModelSpec, tokenizer, seed: int):
+    """A randomly initialised Qwen3 causal LM sized by `spec`, seeded, with the tokenizer's special ids."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        head_dim=spec.head_dim,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen3ForCausalLM(config)
+    set_generation_ids(model, tokenizer)
+    return model
+
+
+def set_generation_ids(model, tokenizer) -> None:
+    gc = model.generation_config
+    gc.pad_token_id = tokenizer.pad_token_id
+    gc.eos_token_id = tokenizer.eos_token_id
+    gc.bos_token_id = tokenizer.bos_token_id
+
+
+def save_model(model, tokenizer, path: str | Path) -> None:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)

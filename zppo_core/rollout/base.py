@@ -1,0 +1,39 @@
+"""The rollout engine protocol: token ids in, completions (token ids + per-token log-probs) out.
+
+The student and the teacher are both engines. Engines know nothing of questions, prompts or rewards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from zppo_core.types import Completion
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. `logprobs` returned are those of the *policy* (temperature-1 softmax of the raw logits),
+    which is what the PPO ratio needs; they equal the sampling log-probs at temperature 1, top-p 1 (training)."""
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    presence_penalty: float = 0.0
+    max_new_tokens: int = 64
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@runtime_checkable
+class Engine(Protocol):
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        """For each prompt (token ids), `params.n` completions, in order."""
+        ...
+
+    def sync_weights(self, model) -> None:
+        """Make the engine sample from `model`'s current weights (no-op when it already shares them)."""
+        ...

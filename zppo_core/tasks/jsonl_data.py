@@ -1,0 +1,81 @@
+"""Training questions from a local JSONL file (GPU scales; nothing is downloaded).
+
+Each line is an object with a question and a short gold answer. Accepted field names: `question` / `prompt` /
+`problem` for the text, `answer` / `solution` / `gold` for the answer, optional `id` and `image` (path).
+The stream makes one pass in a seeded shuffled order, then reshuffles (epoch 2...) if asked for more.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from zppo_core.types import Question
+
+_Q = ("question", "prompt", "problem")
+_A = ("answer", "solution", "gold")
+
+
+class DataError(ValueError):
+    """One line naming the file, line and fix."""
+
+
+def read_jsonl_questions(path: str | Path) -> list[Question]:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file {p} does not exist; set data.path to a local JSONL file (--set data.path=...)")
+    out = []
+    with p.open() as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{p}:{n}: invalid JSON ({err.msg}); fix or remove the line") from None
+            q = next((row[k] for k in _Q if k in row), None)
+            a = next((row[k] for k in _A if k in row), None)
+            if q is None or a is None:
+                raise DataError(f"{p}:{n}: needs a question field ({'/'.join(_Q)}) and an answer field ({'/'.join(_A)})")
+            meta = {k: v for k, v in row.items() if k not in _Q + _A}
+            out.append(Question(id=str(row.get("id", f"{p.stem}-{n}")), prompt=str(q), answer=str(a),
+                                family=p.stem, meta=meta))
+    if not out:
+        raise DataError(f"{p}: no questions; the file is empty")
+    return out
+
+
+class JsonlStream:
+    """Deterministic, resumable stream over a JSONL dataset (same interface as the synthetic QuestionStream)."""
+
+    def __init__(self, path: str | Path, seed: int):
+        self.items = read_jsonl_questions(path)
+        self.seed = seed
+        self.epoch = 0
+        self.pos = 0
+        self._order = self._perm(0)
+
+    def _perm(self, epoch: int) -> list[int]:
+        order = list(range(len(self.items)))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def next(self, n: int) -> list[Question]:
+        out = []
+        while len(out) < n:
+            if self.pos >= len(self._order):
+                self.epoch += 1
+                self.pos = 0
+                self._order = self._perm(self.epoch)
+            out.append(self.items[self._order[self.pos]])
+            self.pos += 1
+        return out
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = state["epoch"]
+        self.pos = state["pos"]
+        self._order = self._perm(self.epoch)

@@ -1,0 +1,105 @@
+"""Atomic full-state checkpoints with a `latest` pointer.
+
+Layout under `<run_dir>/checkpoints/`:
+
+    step_000025/model/           weights + config (save_pretrained) and tokenizer
+    step_000025/optimizer.pt     AdamW state
+    step_000025/state.pt         step, data cursor, method state (buffer...), RNG states (python, torch)
+    latest                       one line: the directory name of the newest complete checkpoint
+
+A checkpoint is written into a hidden temporary directory and renamed into place; `latest` is replaced
+atomically after that. A crash at any point leaves the previous checkpoint and pointer intact.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LATEST = "latest"
+
+
+class CheckpointError(ValueError):
+    """A user-facing checkpoint problem (one line, names the fix)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    run_dir: Path, step: int, model, tokenizer, optimizer, state: dict[str, Any], keep: int = 2
+) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:06d}"
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    model.save_pretrained(tmp / "model")
+    tokenizer.save_pretrained(tmp / "model")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(state, tmp / "state.pt")
+    _fsync_dir(tmp)
+    final = root / name
+    if final.exists():  # re-writing the same step (e.g. after a resume): move the old one aside first
+        old = root / f".old-{name}-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    pointer_tmp = root / f".{LATEST}.tmp"
+    pointer_tmp.write_text(name + "\n")
+    os.replace(pointer_tmp, root / LATEST)
+    _fsync_dir(root)
+    _prune(root, keep)
+    return final
+
+
+def _prune(root: Path, keep: int) -> None:
+    steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_"))
+    for p in steps[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    root = Path(run_dir) / "checkpoints"
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    path = root / pointer.read_text().strip()
+    return path if (path / "state.pt").is_file() else None
+
+
+def require_checkpoint(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"resume dir {run_dir} does not exist; pass a run directory created by `zppo train`")
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise CheckpointError(
+            f"resume dir {run_dir} has no checkpoint (no checkpoints/latest); start a new run with "
+            f"`zppo train --run-dir {run_dir}` or pick another run"
+        )
+    return ckpt
+
+
+def load_state(ckpt: Path) -> dict[str, Any]:
+    return torch.load(Path(ckpt) / "state.pt", weights_only=False)
+
+
+def load_optimizer(ckpt: Path, optimizer) -> None:
+    optimizer.load_state_dict(torch.load(Path(ckpt) / "optimizer.pt", weights_only=False))

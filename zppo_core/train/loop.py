@@ -1,0 +1,316 @@
+"""THE training loop: one rollout step, the same for every method (GRPO, ZPPO, the baselines).
+
+One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments below):
+
+  1. Draw `n_new` new questions from the data stream (one pass over the data; the cursor is checkpointed).
+  2. The method picks the step's prompts X from them (e.g. adds questions replayed from its buffer).
+  3. Plain rollouts: G_S student samples per x in X, each graded (binary reward) -> one plain group per x.
+  4. The method plans extra prompts from the graded plain groups (BCQ/NCQ, hints, ...; it may call the
+     teacher through the step context).
+  5. Extra rollouts: G_S student samples per extra prompt, graded against x's gold answer -> one group per
+     extra prompt (its own group id: plain/BCQ/NCQ never share a group).
+  6. Advantages over all groups at once, before any update: A' = r - mean(group), then normalised over the
+     rollouts of non-trivial groups (or the configured variant).
+  7. Update: the step's rollouts are shuffled and split into I equal mini-batches; one AdamW step on each
+     (grad-norm clipped), micro-batches gradient-accumulated with a token-level normaliser per mini-batch.
+  8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
+  9. Sync the rollout engine's weights, log metrics, checkpoint on schedule.
+
+The loop never looks at the method's name: a method is the four hooks of `methods/base.py`.
+Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from zppo_core.algo.advantages import group_advantages, trivial_group_fraction
+from zppo_core.algo.reformulate import plain_prompt
+from zppo_core.config.schema import ZPPOConfig
+from zppo_core.models.logprobs import completion_logprobs
+from zppo_core.rollout.base import Engine, SamplingParams
+from zppo_core.tasks.graders import grade
+from zppo_core.tracking import NullTracker, Tracker
+from zppo_core.train import checkpoint as ckpt_io
+from zppo_core.train.methods.base import ExtraPrompt, Method, StepContext
+from zppo_core.types import Group, Question, Rollout
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # completed rollout steps
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def render(tokenizer, text: str) -> list[int]:
+    """User message -> prompt token ids through the model's chat template (generation prompt added)."""
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+    )
+    return tokenizer(chat, add_special_tokens=False)["input_ids"]
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: ZPPOConfig,
+        run_dir: Path,
+        model,
+        tokenizer,
+        engine: Engine,
+        stream,
+        method: Method,
+        tracker: Tracker | None = None,
+        teacher: Engine | None = None,
+        on_step: Callable[[int, dict[str, float]], None] | None = None,
+    ):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.engine = engine
+        self.teacher = teacher
+        self.stream = stream
+        self.method = method
+        self.tracker = tracker or NullTracker()
+        self.on_step = on_step
+        self.rng = random.Random(cfg.run.seed)
+        self.state = TrainState()
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
+        )
+        self.sampling = SamplingParams(
+            n=cfg.rollout.group_size,
+            temperature=cfg.rollout.temperature,
+            top_p=cfg.rollout.top_p,
+            max_new_tokens=cfg.rollout.max_new_tokens,
+        )
+        self._prompt_cache: dict[str, list[int]] = {}
+        self._next_group_id = 0
+        torch.manual_seed(cfg.run.seed)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.state.step,
+            "history": self.state.history,
+            "stream": self.stream.state_dict(),
+            "method": self.method.state_dict(),
+            "python_rng": self.rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "next_group_id": self._next_group_id,
+        }
+
+    def load_checkpoint(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        state = ckpt_io.load_state(path)
+        weights = load_file(str(Path(path) / "model" / "model.safetensors"))
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        if unexpected or [k for k in missing if "lm_head" not in k]:  # tied lm_head is not saved
+            raise ckpt_io.CheckpointError(f"checkpoint {path} does not match the model ({missing[:3]} ...)")
+        if hasattr(self.model, "tie_weights"):
+            self.model.tie_weights()
+        ckpt_io.load_optimizer(path, self.optimizer)
+        self.state = TrainState(step=state["step"], history=state["history"])
+        self.stream.load_state_dict(state["stream"])
+        self.method.load_state_dict(state["method"])
+        self.rng.setstate(state["python_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self._next_group_id = state["next_group_id"]
+        self.engine.sync_weights(self.model)
+
+    def save_checkpoint(self) -> Path:
+        return ckpt_io.save_checkpoint(
+            self.run_dir,
+            self.state.step,
+            self.model,
+            self.tokenizer,
+            self.optimizer,
+            self.state_dict(),
+            keep=self.cfg.run.keep_checkpoints,
+        )
+
+    # ------------------------------------------------------------------ rollouts
+    def _prompt_ids(self, text: str) -> list[int]:
+        ids = self._prompt_cache.get(text)
+        if ids is None:
+            ids = render(self.tokenizer, text)
+            if len(self._prompt_cache) < 100_000:
+                self._prompt_cache[text] = ids
+        return ids
+
+    def _rollout_groups(self, engine: Engine, items: list[tuple[str, Question, str]], n: int) -> list[Group]:
+        """items: (kind, question, prompt text). Returns one graded group per item."""
+        if not items:
+            return []
+        prompt_ids = [self._prompt_ids(text) for _, _, text in items]
+        params = SamplingParams(
+            n=n,
+            temperature=self.sampling.temperature,
+            top_p=self.sampling.top_p,
+            max_new_tokens=self.sampling.max_new_tokens,
+        )
+        outs = engine.generate(prompt_ids, params)
+        groups = []
+        for (kind, q, text), pids, comps in zip(items, prompt_ids, outs):
+            g = Group(id=self._next_group_id, kind=kind, question=q, prompt_text=text)
+            self._next_group_id += 1
+            for c in comps:
+                reward, extracted = grade(c.text, q.answer)
+                g.rollouts.append(Rollout(q.id, g.id, kind, pids, c, reward, extracted))
+            groups.append(g)
+        return groups
+
+    def teacher_sample(self, questions: list[Question], n: int) -> list[Group]:
+        if self.teacher is None:
+            raise RuntimeError("this method needs a teacher but none was loaded")
+        closer = self.cfg.data.closer
+        return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions], n)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        ctx = StepContext(step=self.state.step + 1, rng=self.rng, teacher_sample=self.teacher_sample)
+
+        # step 1: new questions from the data stream
+        new = self.stream.next(cfg.algo.n_new)
+        # step 2: the method picks the step's prompts (new + replay)
+        prompts = self.method.select_prompts(new, ctx)
+        # step 3: plain rollouts, graded
+        t_roll = time.perf_counter()
+        plain = self._rollout_groups(
+            self.engine, [("plain", q, plain_prompt(q, cfg.data.closer)) for q in prompts], cfg.rollout.group_size
+        )
+        # step 4: extra prompts planned by the method (BCQ/NCQ/...)
+        extras: list[ExtraPrompt] = self.method.extra_prompts(plain, ctx)
+        # step 5: extra rollouts, each prompt its own group
+        extra_groups = self._rollout_groups(
+            self.engine, [(e.kind, e.question, e.text) for e in extras], cfg.rollout.group_size
+        )
+        rollout_time = time.perf_counter() - t_roll
+        groups = plain + extra_groups
+        rollouts = [r for g in groups for r in g.rollouts]
+
+        # step 6: advantages over all groups, once, before the updates
+        rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)  # [N]
+        gids = torch.tensor([r.group_id for r in rollouts], dtype=torch.long)  # [N]
+        adv = group_advantages(rewards, gids, mode=cfg.algo.adv_norm, eps=cfg.algo.adv_eps)  # [N]
+
+        # step 7: I mini-batch updates
+        t_upd = time.perf_counter()
+        upd = self._update(rollouts, adv)
+        update_time = time.perf_counter() - t_upd
+
+        # step 8: the method observes the plain groups (buffer refresh)
+        method_metrics = self.method.observe(plain, groups, ctx)
+
+        # step 9: sync weights, metrics, checkpoint
+        self.engine.sync_weights(self.model)
+        self.state.step += 1
+        step_time = time.perf_counter() - t0
+        gen_tokens = sum(len(r.completion.token_ids) for r in rollouts)
+        plain_rewards = [r.reward for g in plain for r in g.rollouts]
+        metrics = {
+            "train/reward_mean": float(rewards.mean()),
+            "train/accuracy": sum(plain_rewards) / max(len(plain_rewards), 1),
+            "train/hard_frac": sum(g.mean_reward < 0.5 for g in plain) / max(len(plain), 1),
+            "train/trivial_group_frac": trivial_group_fraction(rewards, gids),
+            "train/groups": float(len(groups)),
+            "train/rollouts": float(len(rollouts)),
+            "train/response_len": gen_tokens / max(len(rollouts), 1),
+            "train/truncated_frac": sum(not r.completion.finished for r in rollouts) / max(len(rollouts), 1),
+            **upd,
+            "perf/step_time_s": step_time,
+            "perf/rollout_time_s": rollout_time,
+            "perf/update_time_s": update_time,
+            "perf/rollout_tokens_per_s": gen_tokens / max(rollout_time, 1e-9),
+            **method_metrics,
+        }
+        self.state.history.append({"step": self.state.step, **metrics})
+        self.tracker.log_metrics(metrics, step=self.state.step)
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
+        return metrics
+
+    def _update(self, rollouts: list[Rollout], adv: torch.Tensor) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        order = list(range(len(rollouts)))
+        self.rng.shuffle(order)
+        I = cfg.algo.updates_per_step
+        chunks = [order[i * len(order) // I : (i + 1) * len(order) // I] for i in range(I)]
+        sums: dict[str, float] = {}
+        total_tokens = 0.0
+        grad_norms = []
+        losses = []
+        for chunk in chunks:
+            if not chunk:
+                continue
+            n_tokens = float(sum(len(rollouts[i].completion.token_ids) for i in chunk))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_total = 0.0
+            for m0 in range(0, len(chunk), cfg.algo.micro_batch_size):
+                idx = chunk[m0 : m0 + cfg.algo.micro_batch_size]
+                mb = [rollouts[i] for i in idx]
+                logprobs, mask, entropy = completion_logprobs(
+                    self.model,
+                    [r.prompt_ids for r in mb],
+                    [r.completion.token_ids for r in mb],
+                    self.tokenizer.pad_token_id,
+                    with_entropy=True,
+                )  # [b, T], [b, T], [b, T]
+                old = torch.zeros_like(logprobs)  # [b, T] π_old from the engine
+                for j, r in enumerate(mb):
+                    old[j, : len(r.completion.logprobs)] = torch.tensor(r.completion.logprobs)
+                a = adv[idx].to(logprobs.device)  # [b]
+                loss, stats = self.method.objective.loss(logprobs, old, a, mask, num_tokens=n_tokens)
+                loss.backward()
+                loss_total += float(loss.detach())
+                tok = float(mask.sum())
+                total_tokens += tok
+                for k, v in (
+                    ("train/clip_low_frac", stats.clip_low_frac),
+                    ("train/clip_high_frac", stats.clip_high_frac),
+                    ("train/dual_clip_frac", stats.dual_clip_frac),
+                    ("train/ratio_mean", stats.ratio_mean),
+                    ("train/approx_kl", stats.approx_kl),
+                    ("train/entropy", float((entropy * mask).sum()) / max(tok, 1.0)),
+                ):
+                    sums[k] = sums.get(k, 0.0) + v * tok
+            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            grad_norms.append(float(gn))
+            self.optimizer.step()
+            losses.append(loss_total)
+        self.optimizer.zero_grad(set_to_none=True)
+        out = {k: v / max(total_tokens, 1.0) for k, v in sums.items()}
+        out["train/loss"] = sum(losses) / max(len(losses), 1)
+        out["train/grad_norm"] = sum(grad_norms) / max(len(grad_norms), 1)
+        out["perf/train_tokens"] = total_tokens
+        return out
+
+    # ------------------------------------------------------------------ run
+    def run(self, stop_after: int | None = None) -> TrainState:
+        """Train until `run.steps` (or until `stop_after` completed steps, used to test interruption)."""
+        cfg = self.cfg
+        while self.state.step < cfg.run.steps:
+            metrics = self.train_step()
+            step = self.state.step
+            if step % cfg.run.checkpoint_every == 0 or step == cfg.run.steps:
+                self.save_checkpoint()
+            if self.on_step is not None:
+                self.on_step(step, metrics)
+            if stop_after is not None and step >= stop_after:
+                if step % cfg.run.checkpoint_every:
+                    self.save_checkpoint()
+                break
+        return self.state

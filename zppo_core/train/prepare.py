@@ -1,0 +1,195 @@
+"""`prepare`: SFT that gives the tiny student and the tiny teacher their starting skills (tiny scale only).
+
+A pretrained student "knows the format and solves easy questions"; a tiny model built from config knows
+nothing, so `prepare` plays pretraining: supervised fine-tuning on correct responses
+(`<think>scratchpad</think>\\boxed{answer}`) of the in-distribution task families. The student sees mostly easy
+levels and is trained briefly, so after it a substantial share of training questions is *hard* for it (mean
+accuracy < 0.5 over G_S samples); the teacher is larger, sees all levels and trains longer (≥ 90 % accuracy
+is the target). Held-out (OOD) families are never used here.
+
+Prepared models are cached under `prepare.cache_dir/<key>/{student,teacher}`, keyed by a hash of everything
+that shapes them (architectures, SFT settings, families, closer, tokenizer, this module's version), written
+atomically (temp dir + rename) under a file lock so concurrent runs (sweeps) prepare once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from zppo_core.algo.reformulate import plain_prompt
+from zppo_core.config.schema import TinyModelSpec, ZPPOConfig
+from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model, save_model
+from zppo_core.tasks import QuestionStream, get_family
+
+PREPARE_VERSION = 1
+PREPARE_SEED = 1234  # prepared models are shared by all runs of a config, whatever the run's seed
+
+
+def cache_key(cfg: ZPPOConfig) -> str:
+    tok = build_char_tokenizer()
+    blob = {
+        "v": PREPARE_VERSION,
+        "student": cfg.model.tiny_student.model_dump(),
+        "teacher": cfg.model.tiny_teacher.model_dump(),
+        "prepare": cfg.prepare.model_dump(exclude={"cache_dir"}),
+        "families": cfg.data.families,
+        "closer": cfg.data.closer,
+        "vocab": sorted(tok.get_vocab().items()),
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cache_dir(cfg: ZPPOConfig) -> Path:
+    return Path(os.path.expanduser(cfg.prepare.cache_dir)) / cache_key(cfg)
+
+
+def is_prepared(cfg: ZPPOConfig) -> bool:
+    return (cache_dir(cfg) / "report.json").is_file()
+
+
+def ensure_prepared(cfg: ZPPOConfig, log: Callable[[str], None] = lambda s: None) -> Path:
+    """Return the cached prepared directory (student/, teacher/, report.json), preparing it first if needed."""
+    final = cache_dir(cfg)
+    if (final / "report.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "report.json").is_file():  # someone else prepared it while we waited
+            return final
+        tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            report = _prepare_into(cfg, tmp, log)
+            (tmp / "report.json").write_text(json.dumps(report, indent=2))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def sft_examples(cfg: ZPPOConfig, levels: dict[int, float] | None, seed: int):
+    """Endless (prompt text, response text) pairs over the in-distribution families."""
+    stream = QuestionStream(cfg.data.families, levels, seed)
+    while True:
+        for q in stream.next(256):
+            yield plain_prompt(q, cfg.data.closer), get_family(q.family).solution(q)
+
+
+def _encode_pair(tokenizer, prompt: str, response: str) -> tuple[list[int], list[int]]:
+    from zppo_core.train.loop import render
+
+    p = render(tokenizer, prompt)
+    r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return p, r
+
+
+def sft(
+    model,
+    tokenizer,
+    examples,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    warmup: int,
+    log: Callable[[str], None] = lambda s: None,
+    name: str = "model",
+) -> list[float]:
+    """Cross-entropy on response tokens only (prompt tokens masked), AdamW, linear warmup + cosine decay."""
+    from zppo_core.models.logprobs import completion_logprobs
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * min(s / max(steps, 1), 1.0))),
+    )
+    model.train()
+    losses = []
+    t0 = time.perf_counter()
+    for step in range(steps):
+        batch = [_encode_pair(tokenizer, *next(examples)) for _ in range(batch_size)]
+        logprobs, mask, _ = completion_logprobs(
+            model, [b[0] for b in batch], [b[1] for b in batch], tokenizer.pad_token_id
+        )  # [B, T], [B, T]
+        loss = -(logprobs * mask).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            log(f"prepare {name}: step {step + 1}/{steps} loss {sum(losses[-100:]) / len(losses[-100:]):.3f} "
+                f"({time.perf_counter() - t0:.0f}s)")
+    return losses
+
+
+@torch.no_grad()
+def measure(model, tokenizer, cfg: ZPPOConfig, n_questions: int, seed: int, samples: int = 8) -> dict[str, Any]:
+    """Mean accuracy over `samples` rollouts per training question and the share of hard questions (< 0.5)."""
+    from zppo_core.rollout.base import SamplingParams
+    from zppo_core.rollout.hf import TransformersEngine
+    from zppo_core.tasks.graders import grade
+    from zppo_core.train.loop import render
+
+    qs = QuestionStream(cfg.data.families, cfg.data.levels, seed).next(n_questions)
+    engine = TransformersEngine(model, tokenizer, batch_size=cfg.rollout.batch_size)
+    params = SamplingParams(n=samples, temperature=1.0, max_new_tokens=cfg.rollout.max_new_tokens)
+    outs = engine.generate([render(tokenizer, plain_prompt(q, cfg.data.closer)) for q in qs], params)
+    per_q = [sum(grade(c.text, q.answer)[0] for c in comps) / samples for q, comps in zip(qs, outs)]
+    by_level: dict[int, list[float]] = {}
+    for q, acc in zip(qs, per_q):
+        by_level.setdefault(q.level, []).append(acc)
+    return {
+        "accuracy": sum(per_q) / len(per_q),
+        "hard_share": sum(a < 0.5 for a in per_q) / len(per_q),
+        "accuracy_by_level": {lv: sum(v) / len(v) for lv, v in sorted(by_level.items())},
+        "n_questions": n_questions,
+        "samples": samples,
+    }
+
+
+def _prepare_one(
+    cfg: ZPPOConfig, spec: TinyModelSpec, steps: int, levels, seed: int, out: Path, name: str, log
+) -> dict[str, Any]:
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_model(spec, tokenizer, seed)
+    p = cfg.prepare
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        losses = sft(model, tokenizer, sft_examples(cfg, levels, seed), steps, p.batch_size, p.lr,
+                     p.warmup_steps, log, name)
+        sft_time = time.perf_counter() - t0
+        stats = measure(model, tokenizer, cfg, n_questions=128, seed=seed + 7)
+    save_model(model, tokenizer, out / name)
+    n_params = sum(t.numel() for t in model.parameters())
+    log(f"prepare {name}: accuracy {stats['accuracy']:.2f}, hard share {stats['hard_share']:.2f}")
+    return {"params": n_params, "steps": steps, "final_loss": losses[-1] if losses else None,
+            "sft_seconds": round(sft_time, 1), **stats}
+
+
+def _prepare_into(cfg: ZPPOConfig, out: Path, log) -> dict[str, Any]:
+    p = cfg.prepare
+    rng = random.Random(PREPARE_SEED)
+    seeds = rng.randrange(2**31), rng.randrange(2**31)
+    report = {"key": out.name, "config": p.model_dump()}
+    report["student"] = _prepare_one(cfg, cfg.model.tiny_student, p.student_steps, p.student_levels, seeds[0],
+                                     out, "student", log)
+    report["teacher"] = _prepare_one(cfg, cfg.model.tiny_teacher, p.teacher_steps, p.teacher_levels, seeds[1],
+                                     out, "teacher", log)
+    return report

@@ -1,0 +1,291 @@
+"""One training run from a resolved config: preflight, run directory, models, tracker, loop, resume.
+
+`preflight` checks everything that can be checked before any compute or any file is created (CUDA, model
+paths, data, run directory); `train` then builds the pieces and runs the loop. A run that fails during setup
+removes the run directory and MLflow run it created, so bad input leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from zppo_core.config import ConfigError, config_from_file, dump_config, flat_params
+from zppo_core.config.schema import ZPPOConfig
+
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    mlflow_run_id: str | None
+    history: list[dict[str, float]]
+    prepare_report: dict[str, Any] | None
+    seconds: float
+
+
+def default_run_dir(cfg: ZPPOConfig) -> Path:
+    return Path("runs") / f"{cfg.method}-{cfg.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _resolve_model(ref: str, field: str) -> str:
+    """A local directory, or a hub id present in the local HF cache; else a one-line error."""
+    if ref == "tiny":
+        return ref
+    if Path(ref).expanduser().is_dir():
+        if not (Path(ref).expanduser() / "config.json").is_file():
+            raise ConfigError(f"{field}: {ref} has no config.json; point it at a Hugging Face model directory")
+        return str(Path(ref).expanduser())
+    if "/" in ref and not ref.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return snapshot_download(ref, local_files_only=True)
+        except Exception:
+            pass
+    raise ConfigError(
+        f"{field}: model '{ref}' is neither a local directory nor in the local Hugging Face cache; download it "
+        f"on a machine with hub access (huggingface-cli download {ref}) or --set {field}=/path/to/model"
+    )
+
+
+def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
+    """Every check that needs no compute. Returns the run directory to use (not yet created)."""
+    if cfg.model.requires_cuda or cfg.model.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"preset '{cfg.scale}' needs CUDA GPUs but this machine has none; run it on a GPU node "
+                "(e.g. --executor slurm) or use --scale tiny here"
+            )
+    if cfg.rollout.engine == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError(
+                "rollout.engine=vllm but vLLM is not installed; pip install 'zppo[vllm]' on the GPU machine "
+                "or --set rollout.engine=transformers"
+            )
+    _resolve_model(cfg.model.student, "model.student")
+    _resolve_model(cfg.model.teacher, "model.teacher")
+    if cfg.model.student != "tiny":
+        if cfg.data.path is None:
+            raise ConfigError(
+                f"data.path is required at scale '{cfg.scale}' (the synthetic families are for tiny models); "
+                "--set data.path=/path/to/train.jsonl"
+            )
+        if not Path(cfg.data.path).is_file():
+            raise ConfigError(f"data.path: {cfg.data.path} does not exist; --set data.path=/path/to/train.jsonl")
+    else:
+        from zppo_core.tasks import get_family
+
+        for name in cfg.data.families:
+            try:
+                get_family(name)
+            except ValueError as err:
+                raise ConfigError(f"data.families: {err}") from None
+    if resume:
+        from zppo_core.train.checkpoint import CheckpointError, require_checkpoint
+
+        assert run_dir is not None
+        try:
+            require_checkpoint(run_dir)
+        except CheckpointError as err:
+            raise ConfigError(str(err)) from None
+        return Path(run_dir)
+    rd = Path(run_dir) if run_dir is not None else (Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg))
+    if rd.exists() and any(rd.iterdir()):
+        raise ConfigError(f"run dir {rd} already exists and is not empty; use --resume {rd} or another --run-dir")
+    parent = rd.parent if not rd.exists() else rd
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"run dir {rd}: {parent} is not writable; choose a writable --run-dir")
+    return rd
+
+
+def _device(cfg: ZPPOConfig) -> str:
+    import torch
+
+    if cfg.model.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.model.device
+
+
+def load_models(cfg: ZPPOConfig, need_teacher: bool, log: Callable[[str], None]):
+    """(student model, tokenizer, teacher model or None, prepare report or None)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
+    report = None
+    if cfg.model.student == "tiny":
+        from zppo_core.train.prepare import ensure_prepared, is_prepared
+
+        if not is_prepared(cfg):
+            log("preparing tiny student and teacher (SFT, cached for later runs)...")
+        prepared = ensure_prepared(cfg, log)
+        report = json.loads((prepared / "report.json").read_text())
+        student_path, teacher_path = str(prepared / "student"), str(prepared / "teacher")
+    else:
+        student_path = _resolve_model(cfg.model.student, "model.student")
+        teacher_path = _resolve_model(cfg.model.teacher, "model.teacher")
+    device = _device(cfg)
+    tokenizer = AutoTokenizer.from_pretrained(student_path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    student = AutoModelForCausalLM.from_pretrained(student_path, dtype=dtype).to(device)
+    teacher = None
+    if need_teacher:
+        teacher = AutoModelForCausalLM.from_pretrained(teacher_path, dtype=dtype).to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    return student, tokenizer, teacher, report
+
+
+def make_engine(cfg: ZPPOConfig, model, tokenizer):
+    if cfg.rollout.engine == "vllm":
+        from zppo_core.rollout.vllm_engine import VLLMEngine
+
+        return VLLMEngine.from_model(model, tokenizer, cfg)
+    from zppo_core.rollout.hf import TransformersEngine
+
+    return TransformersEngine(model, tokenizer, batch_size=cfg.rollout.batch_size)
+
+
+def make_stream(cfg: ZPPOConfig):
+    if cfg.data.path:
+        from zppo_core.tasks.jsonl_data import JsonlStream
+
+        return JsonlStream(cfg.data.path, cfg.run.seed)
+    from zppo_core.tasks import QuestionStream
+
+    return QuestionStream(cfg.data.families, cfg.data.levels, cfg.run.seed)
+
+
+def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None):
+    if not cfg.tracking.enabled:
+        from zppo_core.tracking import NullTracker
+
+        return NullTracker()
+    from zppo_core.tracking.mlflow_tracker import MlflowTracker
+
+    return MlflowTracker(
+        cfg.tracking.experiment,
+        uri=cfg.tracking.uri,
+        run_id=run_id,
+        run_name=run_dir.name,
+        tags={"zppo.method": cfg.method, "zppo.scale": cfg.scale, "zppo.seed": str(cfg.run.seed),
+              "zppo.run_dir": str(run_dir.resolve())},
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def train(
+    cfg: ZPPOConfig | None,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    log: Callable[[str], None] = lambda s: None,
+    stop_after: int | None = None,
+) -> RunResult:
+    """Run (or resume) a training run. With resume=True, cfg may be None: the run's saved config is used."""
+    t0 = time.perf_counter()
+    if resume:
+        assert run_dir is not None
+        preflight_cfg = cfg or config_from_file(Path(run_dir) / CONFIG_FILE)
+        rd = preflight(preflight_cfg, run_dir, resume=True)
+        cfg = preflight_cfg
+    else:
+        assert cfg is not None
+        rd = preflight(cfg, run_dir, resume=False)
+
+    import torch
+
+    from zppo_core.train import checkpoint as ckpt_io
+    from zppo_core.train.loop import Trainer
+    from zppo_core.train.methods.registry import build_method
+
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    created = not rd.exists()
+    tracker = None
+    try:
+        rd.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            _write_atomic(rd / CONFIG_FILE, dump_config(cfg))
+        method = build_method(cfg)
+        student, tokenizer, teacher_model, report = load_models(cfg, method.needs_teacher, log)
+        engine = make_engine(cfg, student, tokenizer)
+        teacher = make_engine(cfg, teacher_model, tokenizer) if teacher_model is not None else None
+        meta_path = rd / RUN_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        tracker = make_tracker(cfg, rd, meta.get("mlflow_run_id"))
+        if not resume:
+            tracker.log_params(flat_params(cfg))
+            tracker.log_artifact(rd / CONFIG_FILE)
+            if report is not None:
+                tracker.log_text(json.dumps(report, indent=2), "prepare/report.json")
+                tracker.log_metrics(
+                    {"prepare/student_accuracy": report["student"]["accuracy"],
+                     "prepare/student_hard_share": report["student"]["hard_share"],
+                     "prepare/teacher_accuracy": report["teacher"]["accuracy"]}, step=0)
+            meta = {"mlflow_run_id": tracker.run_id, "tracking_uri": getattr(tracker, "uri", None),
+                    "method": cfg.method, "scale": cfg.scale, "seed": cfg.run.seed,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            _write_atomic(meta_path, json.dumps(meta, indent=2))
+        stream = make_stream(cfg)
+        trainer = Trainer(cfg, rd, student, tokenizer, engine, stream, method, tracker, teacher, on_step)
+        if resume:
+            ckpt = ckpt_io.require_checkpoint(rd)
+            trainer.load_checkpoint(ckpt)
+            _truncate_metrics(rd / "metrics.jsonl", trainer.state.step)
+            log(f"resumed {rd} at step {trainer.state.step}")
+    except BaseException:
+        if tracker is not None and not resume:
+            _delete_run(tracker)
+        if created:
+            shutil.rmtree(rd, ignore_errors=True)
+        raise
+    try:
+        state = trainer.run(stop_after=stop_after)
+    except KeyboardInterrupt:
+        tracker.finish("KILLED")
+        raise
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    if state.step >= cfg.run.steps:
+        tracker.finish("FINISHED")
+    return RunResult(rd, tracker.run_id, state.history, report, time.perf_counter() - t0)
+
+
+def _delete_run(tracker) -> None:
+    client = getattr(tracker, "client", None)
+    if client is not None and tracker.run_id:
+        try:
+            client.delete_run(tracker.run_id)
+        except Exception:
+            pass
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop local metric lines after the checkpoint step (those steps are recomputed)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    _write_atomic(path, "".join(ln + "\n" for ln in keep))

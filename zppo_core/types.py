@@ -1,0 +1,69 @@
+"""Plain data types shared by every layer of zppo_core.
+
+Nothing here imports torch: token ids and log-probabilities are plain lists so that the pure algorithm
+pieces (buffer, prompt builders) and the CLI can use these types without the heavy imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Question:
+    """One verifiable training or evaluation item.
+
+    `prompt` is the bare question text (no closer, no chat template); `answer` is the gold final answer as
+    it would appear inside ``\\boxed{}``; `family`/`level` say which generator made it and how hard it is
+    meant to be.
+    """
+
+    id: str
+    prompt: str
+    answer: str
+    family: str = ""
+    level: int = 0
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class Completion:
+    """What a rollout engine returns for one sample: new token ids and their sampling log-probs."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finished: bool  # True when the sample ended with EOS, False when cut at max_new_tokens
+
+
+@dataclass
+class Rollout:
+    """One scored completion inside a group."""
+
+    question_id: str
+    group_id: int
+    kind: str  # "plain", "bcq", "ncq", ... : the prompt variant that produced it
+    prompt_ids: list[int]
+    completion: Completion
+    reward: float
+    extracted: str | None  # the final answer parsed from the completion (None: no parseable answer)
+
+
+@dataclass
+class Group:
+    """All rollouts of one prompt. Advantages are normalised within a group; kinds never share a group."""
+
+    id: int
+    kind: str
+    question: Question
+    prompt_text: str
+    rollouts: list[Rollout] = field(default_factory=list)
+
+    @property
+    def rewards(self) -> list[float]:
+        return [r.reward for r in self.rollouts]
+
+    @property
+    def mean_reward(self) -> float:
+        return sum(self.rewards) / max(len(self.rollouts), 1)
