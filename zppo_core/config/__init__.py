@@ -55,6 +55,11 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             parsed = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             parsed = value
+        if isinstance(parsed, str):  # YAML 1.1 reads "1e-5" as a string; numbers should be numbers
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:

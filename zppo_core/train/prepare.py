@@ -131,7 +131,7 @@ def sft(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if (step + 1) % 100 == 0 or step + 1 == steps:
             log(f"prepare {name}: step {step + 1}/{steps} loss {sum(losses[-100:]) / len(losses[-100:]):.3f} "
                 f"({time.perf_counter() - t0:.0f}s)")

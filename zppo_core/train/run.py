@@ -104,11 +104,17 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
     rd = Path(run_dir) if run_dir is not None else (Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg))
     if rd.exists() and any(rd.iterdir()):
         raise ConfigError(f"run dir {rd} already exists and is not empty; use --resume {rd} or another --run-dir")
-    parent = rd.parent if not rd.exists() else rd
-    while not parent.exists():
+    parent = rd if rd.exists() else rd.parent
+    while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"run dir {rd}: {parent} is not writable; choose a writable --run-dir")
+    if not parent.is_dir():
+        raise ConfigError(f"run dir {rd}: {parent} is a file, not a directory; choose another --run-dir")
+    try:  # the real test of writability (works for root and read-only filesystems alike)
+        import tempfile
+
+        tempfile.TemporaryDirectory(dir=parent, prefix=".zppo-probe-").cleanup()
+    except OSError as err:
+        raise ConfigError(f"run dir {rd}: {parent} is not writable ({err.strerror}); choose a writable --run-dir") from None
     return rd
 
 

@@ -1,0 +1,55 @@
+"""Shared fixtures: an isolated MLflow store and prepare cache per test session, and small prepared tiny models.
+
+The prepared fixture runs the real `prepare` (SFT) with a short schedule on easy levels, so the loop tests use
+real tiny models that solve some questions (non-zero rewards, non-trivial groups) within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# small, fast settings shared by the loop tests (real models, real MLflow, short schedules)
+TEST_OVERRIDES = [
+    "prepare.student_steps=120",
+    "prepare.teacher_steps=40",
+    "prepare.batch_size=32",
+    "prepare.student_levels={1: 1.0}",
+    "prepare.teacher_levels={1: 1.0}",
+    "data.levels={1: 0.7, 2: 0.3}",
+    "model.tiny_student.num_hidden_layers=2",
+    "model.tiny_teacher.num_hidden_layers=2",
+    "model.tiny_teacher.hidden_size=128",
+    "model.tiny_teacher.intermediate_size=512",
+    "model.tiny_teacher.head_dim=32",
+    "algo.n_new=4",
+    "rollout.group_size=4",
+    "algo.updates_per_step=2",
+    "rollout.max_new_tokens=24",
+    "optim.lr=1e-4",
+    "run.checkpoint_every=2",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zppo-env")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ["ZPPO_TEST_CACHE"] = str(root / "prepared")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    yield
+
+
+@pytest.fixture(scope="session")
+def test_overrides() -> list[str]:
+    return TEST_OVERRIDES + [f"prepare.cache_dir={os.environ['ZPPO_TEST_CACHE']}"]
+
+
+@pytest.fixture(scope="session")
+def prepared(test_overrides) -> Path:
+    from zppo_core.config import load_config
+    from zppo_core.train.prepare import ensure_prepared
+
+    return ensure_prepared(load_config("tiny", overrides=test_overrides))

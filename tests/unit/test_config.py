@@ -1,0 +1,95 @@
+"""Config: presets, overrides, one-line errors that name the field and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from zppo_core.config import ConfigError, config_from_file, dump_config, flat_params, list_presets, load_config, parse_overrides
+
+
+@pytest.mark.parametrize("scale", ["tiny", "0.8b", "2b", "4b", "9b"])
+def test_every_preset_validates(scale):
+    cfg = load_config(scale)
+    assert cfg.scale == scale
+    assert cfg.method == "grpo"
+
+
+def test_gpu_presets_carry_the_papers_recipe():
+    cfg = load_config("2b")
+    assert cfg.model.student == "Qwen/Qwen3.5-2B" and cfg.model.teacher == "Qwen/Qwen3.5-27B-FP8"
+    assert (cfg.algo.n_new, cfg.rollout.group_size, cfg.algo.updates_per_step) == (384, 8, 4)
+    assert (cfg.algo.eps_low, cfg.algo.eps_high, cfg.algo.dual_clip) == (0.2, 0.28, 10.0)
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.grad_clip) == (1e-6, 0.1, 1.0)
+    assert cfg.rollout.max_new_tokens == 12288 and cfg.run.steps == 200 and cfg.model.requires_cuda
+
+
+def test_list_presets_has_descriptions():
+    presets = list_presets()
+    assert set(presets) == {"tiny", "0.8b", "2b", "4b", "9b"}
+    assert all(presets.values())
+
+
+def test_overrides_parse_yaml_scalars_and_nest():
+    tree = parse_overrides(["optim.lr=1e-5", "algo.dual_clip=null", "run.steps=3", "data.families=[add]"])
+    assert tree == {"optim": {"lr": 1e-5}, "algo": {"dual_clip": None}, "run": {"steps": 3}, "data": {"families": ["add"]}}
+    cfg = load_config("tiny", overrides=["optim.lr=1e-5", "algo.dual_clip=null", "run.steps=3"])
+    assert cfg.optim.lr == 1e-5 and cfg.algo.dual_clip is None and cfg.run.steps == 3
+
+
+def test_level_maps_are_replaced_not_merged():
+    cfg = load_config("tiny", overrides=["data.levels={1: 1.0}"])
+    assert cfg.data.levels == {1: 1.0}
+
+
+@pytest.mark.parametrize(
+    "overrides, must_contain",
+    [
+        (["algo.foo=1"], ["unknown config key 'algo.foo'", "n_new"]),
+        (["nope.x=1"], ["unknown config key 'nope'"]),
+        (["optim.lr=abc"], ["optim.lr", "--set optim.lr="]),
+        (["algo.n_new=3", "rollout.group_size=3"], ["cannot be split", "updates_per_step=4"]),
+        (["algo.eps_high=0.1"], ["eps_high", "eps_low"]),
+        (["algo.dual_clip=0.5"], ["dual_clip", "> 1"]),
+        (["rollout.group_size=1"], ["rollout.group_size"]),
+        (["model.student=/x"], ["model.student", "both"]),
+        (["lr"], ["not key=value"]),
+    ],
+)
+def test_bad_overrides_give_one_line_errors(overrides, must_contain):
+    with pytest.raises(ConfigError) as err:
+        load_config("tiny", overrides=overrides)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in must_contain:
+        assert part in msg
+
+
+def test_unknown_scale_and_method():
+    with pytest.raises(ConfigError, match="unknown scale '3b'; valid scales: tiny"):
+        load_config("3b")
+    with pytest.raises(ConfigError, match="unknown method 'ppo'; valid methods: grpo"):
+        load_config("tiny", method="ppo")
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config("tiny", overrides=["optim.lr=3e-5", "prepare.student_levels={1: 0.5, 2: 0.5}"])
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(cfg))
+    assert config_from_file(path) == cfg
+
+
+def test_config_file_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "config.yaml"
+    bad.write_text("scale: tiny\nrun:\n  steps: [1\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:\d+: invalid YAML"):
+        config_from_file(bad)
+    bad.write_text("scale: tiny\nrun:\n  steps: -1\n")
+    with pytest.raises(ConfigError, match="run.steps"):
+        config_from_file(bad)
+
+
+def test_flat_params_cover_every_leaf():
+    params = flat_params(load_config("tiny"))
+    assert params["optim.lr"] == "2e-05"
+    assert params["algo.eps_high"] == "0.28"
+    assert "data.levels" in params and "model.tiny_student.hidden_size" in params
