@@ -19,10 +19,11 @@ One process, CPU, no hub, no prepared checkpoints. Both sides get:
   torch's default thread count, no eval, no checkpoints, no tracking;
 - a binary reward from zppo's grader.
 
-Timing: zppo = wall time of `Trainer.train_step()`; TRL = wall time between the `on_step_end` callbacks that
-close consecutive rollout steps (I optimizer steps = one generation + its updates). The first `--warmup`
-rollout steps of each side are excluded; medians are reported. By default zppo's timed steps are split into
-two blocks run before and after TRL (A-B-A), so a change in machine load hits both sides alike.
+Timing: zppo = wall time of `Trainer.train_step()`; TRL = wall time from the `on_step_end` callback that closes
+one rollout step (I optimizer steps = one generation + its updates) to the one that closes the next. The first
+`--warmup` rollout steps of each side are excluded; medians are reported. By default the schedule is paired:
+after each timed TRL rollout step (inside TRL's callback, outside TRL's timed span) one zppo step runs, so both
+sides see the same machine load step by step, and the median of the per-pair ratios is reported too.
 
 The README next to this file explains every setting and the one structural difference (TRL's transformers
 generation path returns no log-probs, so it runs an extra no-grad forward pass over the 128 completions to
@@ -45,7 +46,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,8 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="fixed completion length (default: the tiny preset's rollout.max_new_tokens)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra zppo config override (repeatable), e.g. --set algo.n_new=8")
-    p.add_argument("--no-interleave", action="store_true",
-                   help="run all zppo steps before TRL instead of splitting them around it")
+    p.add_argument("--schedule", choices=["paired", "blocks"], default="paired",
+                   help="paired (default): one zppo step after each TRL rollout step, so both see the same machine\n"
+                        "load; blocks: all zppo steps, then all TRL steps")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for both sides (default: run.threads, else torch's default)")
     p.add_argument("--only", choices=["zppo", "trl"], default=None, help="time one side only")
     p.add_argument("--profile", type=int, default=0, metavar="K",
                    help="after timing, run K more zppo steps under cProfile and print where the time goes")
@@ -88,29 +92,9 @@ def same_weights(a, b) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def n_rollout_steps(args) -> int:
-    return args.warmup + args.steps
-
-
 def load_snapshot() -> dict[str, Any]:
     la = os.getloadavg()
     return {"loadavg_1m": round(la[0], 2), "loadavg_5m": round(la[1], 2), "time": time.strftime("%H:%M:%S")}
-
-
-class CpuClock:
-    """Process CPU seconds vs wall seconds over a block: cpu/wall ~ threads in use; far below it = contention."""
-
-    def __enter__(self):
-        self.w0, self.c0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self.w0
-        self.cpu = time.process_time() - self.c0
-
-    def as_dict(self) -> dict[str, float]:
-        return {"wall_s": round(self.wall, 3), "cpu_s": round(self.cpu, 3),
-                "cpu_per_wall": round(self.cpu / max(self.wall, 1e-9), 3)}
 
 
 # ---------------------------------------------------------------------------------------------------- zppo
@@ -148,15 +132,16 @@ class ZppoBench:
         L = self.cfg.rollout.max_new_tokens
         for _ in range(n):
             g0 = len(self.gen_times)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             m = self.trainer.train_step()
-            wall = time.perf_counter() - t
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
             gen = sum(self.gen_times[g0:])
             tokens = m["train/rollouts"] * m["train/response_len"]
             if abs(m["train/response_len"] - L) > 1e-9:
                 raise RuntimeError(f"zppo completion length {m['train/response_len']} != fixed length {L}")
             self.records.append({
                 "step": self.trainer.state.step, "timed": timed, "block": block, "wall_s": wall,
+                "cpu_per_wall": cpu / wall,
                 "rollout_s": m["perf/rollout_time_s"], "generate_s": gen, "update_s": wall - m["perf/rollout_time_s"],
                 "loop_update_time_s": m["perf/update_time_s"],
                 "completion_tokens": tokens, "rollouts": m["train/rollouts"],
@@ -206,9 +191,17 @@ def trl_args(cfg, out_dir: Path, total_rollout_steps: int):
 
 
 class TrlBench:
-    def __init__(self, cfg, tokenizer, prompts: list[str], answers: list[str], out_dir: Path, total_steps: int):
+    """TRL's GRPOTrainer on a fresh copy of the student; a callback timestamps every optimizer step.
+
+    `between(k)` (optional) runs after TRL's rollout step k has ended and before step k+1 begins; its time is
+    excluded from TRL's numbers. The paired schedule uses it to run one zppo step between TRL's steps.
+    """
+
+    def __init__(self, cfg, tokenizer, prompts: list[str], answers: list[str], out_dir: Path, total_steps: int,
+                 between: Callable[[int], None] | None = None):
         from datasets import Dataset
         from transformers import TrainerCallback
+        from transformers.trainer_callback import PrinterCallback
         from trl import GRPOTrainer
 
         from zppo_core.tasks import grade
@@ -221,31 +214,35 @@ class TrlBench:
             return [grade(c, a)[0] for c, a in zip(completions, answer)]
 
         ds = Dataset.from_dict({"prompt": prompts, "answer": answers})
+        I = cfg.algo.updates_per_step
         bench = self
-        self.begin: dict[int, float] = {}
-        self.end: dict[int, float] = {0: math.nan}
+        self.begin: dict[int, float] = {}  # optimizer step -> on_step_begin time
+        self.end: dict[int, tuple[float, float]] = {}  # optimizer step -> (wall, cpu) at on_step_end
+        self.resume: dict[int, tuple[float, float]] = {}  # optimizer step -> (wall, cpu) after `between`
 
         class Clock(TrainerCallback):
             def on_train_begin(self, args, state, control, **kw):
-                bench.end[0] = time.perf_counter()
+                bench.resume[0] = (time.perf_counter(), time.process_time())
 
             def on_step_begin(self, args, state, control, **kw):
                 bench.begin[state.global_step + 1] = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kw):
-                bench.end[state.global_step] = time.perf_counter()
+                s = state.global_step
+                bench.end[s] = (time.perf_counter(), time.process_time())
+                if between is not None and s % I == 0:
+                    between(s // I)
+                bench.resume[s] = (time.perf_counter(), time.process_time())
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.trainer = GRPOTrainer(model=self.model, reward_funcs=binary_reward, args=self.args,
                                        train_dataset=ds, processing_class=tokenizer, callbacks=[Clock()])
-        from transformers.trainer_callback import PrinterCallback
-
         self.trainer.remove_callback(PrinterCallback)  # no log lines on stdout (TRL still computes its metrics)
-        if getattr(self.model, "is_gradient_checkpointing", False):
+        if getattr(self.model, "is_activation_checkpointing", False):
             raise RuntimeError("TRL enabled gradient checkpointing; the comparison needs it off")
-        # time TRL's generation (model.generate only) and its whole rollout phase (generate + decode + reward +
-        # the extra pi_old forward + advantages)
+        # time TRL's generation (model.generate + EOS masking) and its whole rollout phase (generate + decode +
+        # reward + the extra pi_old forward + advantages)
         self.gen: list[tuple[float, int]] = []
         self.rollout: list[float] = []
         t = self.trainer
@@ -273,22 +270,25 @@ class TrlBench:
         I = self.cfg.algo.updates_per_step
         N = self.cfg.algo.n_new * self.cfg.rollout.group_size
         L = self.cfg.rollout.max_new_tokens
+        if len(self.gen) != len(self.rollout) or len(self.end) != len(self.gen) * I:
+            raise RuntimeError(f"TRL ran {len(self.end)} optimizer steps and {len(self.gen)} generations; "
+                               f"expected {I} optimizer steps per generation")
         records = []
         for k in range(len(self.gen)):
             first, last = k * I + 1, (k + 1) * I
-            wall = self.end[last] - self.end[k * I]  # on_step_end to on_step_end: everything in between
-            in_steps = sum(self.end[s] - self.begin[s] for s in range(first, last + 1))
+            (w1, c1), (w0, c0) = self.end[last], self.resume[k * I]
+            wall = w1 - w0  # everything TRL did from the end of rollout step k-1 to the end of rollout step k
+            in_steps = sum(self.end[s][0] - self.begin[s] for s in range(first, last + 1))
             gen_s, tokens = self.gen[k]
             if tokens != N * L:
                 raise RuntimeError(f"TRL generated {tokens} tokens, expected {N}x{L}: fixed length not enforced")
             records.append({
-                "step": k + 1, "timed": k >= warmup, "wall_s": wall, "in_step_callbacks_s": in_steps,
+                "step": k + 1, "timed": k >= warmup, "wall_s": wall, "cpu_per_wall": (c1 - c0) / wall,
+                "in_step_callbacks_s": in_steps,
                 "rollout_s": self.rollout[k], "generate_s": gen_s, "update_s": wall - self.rollout[k],
                 "completion_tokens": tokens, "rollout_tokens_per_s": tokens / self.rollout[k],
                 "generate_tokens_per_s": tokens / gen_s,
             })
-        if math.isnan(records[0]["wall_s"]):
-            raise RuntimeError("TRL callback did not see on_train_begin")
         return records
 
 
@@ -338,14 +338,21 @@ def print_table(result: dict[str, Any]) -> None:
     row("seconds / rollout step", "median_wall_s", "{:.3f}")
     row("  rollout phase s", "median_rollout_s", "{:.3f}")
     row("    of which generate s", "median_generate_s", "{:.3f}")
-    row("  update phase s (step - rollout)", "median_update_s", "{:.3f}")
+    row("  update phase s (step - rollout phase)", "median_update_s", "{:.3f}")
     row("rollout tokens/s (rollout phase)", "median_rollout_tokens_per_s", "{:,.0f}")
     row("generate tokens/s", "median_generate_tokens_per_s", "{:,.0f}")
     row("min s / step", "min_wall_s", "{:.3f}")
     row("max s / step", "max_wall_s", "{:.3f}")
     Console().print(table)
     if result.get("ratio_zppo_over_trl") is not None:
-        print(f"ratio zppo/TRL (median s/step) = {result['ratio_zppo_over_trl']:.3f}")
+        print(f"ratio zppo/TRL of median s/step = {result['ratio_zppo_over_trl']:.3f}")
+    if result.get("paired_ratio_median") is not None:
+        print(f"median of paired per-step ratios zppo/TRL = {result['paired_ratio_median']:.3f}")
+    for side in ("zppo", "trl"):
+        if side in result:
+            cw = statistics.median(r["cpu_per_wall"] for r in result[side]["records"] if r["timed"])
+            print(f"{side}: median process CPU/wall = {cw:.2f} (of {cfg['torch_threads']} threads; "
+                  "well below it means the cores were shared)")
 
 
 def profile_zppo(zb: ZppoBench, k: int) -> str:
@@ -376,32 +383,43 @@ def main(argv: list[str] | None = None) -> int:
     from zppo_core.train.run import make_stream
 
     cfg = build_config(args)
-    if cfg.run.threads:
+    busy = os.getloadavg()[0]
+    if not args.threads and busy > 0.5:
+        print(f"warning: load average {busy:.1f} on {os.cpu_count()} cores before start. torch's default thread "
+              "count oversubscribes shared cores and can make steps 3-30x slower at random; for a stable "
+              "comparison on a busy machine use --threads 1", file=sys.stderr)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     threads = torch.get_num_threads()
     tokenizer = build_char_tokenizer()
-    total = n_rollout_steps(args)
-    extra = args.profile
+    W, N = args.warmup, args.steps
+    total = W + N
     n_prompts = cfg.algo.n_new
 
-    # the exact question sequence zppo's trainer will draw (same stream, same seed), pre-rendered for TRL
-    questions = make_stream(cfg).next(n_prompts * (total + extra))[: n_prompts * total]
+    # the exact question sequence zppo's trainer draws (same stream, same seed), pre-rendered for TRL
+    questions = make_stream(cfg).next(n_prompts * total)
     user_texts = [plain_prompt(q, cfg.data.closer) for q in questions]
     templated = [tokenizer.apply_chat_template([{"role": "user", "content": u}], add_generation_prompt=True,
                                                tokenize=False) for u in user_texts]
-    for u, s in zip(user_texts[:n_prompts], templated[:n_prompts]):  # TRL tokenizes the string with defaults
+    for u, s in zip(user_texts, templated):  # TRL tokenizes the string with the tokenizer's defaults
         if tokenizer(s)["input_ids"] != render(tokenizer, u):
             raise RuntimeError("TRL's prompt ids would differ from zppo's: check the tokenizer's special tokens")
 
+    schedule = args.schedule if args.only is None else f"only-{args.only}"
     result: dict[str, Any] = {
         "benchmark": "step_time",
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
         "setup": {
             "prompts_per_step": n_prompts, "group_size": cfg.rollout.group_size,
             "completions_per_step": n_prompts * cfg.rollout.group_size,
             "completion_tokens": cfg.rollout.max_new_tokens, "updates_per_step": cfg.algo.updates_per_step,
-            "warmup_steps": args.warmup, "timed_steps": args.steps, "torch_threads": threads,
-            "cpu_count": os.cpu_count(), "interleaved": not args.no_interleave and args.only is None,
+            "warmup_steps": W, "timed_steps": N, "torch_threads": threads,
+            "torch_threads_source": "--threads" if args.threads else ("run.threads" if cfg.run.threads else "torch default"),
+            "cpu_count": os.cpu_count(), "schedule": schedule,
             "fixed_length": "EOS suppressed via min_new_tokens = max_new_tokens on both sides",
+            "mean_prompt_tokens": statistics.mean(len(render(tokenizer, u)) for u in user_texts),
             "example_prompt": templated[0],
         },
         "versions": versions(),
@@ -410,49 +428,52 @@ def main(argv: list[str] | None = None) -> int:
     }
     reference = build_student(cfg, tokenizer)  # both sides must start from exactly these weights
     result["setup"]["student_params"] = sum(p.numel() for p in reference.parameters())
+
     with tempfile.TemporaryDirectory(prefix="zppo-bench-") as tmp:
         tmp = Path(tmp)
-        zb = None
+        zb = tb = None
         if args.only != "trl":
             zb = ZppoBench(cfg, tokenizer, tmp / "zppo-run")
             if not same_weights(reference, zb.model):
                 raise RuntimeError("zppo's student differs from the reference initialisation")
-            first = args.steps if (args.no_interleave or args.only) else math.ceil(args.steps / 2)
-            with CpuClock() as cz1:
-                zb.run(args.warmup, timed=False, block="warmup")
-                zb.run(first, timed=True, block="A1")
-            result["load"]["after_zppo_A1"] = load_snapshot()
+            zb.run(W, timed=False, block="warmup")
+            if schedule != "paired":
+                zb.run(N, timed=True, block="zppo-first")
+            result["load"]["after_zppo_first"] = load_snapshot()
         if args.only != "zppo":
-            tb = TrlBench(cfg, tokenizer, templated, [q.answer for q in questions], tmp / "trl-out", total)
+            between = None
+            if schedule == "paired":
+                def between(k: int) -> None:  # one zppo step after each timed TRL rollout step
+                    if k > W:
+                        zb.run(1, timed=True, block="paired")
+            tb = TrlBench(cfg, tokenizer, templated, [q.answer for q in questions], tmp / "trl-out", total, between)
             if not same_weights(reference, tb.model):
                 raise RuntimeError("TRL's student differs from the reference initialisation")
-            with CpuClock() as ct:
-                trl_records = tb.run(args.warmup)
+            trl_records = tb.run(W)
             if torch.get_num_threads() != threads:
                 raise RuntimeError(f"TRL changed torch threads {threads} -> {torch.get_num_threads()}")
             result["load"]["after_trl"] = load_snapshot()
-            result["trl"] = {"records": trl_records, "summary": summarise(trl_records), "cpu": ct.as_dict(),
-                             "optimizer": repr(tb.trainer.optimizer.optimizer if hasattr(tb.trainer.optimizer, "optimizer") else tb.trainer.optimizer),
+            opt = tb.trainer.optimizer
+            result["trl"] = {"records": trl_records, "summary": summarise(trl_records),
+                             "optimizer": repr(getattr(opt, "optimizer", opt)),
                              "args": json.loads(json.dumps(tb.args.to_dict(), default=str))}
         if zb is not None:
-            rest = args.steps - sum(r["timed"] for r in zb.records)
-            cpu = {"A1": cz1.as_dict()}
-            if rest:
-                with CpuClock() as cz2:
-                    zb.run(rest, timed=True, block="A2")
-                cpu["A2"] = cz2.as_dict()
-                result["load"]["after_zppo_A2"] = load_snapshot()
-            result["zppo"] = {"records": zb.records, "summary": summarise(zb.records), "cpu": cpu,
+            result["zppo"] = {"records": zb.records, "summary": summarise(zb.records),
                               "optimizer": repr(zb.trainer.optimizer)}
-            if extra:
-                result["zppo_profile"] = profile_zppo(zb, extra)
+            if args.profile:
+                result["zppo_profile"] = profile_zppo(zb, args.profile)
     if "zppo" in result and "trl" in result:
-        result["ratio_zppo_over_trl"] = result["zppo"]["summary"]["median_wall_s"] / result["trl"]["summary"]["median_wall_s"]
+        zs, ts = result["zppo"]["summary"], result["trl"]["summary"]
+        result["ratio_zppo_over_trl"] = zs["median_wall_s"] / ts["median_wall_s"]
+        if schedule == "paired":
+            z = [r["wall_s"] for r in result["zppo"]["records"] if r["timed"]]
+            t = [r["wall_s"] for r in result["trl"]["records"] if r["timed"]]
+            result["paired_ratio_median"] = statistics.median(a / b for a, b in zip(z, t))
     result["bench_wall_s"] = round(time.perf_counter() - t_start, 1)
     print_table(result)
     if "zppo_profile" in result:
         print(result["zppo_profile"])
-    print(f"bench wall time {result['bench_wall_s']} s; load {result['load']}")
+    print(f"bench wall time {result['bench_wall_s']} s; load average {result['load']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {args.out}")

@@ -59,6 +59,7 @@ class Group:
     question: Question
     prompt_text: str
     rollouts: list[Rollout] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)  # e.g. BCQ/NCQ candidates' answers
 
     @property
     def rewards(self) -> list[float]:

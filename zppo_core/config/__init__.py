@@ -137,10 +137,12 @@ def load_config(
 
 
 def _check_method(cfg: ZPPOConfig) -> None:
-    from zppo_core.train.methods.registry import METHOD_HELP
+    from zppo_core.train.methods.registry import validate
 
-    if cfg.method not in METHOD_HELP:
-        raise ConfigError(f"unknown method '{cfg.method}'; valid methods: {', '.join(METHOD_HELP)}")
+    try:
+        validate(cfg)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def config_from_file(path: str | Path) -> ZPPOConfig:

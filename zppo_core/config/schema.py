@@ -143,6 +143,30 @@ class AlgoConfig(_Section):
         return self
 
 
+class ZPPOSection(_Section):
+    """ZPPO's own knobs (ZPPO.md §1, §3, §4); used by zppo and the GRPO†/BCQ/NCQ variants."""
+
+    tau: float = Field(
+        0.5, gt=0, le=1, description="τ: a question is hard when its plain mean accuracy < τ; it graduates at ≥ τ."
+    )
+    rho_replay: float = Field(0.25, ge=0, description="ρ_replay: replayed questions per step = ρ_replay·n_new.")
+    rho_aug: float = Field(0.25, ge=0, description="ρ_aug: cap on BCQ+NCQ instances per step = ρ_aug·n_new (joint).")
+    capacity: int = Field(10_000, ge=0, description="|B|max: replay buffer capacity (FIFO eviction beyond it).")
+    teacher_group_size: int = Field(4, gt=0, description="G_T: teacher rollouts per hard question.")
+    compression: Literal["teacher", "none"] = Field(
+        "teacher",
+        description="Candidate compression: 'teacher' rewrites each candidate into <= 5 lines / 512 tokens "
+        "(GPU scales); 'none' truncates raw text to candidate_max_chars (tiny).",
+    )
+    candidate_max_chars: int = Field(2048, gt=0, description="Cap on a candidate's characters (mode 'none').")
+    compression_max_tokens: int = Field(512, gt=0, description="Token budget of a compressed candidate.")
+    template: str = Field(
+        "full",
+        description="BCQ/NCQ/hint wording: 'compact', 'full', or a YAML file of Jinja templates (keys bcq/ncq/hint).",
+    )
+    samples_to_log: int = Field(6, ge=0, description="BCQ and NCQ prompts (with rollouts) saved as artifacts.")
+
+
 class OptimConfig(_Section):
     lr: float = Field(1e-6, gt=0, description="AdamW learning rate, constant, no warmup (paper: 1e-6).")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
@@ -182,6 +206,7 @@ class ZPPOConfig(_Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
+    zppo: ZPPOSection = Field(default_factory=ZPPOSection)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")

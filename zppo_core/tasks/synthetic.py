@@ -381,13 +381,73 @@ class Chain4Family(_Chain):
 
 
 # --------------------------------------------------------------------------------------------------
+# modsum: a running sum modulo 10, one table lookup per step (the tiny scale's main training family)
+
+
+class ModSumFamily(_Base):
+    """Sum of single digits modulo 10 with every partial result written out.
+
+    Each step is one lookup in a 100-entry table, so a ~1M-parameter model learns the skill in a few hundred SFT
+    steps; difficulty is the number of steps (level L has L+1 terms), and a sampled response fails when any
+    step slips, so accuracy falls smoothly with the level. A candidate is checked step by step.
+    """
+
+    name = "modsum"
+    levels = (1, 2, 3, 4, 5)
+    in_dist = True
+    description = "in-dist: (a+b+...) mod 10 over L+1 single digits; scratchpad of running sums mod 10"
+    _pattern = re.compile(r"Add mod 10: (\d(?:\+\d)+)\.")
+
+    def _operands(self, q: Question) -> list[int]:
+        ops = q.meta.get("operands") if q.meta else None
+        if not ops:
+            m = self._pattern.fullmatch(q.prompt)
+            if m is None:
+                raise ValueError(f"not a '{self.name}' prompt: {q.prompt!r}")
+            ops = m.group(1).split("+")
+        return [int(v) for v in ops]
+
+    def make(self, rng: random.Random, level: int) -> Question:
+        self._check_level(level)
+        ops = [rng.randrange(10) for _ in range(level + 1)]
+        prompt = "Add mod 10: " + "+".join(map(str, ops)) + "."
+        return self._question(level, prompt, sum(ops) % 10, {"operands": ops})
+
+    @staticmethod
+    def _steps(ops: list[int], slip_at: int = -1, rng: random.Random | None = None) -> tuple[str, int]:
+        acc, parts = ops[0], []
+        for i, v in enumerate(ops[1:]):
+            new = (acc + v) % 10
+            if i == slip_at:
+                assert rng is not None
+                new = (new + rng.choice((1, 9))) % 10
+            parts.append(f"{acc}+{v}={new}")
+            acc = new
+        return ";".join(parts), acc
+
+    def solution(self, q: Question) -> str:
+        think, total = self._steps(self._operands(q))
+        return format_response(think, str(total))
+
+    def wrong_solution(self, q: Question, rng: random.Random) -> str:
+        ops = self._operands(q)
+        think, total = self._steps(ops, slip_at=rng.randrange(len(ops) - 1), rng=rng)
+        return format_response(think, str(total))
+
+    def split_key(self, q: Question) -> str:
+        return f"{self.name}:" + "+".join(map(str, self._operands(q)))
+
+
+# --------------------------------------------------------------------------------------------------
 # the catalogue
 
 FAMILIES: dict[str, Family] = {
     f.name: f
-    for f in (AddFamily(), LinearFamily(), ChainFamily(), SubFamily(), LinearNegFamily(), Chain4Family())
+    for f in (
+        ModSumFamily(), AddFamily(), LinearFamily(), ChainFamily(), SubFamily(), LinearNegFamily(), Chain4Family()
+    )
 }
-IN_DIST: tuple[str, ...] = ("add", "linear", "chain")
+IN_DIST: tuple[str, ...] = ("modsum", "add", "linear", "chain")
 OOD: tuple[str, ...] = ("sub", "linear_neg", "chain4")
 
 

@@ -129,6 +129,7 @@ class Trainer:
         self.engine.sync_weights(self.model)
 
     def save_checkpoint(self) -> Path:
+        self.method.report(self.tracker, self.run_dir, self.state.step)
         return ckpt_io.save_checkpoint(
             self.run_dir,
             self.state.step,
@@ -148,7 +149,9 @@ class Trainer:
                 self._prompt_cache[text] = ids
         return ids
 
-    def _rollout_groups(self, engine: Engine, items: list[tuple[str, Question, str]], n: int) -> list[Group]:
+    def _rollout_groups(
+        self, engine: Engine, items: list[tuple[str, Question, str]], n: int, metas: list[dict] | None = None
+    ) -> list[Group]:
         """items: (kind, question, prompt text). Returns one graded group per item."""
         if not items:
             return []
@@ -161,8 +164,9 @@ class Trainer:
         )
         outs = engine.generate(prompt_ids, params)
         groups = []
-        for (kind, q, text), pids, comps in zip(items, prompt_ids, outs):
-            g = Group(id=self._next_group_id, kind=kind, question=q, prompt_text=text)
+        for i, ((kind, q, text), pids, comps) in enumerate(zip(items, prompt_ids, outs)):
+            g = Group(id=self._next_group_id, kind=kind, question=q, prompt_text=text,
+                      meta=metas[i] if metas is not None else {})
             self._next_group_id += 1
             for c in comps:
                 reward, extracted = grade(c.text, q.answer)
@@ -176,11 +180,27 @@ class Trainer:
         closer = self.cfg.data.closer
         return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions], n)
 
+    def teacher_generate(self, texts: list[str], max_new_tokens: int) -> list[str]:
+        """One greedy teacher completion per user-message text (candidate compression)."""
+        if self.teacher is None:
+            raise RuntimeError("this method needs a teacher but none was loaded")
+        if not texts:
+            return []
+        outs = self.teacher.generate(
+            [self._prompt_ids(t) for t in texts], SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+        )
+        return [o[0].text for o in outs]
+
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         t0 = time.perf_counter()
-        ctx = StepContext(step=self.state.step + 1, rng=self.rng, teacher_sample=self.teacher_sample)
+        ctx = StepContext(
+            step=self.state.step + 1,
+            rng=self.rng,
+            teacher_sample=self.teacher_sample if self.teacher is not None else None,
+            teacher_generate=self.teacher_generate if self.teacher is not None else None,
+        )
 
         # step 1: new questions from the data stream
         new = self.stream.next(cfg.algo.n_new)
@@ -195,7 +215,8 @@ class Trainer:
         extras: list[ExtraPrompt] = self.method.extra_prompts(plain, ctx)
         # step 5: extra rollouts, each prompt its own group
         extra_groups = self._rollout_groups(
-            self.engine, [(e.kind, e.question, e.text) for e in extras], cfg.rollout.group_size
+            self.engine, [(e.kind, e.question, e.text) for e in extras], cfg.rollout.group_size,
+            metas=[e.meta for e in extras],
         )
         rollout_time = time.perf_counter() - t_roll
         groups = plain + extra_groups

@@ -29,6 +29,7 @@ class RunResult:
     history: list[dict[str, float]]
     prepare_report: dict[str, Any] | None
     seconds: float
+    method_summary: dict[str, Any]
 
 
 def default_run_dir(cfg: ZPPOConfig) -> Path:
@@ -236,6 +237,7 @@ def train(
             _write_atomic(rd / CONFIG_FILE, dump_config(cfg))
         method = build_method(cfg)
         student, tokenizer, teacher_model, report = load_models(cfg, method.needs_teacher, log)
+
         engine = make_engine(cfg, student, tokenizer)
         teacher = make_engine(cfg, teacher_model, tokenizer) if teacher_model is not None else None
         meta_path = rd / RUN_FILE
@@ -277,7 +279,7 @@ def train(
         raise
     if state.step >= cfg.run.steps:
         tracker.finish("FINISHED")
-    return RunResult(rd, tracker.run_id, state.history, report, time.perf_counter() - t0)
+    return RunResult(rd, tracker.run_id, state.history, report, time.perf_counter() - t0, trainer.method.summary())
 
 
 def _delete_run(tracker) -> None:

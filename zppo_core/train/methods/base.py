@@ -8,6 +8,8 @@ A method is a small object with four hooks and its own state; the loop never ask
 - `observe` (loop step 8): bookkeeping from the plain groups (e.g. buffer admission and graduation); returns
   metrics.
 - `objective`: the loss used by the I mini-batch updates (PPO clip-higher + dual clip for the RL methods).
+- `report` (at each checkpoint and at the end): write the method's artifacts (tables, plots, samples);
+  `summary()` gives the numbers for the end-of-run table.
 """
 
 from __future__ import annotations
@@ -31,11 +33,16 @@ class ExtraPrompt:
 
 @dataclass
 class StepContext:
-    """What a method may use inside a step. `teacher_sample(texts, n)` returns graded groups of teacher rollouts."""
+    """What a method may use inside a step.
+
+    `teacher_sample(questions, n)`: n teacher rollouts per question on its plain prompt, graded (one group each).
+    `teacher_generate(texts, max_new_tokens)`: one greedy teacher completion per user-message text (compression).
+    """
 
     step: int
     rng: Any  # random.Random of the run (checkpointed)
     teacher_sample: Callable[[list[Question], int], list[Group]] | None = None
+    teacher_generate: Callable[[list[str], int], list[str]] | None = None
 
 
 class Objective(Protocol):
@@ -77,3 +84,7 @@ class Method(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def report(self, tracker: Any, run_dir: Any, step: int) -> None: ...
+
+    def summary(self) -> dict[str, Any]: ...

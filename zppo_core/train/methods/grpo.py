@@ -34,3 +34,9 @@ class GRPO:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def report(self, tracker: Any, run_dir: Any, step: int) -> None:
+        pass
+
+    def summary(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,127 @@
+"""Replay-buffer reports: the per-question graduation table, plots (matplotlib) and sample prompts.
+
+Written into `<run_dir>/reports/` and logged as artifacts of the run (overwritten at every checkpoint, so the
+latest state is always there):
+  graduation/table.json        MLflow table: question id, entry step, entry bin, accuracy history, fate, ...
+  graduation/buffer_size.png   buffer size over steps
+  graduation/fates_by_bin.png  graduated / evicted / still buffered by entry bin (the paper's Fig. 5)
+  graduation/curves_by_bin.png mean plain accuracy vs steps since admission, one line per entry bin
+  samples/bcq_ncq.md           a few BCQ and NCQ prompts with the student's rollouts, for a person to read
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+FATES = ("graduated", "evicted", "buffered")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_buffer_size(buffer_sizes: list[tuple[int, int]], path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if buffer_sizes:
+        steps, sizes = zip(*buffer_sizes)
+        ax.plot(steps, sizes, lw=1.5)
+    ax.set_xlabel("rollout step")
+    ax.set_ylabel("questions in buffer")
+    ax.set_title("Replay buffer size")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_fates_by_bin(fates_by_bin: dict[float, dict[str, int]], path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bins = sorted(fates_by_bin)
+    labels = [f"{b:g}%" for b in bins]
+    bottom = [0] * len(bins)
+    for fate, color in zip(FATES, ("#2a9d8f", "#e76f51", "#adb5bd")):
+        vals = [fates_by_bin[b].get(fate, 0) for b in bins]
+        ax.bar(labels, vals, bottom=bottom, label=fate, color=color)
+        bottom = [x + y for x, y in zip(bottom, vals)]
+    ax.set_xlabel("entry accuracy bin")
+    ax.set_ylabel("questions")
+    ax.set_title("Fates by entry bin")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def curves_by_bin(table: list[dict[str, Any]]) -> dict[float, list[tuple[int, float, int]]]:
+    """entry bin -> [(steps since admission, mean plain accuracy, n questions)] over the table's histories."""
+    acc: dict[float, dict[int, list[float]]] = {}
+    for row in table:
+        b = float(row["entry_bin"])
+        d = acc.setdefault(b, {0: []})
+        d[0].append(float(row["entry_bin"]) / 100.0)
+        for step, a in row["accuracy_history"]:
+            d.setdefault(int(step) - int(row["entry_step"]), []).append(float(a))
+    return {b: [(k, sum(v) / len(v), len(v)) for k, v in sorted(d.items()) if v] for b, d in sorted(acc.items())}
+
+
+def plot_graduation_curves(table: list[dict[str, Any]], path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for b, pts in curves_by_bin(table).items():
+        if pts:
+            xs, ys, _ = zip(*pts)
+            ax.plot(xs, ys, marker=".", label=f"entry {b:g}%")
+    ax.set_xlabel("steps since admission")
+    ax.set_ylabel("mean plain accuracy")
+    ax.set_title("Graduation curves by entry bin")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def samples_markdown(samples: list[dict[str, Any]]) -> str:
+    out = ["# BCQ / NCQ prompts as the student saw them\n"]
+    for s in samples:
+        out.append(f"## {s['kind'].upper()} · {s['question_id']} · gold `{s['gold']}`\n")
+        out.append("```text\n" + s["prompt"] + "\n```\n")
+        for i, r in enumerate(s["rollouts"]):
+            out.append(f"- rollout {i} (reward {r['reward']:g}): `{r['text']}`")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_reports(
+    tracker,
+    run_dir: Path,
+    table: list[dict[str, Any]] | None,
+    fates_by_bin: dict[float, dict[str, int]] | None,
+    buffer_sizes: list[tuple[int, int]],
+    samples: list[dict[str, Any]],
+) -> Path:
+    rep = run_dir / "reports"
+    (rep / "graduation").mkdir(parents=True, exist_ok=True)
+    (rep / "samples").mkdir(parents=True, exist_ok=True)
+    if table is not None:
+        (rep / "graduation" / "table.json").write_text(json.dumps(table))
+        tracker.log_table(table, "graduation/table.json")
+        plot_buffer_size(buffer_sizes, rep / "graduation" / "buffer_size.png")
+        plot_graduation_curves(table, rep / "graduation" / "curves_by_bin.png")
+        for name in ("buffer_size.png", "curves_by_bin.png"):
+            tracker.log_artifact(rep / "graduation" / name, "graduation")
+    if fates_by_bin is not None:
+        plot_fates_by_bin(fates_by_bin, rep / "graduation" / "fates_by_bin.png")
+        tracker.log_artifact(rep / "graduation" / "fates_by_bin.png", "graduation")
+    if samples:
+        text = samples_markdown(samples)
+        (rep / "samples" / "bcq_ncq.md").write_text(text)
+        tracker.log_text(text, "samples/bcq_ncq.md")
+    return rep

@@ -1,0 +1,309 @@
+"""ZPPO and the GRPO variants that share its machinery (ZPPO.md §1, §3, §4, §5).
+
+One class, three switches: `buffer` (prompt replay), `bcq` (one correct teacher + one wrong student candidate),
+`ncq` (all the student's wrong answers listed). zppo = all three; grpo_buffer = buffer only; grpo_both = BCQ+NCQ
+without buffer; grpo_buffer_bcq / grpo_buffer_ncq = buffer + one of them.
+
+Per rollout step, in the loop's terms:
+- select_prompts (step 2): X = new ∪ ρ_replay·n_new questions sampled uniformly (without replacement) from
+  the buffer; a replayed question already among the new ones is not drawn twice.
+- extra_prompts (step 4): hard set X_hard = {x : r̄_x < τ} from the plain groups; pre-cap keeps the ρ_aug·n_new
+  hardest (ascending r̄; ties: older buffer entries first, then new questions, then the run's seeded RNG);
+  G_T teacher rollouts on the kept questions (BCQ only), correct ones kept; candidates compressed (teacher) or
+  truncated (none); then, in ascending r̄ order, BCQ (if x has a correct teacher rollout whose compressed form
+  keeps the answer, and a wrong student rollout) then NCQ, stopping when ρ_aug·n_new instances exist in total
+  (joint post-cap, BCQ first). Each instance is its own group, trained under its reformulated prompt.
+- observe (step 8): buffer refresh from PLAIN accuracies only (admit < τ, graduate ≥ τ, FIFO-evict).
+
+Teacher answers and candidates are drawn afresh on every visit; the buffer stores questions only.
+[decision] compressed student candidates must keep their (wrong) answer; if compression changes it, the raw
+candidate truncated to the cap is used instead, so compression can never leak a correct answer into NCQ/BCQ.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zppo_core.algo.reformulate import (
+    PromptTemplate,
+    boxed_answer,
+    build_bcq,
+    build_ncq,
+    load_template,
+    strip_directives,
+    truncate_candidate,
+)
+from zppo_core.algo.replay_buffer import ReplayBuffer
+from zppo_core.tasks.graders import answers_equal
+from zppo_core.train.methods.base import ExtraPrompt, PPOObjective, StepContext
+from zppo_core.types import Group, Question
+
+COMPRESS_PROMPT = (
+    "Rewrite the following solution in at most 5 lines (at most {max_tokens} tokens), keeping only the essential "
+    "steps and the final \\boxed{{}} answer exactly as it is. Put the rewrite inside <summary></summary>.\n\n"
+    "Question: {question}\n\nSolution:\n{solution}"
+)
+_SUMMARY_RE = re.compile(r"<summary>(.*?)(?:</summary>|$)", re.DOTALL)
+
+
+def strip_summary(text: str) -> str:
+    """Drop the `<summary>` wrapper of a compressed candidate (keep the text if there is none)."""
+    m = _SUMMARY_RE.search(text)
+    return (m.group(1) if m else text).strip()
+
+
+@dataclass
+class ZPPOMethod:
+    objective: PPOObjective
+    name: str
+    buffer: ReplayBuffer | None
+    bcq: bool
+    ncq: bool
+    n_new: int
+    tau: float
+    rho_replay: float
+    rho_aug: float
+    teacher_group_size: int
+    compression: str
+    candidate_max_chars: int
+    compression_max_tokens: int
+    closer: str
+    template: PromptTemplate
+    samples_to_log: int = 6
+    needs_teacher: bool = False
+    # state (checkpointed)
+    buffer_sizes: list[tuple[int, int]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    _replayed: set[str] = field(default_factory=set)
+    _step_stats: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg, objective: PPOObjective, name: str, buffer: bool, bcq: bool, ncq: bool) -> "ZPPOMethod":
+        z = cfg.zppo
+        return cls(
+            objective=objective,
+            name=name,
+            buffer=ReplayBuffer(z.capacity, z.tau, cfg.rollout.group_size) if buffer else None,
+            bcq=bcq,
+            ncq=ncq,
+            n_new=cfg.algo.n_new,
+            tau=z.tau,
+            rho_replay=z.rho_replay,
+            rho_aug=z.rho_aug,
+            teacher_group_size=z.teacher_group_size,
+            compression=z.compression,
+            candidate_max_chars=z.candidate_max_chars,
+            compression_max_tokens=z.compression_max_tokens,
+            closer=cfg.data.closer,
+            template=load_template(z.template, "full"),
+            samples_to_log=z.samples_to_log,
+            needs_teacher=bcq or (ncq and z.compression == "teacher"),
+        )
+
+    @property
+    def replay_slots(self) -> int:
+        return round(self.rho_replay * self.n_new) if self.buffer is not None else 0
+
+    @property
+    def aug_slots(self) -> int:
+        return round(self.rho_aug * self.n_new) if (self.bcq or self.ncq) else 0
+
+    # ---------------------------------------------------------------- step 2
+    def select_prompts(self, new: list[Question], ctx: StepContext) -> list[Question]:
+        self._replayed = set()
+        self._step_stats = {}
+        if self.buffer is None or not len(self.buffer):
+            return list(new)
+        new_ids = {q.id for q in new}
+        pool = [qid for qid in self.buffer.ids() if qid not in new_ids]
+        k = min(self.replay_slots, len(pool))
+        chosen = ctx.rng.sample(pool, k) if k else []
+        replay = [self.buffer.entry(qid).question for qid in chosen]
+        self._replayed = set(chosen)
+        return list(new) + replay
+
+    # ---------------------------------------------------------------- step 4
+    def _hardest_first(self, hard: list[Group], ctx: StepContext) -> list[Group]:
+        def key(g: Group):
+            qid = g.question.id
+            in_buffer = self.buffer is not None and qid in self.buffer
+            age = self.buffer.age_key(qid) if in_buffer else 0
+            return (g.mean_reward, 0 if in_buffer else 1, age, ctx.rng.random())
+
+        keyed = [(key(g), i, g) for i, g in enumerate(hard)]  # draw ties in a fixed order (reproducible)
+        return [g for _, _, g in sorted(keyed, key=lambda t: (t[0], t[1]))]
+
+    def _compress(self, ctx: StepContext, items: list[tuple[Question, str]]) -> list[str]:
+        """Candidate texts after compression (teacher) or truncation (none), in order."""
+        if self.compression == "none" or not items:
+            return [truncate_candidate(text, self.candidate_max_chars) for _, text in items]
+        assert ctx.teacher_generate is not None
+        prompts = [
+            COMPRESS_PROMPT.format(max_tokens=self.compression_max_tokens, question=strip_directives(q.prompt),
+                                   solution=text)
+            for q, text in items
+        ]
+        outs = ctx.teacher_generate(prompts, self.compression_max_tokens + 16)
+        return [strip_summary(o) for o in outs]
+
+    def extra_prompts(self, plain: list[Group], ctx: StepContext) -> list[ExtraPrompt]:
+        hard = [g for g in plain if g.mean_reward < self.tau]
+        self._step_stats["zppo/hard"] = float(len(hard))
+        self._step_stats["zppo/replayed"] = float(len(self._replayed))
+        cap = self.aug_slots
+        if cap == 0 or not hard:
+            return []
+        kept = self._hardest_first(hard, ctx)[:cap]  # pre-cap
+        # teacher rollouts (BCQ only): G_T per kept question, correct ones kept
+        teacher_correct: dict[int, list[str]] = {}
+        if self.bcq:
+            assert ctx.teacher_sample is not None
+            tgroups = ctx.teacher_sample([g.question for g in kept], self.teacher_group_size)
+            n_roll = sum(len(t.rollouts) for t in tgroups)
+            self._step_stats["zppo/teacher_accuracy"] = sum(t.mean_reward * len(t.rollouts) for t in tgroups) / max(
+                n_roll, 1
+            )
+            self._step_stats["zppo/teacher_solved_frac"] = sum(t.mean_reward > 0 for t in tgroups) / max(
+                len(tgroups), 1
+            )
+            for g, t in zip(kept, tgroups):
+                teacher_correct[g.id] = [r.completion.text for r in t.rollouts if r.reward > 0]
+        # candidates: one correct teacher text per question (shuffled fallbacks), wrong student texts
+        plans = []
+        to_compress: list[tuple[Question, str]] = []
+        for g in kept:
+            wrong = [r.completion.text for r in g.rollouts if r.reward <= 0]
+            correct = list(teacher_correct.get(g.id, []))
+            ctx.rng.shuffle(correct)
+            bcq_wrong = ctx.rng.choice(wrong) if (self.bcq and wrong and correct) else None
+            plans.append((g, correct, wrong, bcq_wrong))
+            for text in correct + (wrong if self.ncq else ([bcq_wrong] if bcq_wrong else [])):
+                to_compress.append((g.question, text))
+        compressed = dict(zip(range(len(to_compress)), self._compress(ctx, to_compress)))
+        cursor = 0
+        instances: list[ExtraPrompt] = []
+        for g, correct, wrong, bcq_wrong in plans:
+            n_c = len(correct)
+            n_w = len(wrong) if self.ncq else (1 if bcq_wrong else 0)
+            comp_correct = [compressed[cursor + i] for i in range(n_c)]
+            comp_wrong_all = [compressed[cursor + n_c + i] for i in range(n_w)]
+            cursor += n_c + n_w
+            wrong_src = wrong if self.ncq else ([bcq_wrong] if bcq_wrong else [])
+            comp_wrong = {raw: self._keep_wrong(raw, c) for raw, c in zip(wrong_src, comp_wrong_all)}
+            if len(instances) >= cap:
+                break
+            if self.bcq and bcq_wrong is not None:
+                teacher_text = next((c for c in comp_correct if _keeps_answer(c, g.question.answer)), None)
+                if teacher_text is not None:
+                    text, meta = build_bcq(g.question.prompt, teacher_text, comp_wrong[bcq_wrong], ctx.rng,
+                                           self.closer, self.template)
+                    meta["gold"] = g.question.answer
+                    instances.append(ExtraPrompt("bcq", g.question, text, meta))
+            if self.ncq and wrong and len(instances) < cap:
+                text, meta = build_ncq(g.question.prompt, [comp_wrong[w] for w in wrong], self.closer, self.template)
+                instances.append(ExtraPrompt("ncq", g.question, text, meta))
+        return instances[:cap]
+
+    def _keep_wrong(self, raw: str, compressed: str) -> str:
+        if self.compression == "none":
+            return compressed
+        same = (boxed_answer(raw) or "") == (boxed_answer(compressed) or "")
+        return compressed if same else truncate_candidate(raw, self.candidate_max_chars)
+
+    # ---------------------------------------------------------------- step 8
+    def observe(self, plain: list[Group], groups: list[Group], ctx: StepContext) -> dict[str, float]:
+        m = dict(self._step_stats)
+        m.setdefault("zppo/hard", float(sum(g.mean_reward < self.tau for g in plain)))
+        bcq = [g for g in groups if g.kind == "bcq"]
+        ncq = [g for g in groups if g.kind == "ncq"]
+        m["zppo/bcq_instances"] = float(len(bcq))
+        m["zppo/ncq_instances"] = float(len(ncq))
+        if bcq:
+            rolls = [r for g in bcq for r in g.rollouts]
+            m["zppo/bcq_accuracy"] = sum(r.reward for r in rolls) / len(rolls)
+            pos = neg = 0
+            for g in bcq:
+                answers = dict(zip(g.meta["order"], g.meta["candidate_answers"]))
+                for r in g.rollouts:
+                    if r.extracted is not None and answers.get("teacher") is not None and answers_equal(
+                        r.extracted, answers["teacher"]
+                    ):
+                        pos += 1
+                    elif r.extracted is not None and answers.get("student") is not None and answers_equal(
+                        r.extracted, answers["student"]
+                    ):
+                        neg += 1
+            m["zppo/bcq_match_positive"] = pos / len(rolls)
+            m["zppo/bcq_match_negative"] = neg / len(rolls)
+        if ncq:
+            rolls = [r for g in ncq for r in g.rollouts]
+            m["zppo/ncq_accuracy"] = sum(r.reward for r in rolls) / len(rolls)
+            hit = 0
+            for g in ncq:
+                listed = [a for a in g.meta["wrong_answers"] if a is not None]
+                for r in g.rollouts:
+                    if r.extracted is not None and any(answers_equal(r.extracted, a) for a in listed):
+                        hit += 1
+            m["zppo/ncq_match_negative"] = hit / len(rolls)
+        self._keep_samples(bcq, ncq)
+        if self.buffer is not None:
+            report = self.buffer.refresh(ctx.step, {g.question.id: (g.question, g.mean_reward) for g in plain})
+            m["zppo/buffer_size"] = float(report.size)
+            m["zppo/admitted"] = float(len(report.admitted))
+            m["zppo/graduated"] = float(len(report.graduated))
+            m["zppo/evicted"] = float(len(report.evicted))
+            self.buffer_sizes.append((ctx.step, report.size))
+        return m
+
+    def _keep_samples(self, bcq: list[Group], ncq: list[Group]) -> None:
+        for kind, gs in (("bcq", bcq), ("ncq", ncq)):
+            have = sum(s["kind"] == kind for s in self.samples)
+            for g in gs[: max(self.samples_to_log - have, 0)]:
+                self.samples.append({
+                    "kind": kind,
+                    "question_id": g.question.id,
+                    "gold": g.question.answer,
+                    "prompt": g.prompt_text,
+                    "rollouts": [{"text": r.completion.text, "reward": r.reward} for r in g.rollouts],
+                })
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "buffer": self.buffer.state_dict() if self.buffer is not None else None,
+            "buffer_sizes": [list(x) for x in self.buffer_sizes],
+            "samples": json.loads(json.dumps(self.samples)),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.buffer is not None and state.get("buffer") is not None:
+            self.buffer.load_state_dict(state["buffer"])
+        self.buffer_sizes = [tuple(x) for x in state.get("buffer_sizes", [])]
+        self.samples = list(state.get("samples", []))
+
+    # ---------------------------------------------------------------- reporting
+    def summary(self) -> dict[str, Any]:
+        if self.buffer is None:
+            return {}
+        return {"fates_by_entry_bin": self.buffer.fates_by_entry_bin(), "buffer_size": len(self.buffer)}
+
+    def report(self, tracker: Any, run_dir: Path, step: int) -> None:
+        from zppo_core.tracking.graduation import write_reports
+
+        write_reports(
+            tracker,
+            Path(run_dir),
+            table=self.buffer.graduation_table() if self.buffer is not None else None,
+            fates_by_bin=self.buffer.fates_by_entry_bin() if self.buffer is not None else None,
+            buffer_sizes=self.buffer_sizes,
+            samples=self.samples,
+        )
+
+
+def _keeps_answer(candidate: str, gold: str) -> bool:
+    ans = boxed_answer(candidate)
+    return ans is not None and answers_equal(ans, gold)
