@@ -13,17 +13,14 @@ import pytest
 
 # small, fast settings shared by the loop tests (real models, real MLflow, short schedules)
 TEST_OVERRIDES = [
-    "prepare.student_steps=120",
-    "prepare.teacher_steps=40",
+    "prepare.student_warm_steps=150",
+    "prepare.student_steps=30",
+    "prepare.teacher_warm_steps=150",
+    "prepare.teacher_steps=30",
     "prepare.batch_size=32",
-    "prepare.student_levels={1: 1.0}",
-    "prepare.teacher_levels={1: 1.0}",
-    "data.levels={1: 0.7, 2: 0.3}",
-    "model.tiny_student.num_hidden_layers=2",
+    "data.levels={1: 0.5, 2: 0.5}",
+    "model.tiny_student.num_hidden_layers=1",
     "model.tiny_teacher.num_hidden_layers=2",
-    "model.tiny_teacher.hidden_size=128",
-    "model.tiny_teacher.intermediate_size=512",
-    "model.tiny_teacher.head_dim=32",
     "algo.n_new=4",
     "rollout.group_size=4",
     "algo.updates_per_step=2",

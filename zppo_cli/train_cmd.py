@@ -125,6 +125,17 @@ def _summary(cfg, result) -> None:
                        ("train/entropy", "entropy"), ("perf/step_time_s", "seconds / step")]:
         table.add_row(label, avg(h[:10], key), avg(h[-10:], key))
     console.print(table)
+    fates = result.method_summary.get("fates_by_entry_bin") if result.method_summary else None
+    if fates:
+        ft = Table(title=f"replay buffer · {result.method_summary.get('buffer_size', 0)} questions still buffered")
+        ft.add_column("entry bin")
+        for col in ("graduated", "evicted", "buffered", "graduated / left"):
+            ft.add_column(col, justify="right")
+        for b, c in sorted(fates.items()):
+            left = c.get("graduated", 0) + c.get("evicted", 0)
+            share = f"{c.get('graduated', 0) / left:.1%}" if left else "-"
+            ft.add_row(f"{b:g}%", str(c.get("graduated", 0)), str(c.get("evicted", 0)), str(c.get("buffered", 0)), share)
+        console.print(ft)
     if result.prepare_report:
         s, t = result.prepare_report["student"], result.prepare_report["teacher"]
         console.print(f"prepared student: accuracy {s['accuracy']:.2f}, hard share {s['hard_share']:.2f} · "

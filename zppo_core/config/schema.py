@@ -51,10 +51,12 @@ class ModelConfig(_Section):
         "tiny",
         description="Frozen teacher (prompt-side only, never in the gradient): 'tiny', a local directory or a cached hub id.",
     )
-    tiny_student: TinyModelSpec = Field(default_factory=TinyModelSpec, description="Tiny student architecture.")
+    tiny_student: TinyModelSpec = Field(
+        default_factory=lambda: TinyModelSpec(num_hidden_layers=2), description="Tiny student architecture (0.5M)."
+    )
     tiny_teacher: TinyModelSpec = Field(
-        default_factory=lambda: TinyModelSpec(hidden_size=256, intermediate_size=1024, head_dim=64),
-        description="Tiny teacher architecture (larger than the student).",
+        default_factory=lambda: TinyModelSpec(num_hidden_layers=4),
+        description="Tiny teacher architecture (larger than the student: 1.0M).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where the student trains and samples: auto picks cuda when available, else cpu."
@@ -66,19 +68,41 @@ class ModelConfig(_Section):
 
 
 class PrepareConfig(_Section):
-    """SFT that gives the tiny student and teacher their starting skills (tiny scale only)."""
+    """SFT that gives the tiny student and teacher their starting skills (tiny scale only).
 
-    student_steps: int = Field(600, ge=0, description="SFT optimizer steps for the tiny student.")
-    teacher_steps: int = Field(1500, ge=0, description="SFT optimizer steps for the tiny teacher.")
+    Both models first learn the one-step skill (level 1 only, `*_warm_steps`), then the whole level mixture
+    (`*_steps`). The student's mixture targets are a *noisy* version of the correct responses: at level L a
+    share `student_noise[L]` of its targets is a plausible wrong solution (one slipped step). SFT converges to
+    that distribution, so after `prepare` the student samples slips at a level-dependent rate — it solves easy
+    questions, many long ones are hard — robustly across seeds and step counts. The teacher learns clean data.
+    """
+
+    student_warm_steps: int = Field(250, ge=0, description="Student SFT steps on level-1 items only (the skill).")
+    student_steps: int = Field(200, ge=0, description="Student SFT steps on the noisy level mixture.")
+    teacher_warm_steps: int = Field(300, ge=0, description="Teacher SFT steps on level-1 items only.")
+    teacher_steps: int = Field(250, ge=0, description="Teacher SFT steps on the clean level mixture.")
     batch_size: int = Field(64, gt=0, description="SFT sequences per step.")
-    lr: float = Field(1e-3, gt=0, description="SFT peak learning rate (cosine decay after warmup).")
-    warmup_steps: int = Field(50, ge=0, description="SFT linear warmup steps.")
-    student_levels: dict[int, float] = Field(
-        default_factory=lambda: {1: 0.4, 2: 0.4, 3: 0.2},
-        description="Difficulty-level weights of the student's SFT data (it sees few hard items).",
+    lr: float = Field(2e-3, gt=0, description="SFT peak learning rate (linear warmup, then cosine decay per phase).")
+    warmup_steps: int = Field(30, ge=0, description="SFT linear warmup steps (first phase).")
+    student_levels: dict[int, float] | None = Field(
+        None, description="Level weights of the student's mixture phase (None: uniform over each family's levels)."
+    )
+    student_noise: dict[int, float] = Field(
+        default_factory=lambda: {1: 0.1, 2: 0.45, 3: 0.65, 4: 0.8, 5: 0.9},
+        description="Per level, the share of the student's plain SFT targets that are plausible wrong solutions.",
     )
     teacher_levels: dict[int, float] | None = Field(
-        None, description="Difficulty-level weights of the teacher's SFT data (None: uniform over all levels)."
+        None, description="Level weights of the teacher's mixture phase (None: uniform)."
+    )
+    candidate_prompt_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Share of the student's mixture items shown as BCQ/NCQ-style prompts (it learns the format; "
+        "a pretrained student already follows such instructions).",
+    )
+    candidate_noise_scale: float = Field(
+        0.5, ge=0, le=1, description="Noise of candidate-prompt targets = this × student_noise[level]."
     )
     cache_dir: str = Field(
         "~/.cache/zppo/prepared",
@@ -88,11 +112,10 @@ class PrepareConfig(_Section):
 
 class DataConfig(_Section):
     families: list[str] = Field(
-        default_factory=lambda: ["add", "linear", "chain"], description="Training task families (tiny scale)."
+        default_factory=lambda: ["modsum"], description="Training task families (tiny scale; see `zppo ls families`)."
     )
     levels: dict[int, float] | None = Field(
-        default_factory=lambda: {1: 0.2, 2: 0.3, 3: 0.3, 4: 0.2},
-        description="Difficulty-level weights of training questions (None: uniform).",
+        None, description="Difficulty-level weights of training questions (None: uniform over each family's levels)."
     )
     ood_families: list[str] = Field(
         default_factory=lambda: ["sub", "linear_neg", "chain4"],

@@ -86,6 +86,9 @@ def set_generation_ids(model, tokenizer) -> None:
 
 
 def save_model(model, tokenizer, path: str | Path) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)

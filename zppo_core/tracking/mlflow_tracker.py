@@ -44,7 +44,8 @@ class MlflowTracker:
 
         from mlflow.tracking import MlflowClient
 
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service.client"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.uri, artifact_location = resolve_uri(uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         if run_id is None:

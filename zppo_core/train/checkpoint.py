@@ -48,11 +48,16 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    model.save_pretrained(tmp / "model")
-    tokenizer.save_pretrained(tmp / "model")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(state, tmp / "state.pt")
-    _fsync_dir(tmp)
+    _quiet_transformers()
+    try:
+        model.save_pretrained(tmp / "model")
+        tokenizer.save_pretrained(tmp / "model")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(state, tmp / "state.pt")
+        _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     final = root / name
     if final.exists():  # re-writing the same step (e.g. after a resume): move the old one aside first
         old = root / f".old-{name}-{os.getpid()}"
@@ -67,6 +72,12 @@ def save_checkpoint(
     _fsync_dir(root)
     _prune(root, keep)
     return final
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -45,6 +45,8 @@ def cache_key(cfg: ZPPOConfig) -> str:
         "prepare": cfg.prepare.model_dump(exclude={"cache_dir"}),
         "families": cfg.data.families,
         "closer": cfg.data.closer,
+        "levels": cfg.data.levels,
+        "template": cfg.zppo.template,
         "vocab": sorted(tok.get_vocab().items()),
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -82,12 +84,44 @@ def ensure_prepared(cfg: ZPPOConfig, log: Callable[[str], None] = lambda s: None
     return final
 
 
-def sft_examples(cfg: ZPPOConfig, levels: dict[int, float] | None, seed: int):
-    """Endless (prompt text, response text) pairs over the in-distribution families."""
+def sft_examples(
+    cfg: ZPPOConfig,
+    levels: dict[int, float] | None,
+    seed: int,
+    noise: dict[int, float] | None = None,
+    candidate_share: float = 0.0,
+    candidate_noise_scale: float = 0.0,
+):
+    """Endless (prompt text, response text) pairs over the in-distribution families.
+
+    With `noise`, a share noise[level] of plain targets is a plausible wrong solution; with `candidate_share`,
+    that share of items is shown as a BCQ prompt (one correct + one wrong candidate, random order) or an NCQ
+    prompt (1-3 wrong candidates), with targets noised at candidate_noise_scale × noise[level].
+    """
+    from zppo_core.algo.reformulate import build_bcq, build_ncq, load_template
+
+    template = load_template(cfg.zppo.template, "full")
+    rng = random.Random(seed)
     stream = QuestionStream(cfg.data.families, levels, seed)
+    noise = noise or {}
     while True:
         for q in stream.next(256):
-            yield plain_prompt(q, cfg.data.closer), get_family(q.family).solution(q)
+            fam = get_family(q.family)
+            p_wrong = noise.get(q.level, 0.0)
+            kind = "plain"
+            if candidate_share and rng.random() < candidate_share:
+                kind = "bcq" if rng.random() < 0.5 else "ncq"
+                p_wrong *= candidate_noise_scale
+            target = fam.wrong_solution(q, rng) if rng.random() < p_wrong else fam.solution(q)
+            if kind == "plain":
+                prompt = plain_prompt(q, cfg.data.closer)
+            elif kind == "bcq":
+                prompt, _ = build_bcq(q.prompt, fam.solution(q), fam.wrong_solution(q, rng), rng, cfg.data.closer,
+                                      template)
+            else:
+                wrong = [fam.wrong_solution(q, rng) for _ in range(rng.randint(1, 3))]
+                prompt, _ = build_ncq(q.prompt, wrong, cfg.data.closer, template)
+            yield prompt, target
 
 
 def _encode_pair(tokenizer, prompt: str, response: str) -> tuple[list[int], list[int]]:
@@ -163,33 +197,43 @@ def measure(model, tokenizer, cfg: ZPPOConfig, n_questions: int, seed: int, samp
     }
 
 
-def _prepare_one(
-    cfg: ZPPOConfig, spec: TinyModelSpec, steps: int, levels, seed: int, out: Path, name: str, log
-) -> dict[str, Any]:
+def _prepare_one(cfg: ZPPOConfig, spec: TinyModelSpec, who: str, seed: int, out: Path, log) -> dict[str, Any]:
+    p = cfg.prepare
     tokenizer = build_char_tokenizer()
     model = build_tiny_model(spec, tokenizer, seed)
-    p = cfg.prepare
+    warm_levels = {min(lv for f in cfg.data.families for lv in get_family(f).levels): 1.0}
+    if who == "student":
+        phases = [
+            (p.student_warm_steps, sft_examples(cfg, warm_levels, seed)),
+            (p.student_steps, sft_examples(cfg, p.student_levels, seed + 1, p.student_noise, p.candidate_prompt_share,
+                                           p.candidate_noise_scale)),
+        ]
+    else:
+        phases = [
+            (p.teacher_warm_steps, sft_examples(cfg, warm_levels, seed)),
+            (p.teacher_steps, sft_examples(cfg, p.teacher_levels, seed + 1)),
+        ]
     t0 = time.perf_counter()
+    losses: list[float] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        losses = sft(model, tokenizer, sft_examples(cfg, levels, seed), steps, p.batch_size, p.lr,
-                     p.warmup_steps, log, name)
+        for i, (steps, examples) in enumerate(phases):
+            losses += sft(model, tokenizer, examples, steps, p.batch_size, p.lr if i == 0 else p.lr * 0.5,
+                          p.warmup_steps if i == 0 else 0, log, f"{who} phase {i + 1}")
         sft_time = time.perf_counter() - t0
         stats = measure(model, tokenizer, cfg, n_questions=128, seed=seed + 7)
-    save_model(model, tokenizer, out / name)
+    save_model(model, tokenizer, out / who)
     n_params = sum(t.numel() for t in model.parameters())
-    log(f"prepare {name}: accuracy {stats['accuracy']:.2f}, hard share {stats['hard_share']:.2f}")
-    return {"params": n_params, "steps": steps, "final_loss": losses[-1] if losses else None,
+    log(f"prepare {who}: accuracy {stats['accuracy']:.2f}, hard share {stats['hard_share']:.2f} "
+        f"({sft_time:.0f}s SFT)")
+    return {"params": n_params, "steps": sum(s for s, _ in phases), "final_loss": losses[-1] if losses else None,
             "sft_seconds": round(sft_time, 1), **stats}
 
 
 def _prepare_into(cfg: ZPPOConfig, out: Path, log) -> dict[str, Any]:
-    p = cfg.prepare
     rng = random.Random(PREPARE_SEED)
     seeds = rng.randrange(2**31), rng.randrange(2**31)
-    report = {"key": out.name, "config": p.model_dump()}
-    report["student"] = _prepare_one(cfg, cfg.model.tiny_student, p.student_steps, p.student_levels, seeds[0],
-                                     out, "student", log)
-    report["teacher"] = _prepare_one(cfg, cfg.model.tiny_teacher, p.teacher_steps, p.teacher_levels, seeds[1],
-                                     out, "teacher", log)
+    report: dict[str, Any] = {"key": out.name, "config": cfg.prepare.model_dump()}
+    report["student"] = _prepare_one(cfg, cfg.model.tiny_student, "student", seeds[0], out, log)
+    report["teacher"] = _prepare_one(cfg, cfg.model.tiny_teacher, "teacher", seeds[1], out, log)
     return report

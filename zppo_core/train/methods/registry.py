@@ -33,6 +33,11 @@ SPECS: dict[str, MethodSpec] = {
     "zppo": MethodSpec("ZPPO = GRPO† + BCQ + NCQ: the teacher in the prompt, never in the gradient",
                        buffer=True, bcq=True, ncq=True),
 }
+def slots(rho: float, n_new: int) -> int:
+    """ρ·n_new rounded half up (0.25·384 = 96 replayed questions / BCQ+NCQ instances per step in the paper)."""
+    return int(rho * n_new + 0.5)
+
+
 METHOD_HELP: dict[str, str] = {name: spec.help for name, spec in SPECS.items()}
 
 
@@ -42,12 +47,12 @@ def validate(cfg: "ZPPOConfig") -> None:
     if spec is None:
         raise ValueError(f"unknown method '{cfg.method}'; valid methods: {', '.join(SPECS)}")
     z, n = cfg.zppo, cfg.algo.n_new
-    if spec.buffer and round(z.rho_replay * n) < 1:
+    if spec.buffer and slots(z.rho_replay, n) < 1:
         raise ValueError(
             f"zppo.rho_replay={z.rho_replay} with algo.n_new={n} gives 0 replayed questions per step; "
             f"raise zppo.rho_replay or algo.n_new (method '{cfg.method}' uses the buffer)"
         )
-    if (spec.bcq or spec.ncq) and round(z.rho_aug * n) < 1:
+    if (spec.bcq or spec.ncq) and slots(z.rho_aug, n) < 1:
         raise ValueError(
             f"zppo.rho_aug={z.rho_aug} with algo.n_new={n} gives 0 BCQ/NCQ slots per step; "
             f"raise zppo.rho_aug or algo.n_new"

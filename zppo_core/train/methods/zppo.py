@@ -40,6 +40,7 @@ from zppo_core.algo.reformulate import (
 from zppo_core.algo.replay_buffer import ReplayBuffer
 from zppo_core.tasks.graders import answers_equal
 from zppo_core.train.methods.base import ExtraPrompt, PPOObjective, StepContext
+from zppo_core.train.methods.registry import slots
 from zppo_core.types import Group, Question
 
 COMPRESS_PROMPT = (
@@ -106,11 +107,11 @@ class ZPPOMethod:
 
     @property
     def replay_slots(self) -> int:
-        return round(self.rho_replay * self.n_new) if self.buffer is not None else 0
+        return slots(self.rho_replay, self.n_new) if self.buffer is not None else 0
 
     @property
     def aug_slots(self) -> int:
-        return round(self.rho_aug * self.n_new) if (self.bcq or self.ncq) else 0
+        return slots(self.rho_aug, self.n_new) if (self.bcq or self.ncq) else 0
 
     # ---------------------------------------------------------------- step 2
     def select_prompts(self, new: list[Question], ctx: StepContext) -> list[Question]:

@@ -1,0 +1,181 @@
+"""ZPPO's step logic on hand-built groups: hard set, pre-cap order and ties, joint post-cap with BCQ first,
+candidate choice, replay selection, and buffer refresh from plain accuracies only (ZPPO.md §1, §4).
+
+The teacher here is a plain function returning fixed graded groups: these tests are about the method's
+bookkeeping, not about sampling (the integration tests run the real tiny teacher)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from zppo_core.config import load_config
+from zppo_core.train.methods.base import PPOObjective, StepContext
+from zppo_core.train.methods.registry import build_method
+from zppo_core.types import Completion, Group, Question, Rollout
+
+CLOSER = " <think></think>\\boxed{}"
+
+
+def q(i: int, gold: str = "7") -> Question:
+    return Question(id=f"q{i}", prompt=f"Question {i}?", answer=gold, family="t", level=1)
+
+
+def group(gid: int, question: Question, n_correct: int, n: int = 8, kind: str = "plain") -> Group:
+    g = Group(id=gid, kind=kind, question=question, prompt_text=question.prompt)
+    for j in range(n):
+        ok = j < n_correct
+        text = f"<think>s{gid}.{j}</think>\\boxed{{{question.answer if ok else 100 + j}}}"
+        g.rollouts.append(Rollout(question.id, gid, kind, [1], Completion([1], [0.0], text, True), float(ok),
+                                  question.answer if ok else str(100 + j)))
+    return g
+
+
+def method(name: str, n_new: int = 8, **zppo):
+    sets = [f"algo.n_new={n_new}", "zppo.template=compact", "zppo.compression=none", "zppo.capacity=4"]
+    sets += [f"zppo.{k}={v}" for k, v in zppo.items()]
+    return build_method(load_config("tiny", method=name, overrides=sets))
+
+
+def ctx(step: int = 1, teacher_correct: dict[str, int] | None = None, seed: int = 0) -> StepContext:
+    teacher_correct = teacher_correct or {}
+    calls: list[list[str]] = []
+
+    def teacher_sample(questions, n):
+        calls.append([x.id for x in questions])
+        return [group(1000 + i, x, teacher_correct.get(x.id, 0), n=n, kind="teacher") for i, x in enumerate(questions)]
+
+    c = StepContext(step=step, rng=random.Random(seed), teacher_sample=teacher_sample)
+    c.calls = calls  # type: ignore[attr-defined]
+    return c
+
+
+def kinds(extras):
+    return [(e.kind, e.question.id) for e in extras]
+
+
+def test_precap_keeps_hardest_and_postcap_is_joint_with_bcq_first():
+    m = method("zppo")  # n_new=8, rho_aug=0.25 -> 2 slots
+    plain = [group(0, q(0), 3), group(1, q(1), 0), group(2, q(2), 1), group(3, q(3), 4), group(4, q(4), 2)]
+    c = ctx(teacher_correct={"q1": 2, "q2": 1})
+    extras = m.extra_prompts(plain, c)
+    assert c.calls == [["q1", "q2"]]  # teacher only on the pre-capped hardest two (r̄ 0 and 1/8)
+    assert kinds(extras) == [("bcq", "q1"), ("ncq", "q1")]
+
+
+def test_one_slot_left_goes_to_bcq():
+    m = method("zppo", n_new=12)  # 3 slots
+    plain = [group(0, q(0), 0), group(1, q(1), 1), group(2, q(2), 2)]
+    extras = m.extra_prompts(plain, ctx(teacher_correct={"q0": 1, "q1": 3}))
+    assert kinds(extras) == [("bcq", "q0"), ("ncq", "q0"), ("bcq", "q1")]
+
+
+def test_no_correct_teacher_rollout_means_ncq_only():
+    m = method("zppo", n_new=12)
+    plain = [group(0, q(0), 0), group(1, q(1), 1), group(2, q(2), 3)]
+    extras = m.extra_prompts(plain, ctx(teacher_correct={"q1": 2}))
+    assert kinds(extras) == [("ncq", "q0"), ("bcq", "q1"), ("ncq", "q1")]
+
+
+def test_not_hard_means_no_instances():
+    m = method("zppo")
+    plain = [group(0, q(0), 4), group(1, q(1), 8)]  # 4/8 = τ is not hard
+    assert m.extra_prompts(plain, ctx()) == []
+
+
+def test_bcq_holds_one_correct_teacher_and_one_wrong_student_candidate():
+    m = method("grpo_buffer_bcq")
+    plain = [group(0, q(0, gold="7"), 1)]
+    extras = m.extra_prompts(plain, ctx(teacher_correct={"q0": 2}))
+    assert kinds(extras) == [("bcq", "q0")]
+    text, meta = extras[0].text, extras[0].meta
+    assert text.count("<candidate>") == 2 and text.endswith(CLOSER)
+    assert sorted(meta["order"]) == ["student", "teacher"]
+    answers = dict(zip(meta["order"], meta["candidate_answers"]))
+    assert answers["teacher"] == "7" and answers["student"] != "7"
+    assert "s1000." in text  # a teacher rollout's text is in the prompt
+
+
+def test_ncq_lists_every_wrong_rollout_and_deduplicated_answers():
+    m = method("grpo_buffer_ncq")
+    g = group(0, q(0), 2)
+    for r in g.rollouts[2:5]:  # three wrong rollouts share one answer
+        r.completion.text = r.completion.text.split("\\boxed")[0] + "\\boxed{9}"
+    extras = m.extra_prompts([g], ctx())
+    assert kinds(extras) == [("ncq", "q0")]
+    text, meta = extras[0].text, extras[0].meta
+    assert text.count("<candidate>") == 6  # all 6 wrong rollouts
+    assert meta["wrong_answers"] == ["9", "105", "106", "107"]
+    assert "s1000" not in text  # no teacher text in NCQ
+
+
+def test_ties_prefer_older_buffer_entries_then_new_questions():
+    m = method("grpo_buffer_ncq", n_new=4)  # 1 slot
+    buf = m.buffer
+    buf.refresh(1, {"q5": (q(5), 0.0), "q6": (q(6), 0.0)})  # q5 admitted before q6
+    plain = [group(0, q(0), 0), group(6, q(6), 0), group(5, q(5), 0)]
+    assert kinds(m.extra_prompts(plain, ctx(step=2))) == [("ncq", "q5")]
+    m2 = method("grpo_buffer_ncq", n_new=4)
+    m2.buffer.refresh(1, {"q6": (q(6), 0.0)})
+    plain = [group(0, q(0), 0), group(6, q(6), 0)]
+    assert kinds(m2.extra_prompts(plain, ctx(step=2))) == [("ncq", "q6")]  # buffered beats new
+
+
+def test_equal_new_questions_are_ordered_by_the_seeded_rng():
+    plain = [group(i, q(i), 0) for i in range(6)]
+    picks = set()
+    for seed in range(12):
+        m = method("grpo_both", n_new=4)  # 1 slot
+        first = kinds(m.extra_prompts(plain, ctx(seed=seed)))
+        again = kinds(method("grpo_both", n_new=4).extra_prompts(plain, ctx(seed=seed)))
+        assert first == again
+        picks.add(first[0][1])
+    assert len(picks) > 1
+
+
+def test_replay_selection_and_buffer_refresh_from_plain_only():
+    m = method("zppo", n_new=8)  # 2 replay slots, capacity 4
+    new = [q(i) for i in range(8)]
+    c = ctx(step=1)
+    assert m.select_prompts(new, c) == new  # empty buffer: nothing to replay
+    plain = [group(i, q(i), [0, 1, 2, 3, 4, 8, 8, 8][i]) for i in range(8)]
+    bcq_all_correct = group(50, q(0), 8, kind="bcq")
+    bcq_all_correct.meta = {"order": ["teacher", "student"], "candidate_answers": ["7", "100"]}
+    metrics = m.observe(plain, plain + [bcq_all_correct], c)
+    assert m.buffer.ids() == ["q0", "q1", "q2", "q3"]  # plain r̄ < 0.5 admitted; BCQ success counts for nothing
+    assert metrics["zppo/admitted"] == 4 and metrics["zppo/buffer_size"] == 4
+    assert metrics["zppo/bcq_accuracy"] == 1.0 and metrics["zppo/bcq_match_positive"] == 1.0
+    c2 = ctx(step=2, seed=3)
+    prompts = m.select_prompts([q(i) for i in range(10, 18)], c2)
+    replayed = [x.id for x in prompts[8:]]
+    assert len(replayed) == 2 and len(set(replayed)) == 2 and set(replayed) <= {"q0", "q1", "q2", "q3"}
+    metrics = m.observe([group(0, q(int(replayed[0][1:])), 6)], [], c2)
+    assert metrics["zppo/graduated"] == 1 and replayed[0] not in m.buffer
+
+
+def test_grpo_buffer_has_no_extras_and_no_teacher():
+    m = method("grpo_buffer")
+    assert not m.needs_teacher and m.extra_prompts([group(0, q(0), 0)], ctx()) == []
+
+
+@pytest.mark.parametrize("sets, fragment", [
+    (["zppo.tau=0"], "zppo.tau"),
+    (["zppo.tau=1.5"], "zppo.tau"),
+    (["zppo.capacity=-1"], "zppo.capacity"),
+    (["algo.n_new=2", "zppo.rho_replay=0.1"], "0 replayed questions"),
+    (["algo.n_new=4", "zppo.rho_aug=0.1"], "0 BCQ/NCQ slots"),
+    (["zppo.template=/nonexistent/t.yaml"], "t.yaml"),
+])
+def test_bad_zppo_config_is_rejected_before_compute(sets, fragment):
+    from zppo_core.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_config("tiny", method="zppo", overrides=sets)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_objective_is_the_ppo_recipe():
+    m = method("zppo")
+    assert isinstance(m.objective, PPOObjective)
+    assert (m.objective.eps_low, m.objective.eps_high, m.objective.dual_clip) == (0.2, 0.28, 10.0)
