@@ -125,6 +125,10 @@ def _summary(cfg, result) -> None:
                        ("train/entropy", "entropy"), ("perf/step_time_s", "seconds / step")]:
         table.add_row(label, avg(h[:10], key), avg(h[-10:], key))
     console.print(table)
+    if h and "eval/heldout/accuracy" in h[-1]:
+        levels = {k.rsplit("_", 1)[1]: v for k, v in h[-1].items() if k.startswith("eval/heldout/level_")}
+        console.print(f"held-out accuracy (mean@4, T=0.6): {h[-1]['eval/heldout/accuracy']:.3f}  by level: "
+                      + ", ".join(f"L{k} {v:.2f}" for k, v in levels.items()))
     fates = result.method_summary.get("fates_by_entry_bin") if result.method_summary else None
     if fates:
         ft = Table(title=f"replay buffer · {result.method_summary.get('buffer_size', 0)} questions still buffered")

@@ -88,8 +88,19 @@ class PrepareConfig(_Section):
         None, description="Level weights of the student's mixture phase (None: uniform over each family's levels)."
     )
     student_noise: dict[int, float] = Field(
-        default_factory=lambda: {1: 0.1, 2: 0.45, 3: 0.65, 4: 0.8, 5: 0.9},
-        description="Per level, the share of the student's plain SFT targets that are plausible wrong solutions.",
+        default_factory=lambda: {1: 0.0, 2: 0.05, 3: 0.1, 4: 0.15, 5: 0.2},
+        description="Per level, the share of the student's plain SFT targets that are plausible wrong solutions "
+        "(random slips: easy for plain RL to remove).",
+    )
+    misconceptions: int = Field(
+        20,
+        ge=0,
+        le=100,
+        description="Families that support it (modsum): digit pairs the student consistently gets wrong in its "
+        "SFT targets; questions meeting one are hard and stay hard under plain sampling (the zone ZPPO targets).",
+    )
+    misconception_rate: float = Field(
+        0.95, ge=0, le=1, description="How often a misconception is written instead of the right result."
     )
     teacher_levels: dict[int, float] | None = Field(
         None, description="Level weights of the teacher's mixture phase (None: uniform)."
@@ -205,6 +216,12 @@ class RunConfig(_Section):
     checkpoint_every: int = Field(25, gt=0, description="Write a checkpoint every N steps (and at the end).")
     keep_checkpoints: int = Field(2, gt=0, description="How many step checkpoints to keep.")
     threads: int | None = Field(None, description="torch CPU threads (None: torch's default).")
+    final_eval_per_level: int = Field(
+        0,
+        ge=0,
+        description="Tiny scale: held-out questions per family and level evaluated at the end of the run "
+        "(eval/heldout/*; 0 = off).",
+    )
 
 
 class TrackingConfig(_Section):

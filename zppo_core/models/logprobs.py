@@ -34,9 +34,12 @@ def completion_logprobs(
     """logprobs [B, T] (grad flows), mask [B, T], entropy [B, T] (detached) or None."""
     device = next(model.parameters()).device
     ids, attn, pos, comp, mask, P = pack(prompts, completions, pad_id)
-    out = model(input_ids=ids.to(device), attention_mask=attn.to(device), position_ids=pos.to(device))
     T = comp.shape[1]
-    logits = out.logits[:, P - 1 : P - 1 + T].float()  # [B, T, V] logits predicting each completion token
+    # only the last T+1 positions' logits are needed (positions P-1 .. P+T-2 predict the completion): never
+    # materialise [B, P+T, V] logits over the prompt (matters at real vocabularies and prompt lengths)
+    out = model(input_ids=ids.to(device), attention_mask=attn.to(device), position_ids=pos.to(device),
+                logits_to_keep=T + 1)
+    logits = out.logits[:, :T].float()  # [B, T, V] logits predicting each completion token
     logprobs = gather_token_logprobs(logits, comp.to(device))  # [B, T]
     entropy = token_entropy_from_logits(logits.detach()) if with_entropy else None  # [B, T]
     return logprobs, mask.to(device), entropy

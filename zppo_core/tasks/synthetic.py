@@ -434,8 +434,31 @@ class ModSumFamily(_Base):
         think, total = self._steps(ops, slip_at=rng.randrange(len(ops) - 1), rng=rng)
         return format_response(think, str(total))
 
+    def believed_solution(
+        self, q: Question, beliefs: Mapping[tuple[int, int], int], rate: float, rng: random.Random
+    ) -> str:
+        """The response of a solver with misconceptions: at a step (acc, v) listed in `beliefs` it writes the
+        believed (wrong) result with probability `rate`, and carries on correctly from whatever it wrote."""
+        ops = self._operands(q)
+        acc, parts = ops[0], []
+        for v in ops[1:]:
+            new = (acc + v) % 10
+            if (acc, v) in beliefs and rng.random() < rate:
+                new = beliefs[(acc, v)]
+            parts.append(f"{acc}+{v}={new}")
+            acc = new
+        return format_response(";".join(parts), str(acc))
+
     def split_key(self, q: Question) -> str:
         return f"{self.name}:" + "+".join(map(str, self._operands(q)))
+
+
+def make_beliefs(n: int, seed: int) -> dict[tuple[int, int], int]:
+    """`n` (a, b) digit pairs with a consistent wrong belief about (a + b) mod 10 (the tiny student's
+    misconceptions: questions whose running sum meets one are hard for it, and stay hard under plain sampling)."""
+    rng = random.Random(seed)
+    pairs = rng.sample([(a, b) for a in range(10) for b in range(10)], n)
+    return {(a, b): (a + b + rng.randint(1, 9)) % 10 for a, b in pairs}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -112,5 +112,22 @@ def load_state(ckpt: Path) -> dict[str, Any]:
     return torch.load(Path(ckpt) / "state.pt", weights_only=False)
 
 
+def load_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a save_pretrained directory (single file or sharded with an index)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        out: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            out.update(load_file(str(model_dir / shard)))
+        return out
+    return load_file(str(model_dir / "model.safetensors"))
+
+
 def load_optimizer(ckpt: Path, optimizer) -> None:
     optimizer.load_state_dict(torch.load(Path(ckpt) / "optimizer.pt", weights_only=False))

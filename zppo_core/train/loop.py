@@ -110,10 +110,8 @@ class Trainer:
         }
 
     def load_checkpoint(self, path: Path) -> None:
-        from safetensors.torch import load_file
-
         state = ckpt_io.load_state(path)
-        weights = load_file(str(Path(path) / "model" / "model.safetensors"))
+        weights = ckpt_io.load_weights(Path(path) / "model")
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         if unexpected or [k for k in missing if "lm_head" not in k]:  # tied lm_head is not saved
             raise ckpt_io.CheckpointError(f"checkpoint {path} does not match the model ({missing[:3]} ...)")
@@ -319,6 +317,20 @@ class Trainer:
         out["perf/train_tokens"] = total_tokens
         return out
 
+    def final_eval(self) -> dict[str, float]:
+        """Held-out accuracy (in-distribution families' eval split) at the end of a tiny run."""
+        from zppo_core.eval.heldout import evaluate_questions, heldout_questions
+
+        qs = heldout_questions(list(self.cfg.data.families), self.cfg.run.final_eval_per_level)
+        res = evaluate_questions(self.engine, lambda t: self._prompt_ids(t), qs, self.cfg.data.closer,
+                                 max_new_tokens=self.cfg.rollout.max_new_tokens)
+        metrics = {"eval/heldout/accuracy": res.accuracy}
+        metrics.update({f"eval/heldout/level_{k}": v for k, v in res.by_level.items()})
+        metrics.update({f"eval/heldout/{k}": v for k, v in res.by_family.items()})
+        self.tracker.log_metrics(metrics, step=self.state.step)
+        self.state.history[-1].update(metrics)
+        return metrics
+
     # ------------------------------------------------------------------ run
     def run(self, stop_after: int | None = None) -> TrainState:
         """Train until `run.steps` (or until `stop_after` completed steps, used to test interruption)."""
@@ -330,6 +342,8 @@ class Trainer:
                 self.save_checkpoint()
             if self.on_step is not None:
                 self.on_step(step, metrics)
+            if step == cfg.run.steps and cfg.run.final_eval_per_level and not cfg.data.path:
+                self.final_eval()
             if stop_after is not None and step >= stop_after:
                 if step % cfg.run.checkpoint_every:
                     self.save_checkpoint()

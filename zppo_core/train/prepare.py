@@ -31,6 +31,7 @@ from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import TinyModelSpec, ZPPOConfig
 from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model, save_model
 from zppo_core.tasks import QuestionStream, get_family
+from zppo_core.tasks.synthetic import make_beliefs
 
 PREPARE_VERSION = 1
 PREPARE_SEED = 1234  # prepared models are shared by all runs of a config, whatever the run's seed
@@ -91,12 +92,16 @@ def sft_examples(
     noise: dict[int, float] | None = None,
     candidate_share: float = 0.0,
     candidate_noise_scale: float = 0.0,
+    beliefs: dict[tuple[int, int], int] | None = None,
+    belief_rate: float = 0.0,
 ):
     """Endless (prompt text, response text) pairs over the in-distribution families.
 
-    With `noise`, a share noise[level] of plain targets is a plausible wrong solution; with `candidate_share`,
-    that share of items is shown as a BCQ prompt (one correct + one wrong candidate, random order) or an NCQ
-    prompt (1-3 wrong candidates), with targets noised at candidate_noise_scale × noise[level].
+    With `noise`, a share noise[level] of plain targets is a plausible wrong solution (a random slip); with
+    `beliefs`, families that support it write the believed wrong result at those steps with `belief_rate`
+    (misconceptions). With `candidate_share`, that share of items is shown as a BCQ prompt (one correct + one
+    wrong candidate, random order) or an NCQ prompt (1-3 wrong candidates); their targets are the correct
+    solution, noised at candidate_noise_scale × (noise, belief_rate) — a student that follows references.
     """
     from zppo_core.algo.reformulate import build_bcq, build_ncq, load_template
 
@@ -107,12 +112,18 @@ def sft_examples(
     while True:
         for q in stream.next(256):
             fam = get_family(q.family)
-            p_wrong = noise.get(q.level, 0.0)
+            p_wrong, p_belief = noise.get(q.level, 0.0), belief_rate
             kind = "plain"
             if candidate_share and rng.random() < candidate_share:
                 kind = "bcq" if rng.random() < 0.5 else "ncq"
                 p_wrong *= candidate_noise_scale
-            target = fam.wrong_solution(q, rng) if rng.random() < p_wrong else fam.solution(q)
+                p_belief *= candidate_noise_scale
+            if rng.random() < p_wrong:
+                target = fam.wrong_solution(q, rng)
+            elif beliefs and hasattr(fam, "believed_solution"):
+                target = fam.believed_solution(q, beliefs, p_belief, rng)
+            else:
+                target = fam.solution(q)
             if kind == "plain":
                 prompt = plain_prompt(q, cfg.data.closer)
             elif kind == "bcq":
@@ -206,7 +217,8 @@ def _prepare_one(cfg: ZPPOConfig, spec: TinyModelSpec, who: str, seed: int, out:
         phases = [
             (p.student_warm_steps, sft_examples(cfg, warm_levels, seed)),
             (p.student_steps, sft_examples(cfg, p.student_levels, seed + 1, p.student_noise, p.candidate_prompt_share,
-                                           p.candidate_noise_scale)),
+                                           p.candidate_noise_scale, make_beliefs(p.misconceptions, seed),
+                                           p.misconception_rate)),
         ]
     else:
         phases = [

@@ -131,7 +131,9 @@ def load_models(cfg: ZPPOConfig, need_teacher: bool, log: Callable[[str], None])
     """(student model, tokenizer, teacher model or None, prepare report or None)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     dtype = torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
     report = None
     if cfg.model.student == "tiny":

@@ -1,0 +1,54 @@
+"""Held-out accuracy on the synthetic families (tiny scale): questions from the families' evaluation split,
+which training streams never yield, sampled with the paper's evaluation temperature and graded by the rule
+grader. Used at the end of every tiny run (and by `zppo eval` later for the offline suites)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zppo_core.algo.reformulate import plain_prompt
+from zppo_core.rollout.base import Engine, SamplingParams
+from zppo_core.tasks import grade, make_eval_set
+from zppo_core.types import Question
+
+
+@dataclass
+class HeldoutResult:
+    accuracy: float
+    by_family: dict[str, float]
+    by_level: dict[int, float]
+    n_questions: int
+
+
+def heldout_questions(families: list[str], per_level: int, seed: int = 12345) -> list[Question]:
+    return make_eval_set(families, per_level, seed)
+
+
+def evaluate_questions(
+    engine: Engine,
+    render,
+    questions: list[Question],
+    closer: str,
+    samples: int = 4,
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    max_new_tokens: int = 64,
+) -> HeldoutResult:
+    """Mean@`samples` accuracy (pass@1 estimated over samples), overall, per family and per level."""
+    outs = engine.generate(
+        [render(plain_prompt(q, closer)) for q in questions],
+        SamplingParams(n=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens),
+    )
+    per_q = [sum(grade(c.text, q.answer)[0] for c in comps) / samples for q, comps in zip(questions, outs)]
+    fam: dict[str, list[float]] = {}
+    lev: dict[int, list[float]] = {}
+    for q, a in zip(questions, per_q):
+        fam.setdefault(q.family, []).append(a)
+        lev.setdefault(q.level, []).append(a)
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    return HeldoutResult(
+        accuracy=mean(per_q) if per_q else 0.0,
+        by_family={k: mean(v) for k, v in sorted(fam.items())},
+        by_level={k: mean(v) for k, v in sorted(lev.items())},
+        n_questions=len(questions),
+    )
