@@ -27,6 +27,7 @@ from zppo_core.tasks import (
     make_eval_set,
     parse_response,
 )
+from zppo_core.tasks.synthetic import ModSumFamily, make_beliefs
 from zppo_core.types import Question
 
 ALL = (*IN_DIST, *OOD)
@@ -35,6 +36,7 @@ PAIRS = [(name, level) for name in ALL for level in FAMILIES[name].levels]
 # Worst-case lengths (characters) per family and level: (prompt, full response). The response wrapper
 # "<think></think>\boxed{}" alone is 23 characters.
 BUDGET = {
+    "modsum": {1: (16, 29), 2: (18, 35), 3: (20, 41), 4: (22, 47), 5: (24, 53)},  # constant per level
     "add": {1: (12, 27), 2: (14, 29), 3: (16, 31), 4: (18, 33)},
     "sub": {1: (12, 25), 2: (14, 27), 3: (16, 29), 4: (18, 31)},
     "linear": {1: (14, 38), 2: (16, 40), 3: (16, 44), 4: (18, 50)},
@@ -52,6 +54,11 @@ _STEP = re.compile(r"(\d+)([-+/])(\d+)=(-?\d+)")
 
 def _step_ok(u: int, op: str, v: int, w: int) -> bool:
     return {"+": u + v == w, "-": u - v == w, "/": v * w == u}[op]
+
+
+def _modsum_step_ok(u: int, op: str, v: int, w: int) -> bool:
+    """A modsum step ``u+v=w`` is true when w == (u+v) mod 10."""
+    return op == "+" and (u + v) % 10 == w
 
 
 def _steps(think: str) -> list[tuple[int, str, int, int]]:
@@ -76,6 +83,12 @@ def _check_scratchpad(q: Question, response: str) -> int:
     assert steps[-1][3] == int(answer), "the last step's result is the boxed answer"
     for prev, cur in zip(steps, steps[1:]):
         assert cur[0] == prev[3], "each step continues from the previous step's result"
+    if q.family == "modsum":
+        ops = q.meta["operands"]
+        assert [s[2] for s in steps] == ops[1:] and steps[0][0] == ops[0]
+        assert all(0 <= x <= 9 for s in steps for x in (s[0], s[2], s[3])), "every value is a single digit"
+        assert all(s[1] == "+" for s in steps)
+        return sum(not _modsum_step_ok(*s) for s in steps)
     if q.family.startswith("linear"):
         m = q.meta
         assert len(steps) == 2 and steps[0][0] == m["c"] and steps[0][2] == m["b"] and steps[1][2] == m["a"]
@@ -93,10 +106,13 @@ def _check_scratchpad(q: Question, response: str) -> int:
 
 def test_catalogue():
     assert set(FAMILIES) == set(IN_DIST) | set(OOD)
-    assert IN_DIST == ("add", "linear", "chain") and OOD == ("sub", "linear_neg", "chain4")
+    assert IN_DIST == ("modsum", "add", "linear", "chain") and OOD == ("sub", "linear_neg", "chain4")
+    assert len(FAMILIES) == 7 and not set(IN_DIST) & set(OOD)
     for name, fam in FAMILIES.items():
         assert isinstance(fam, Family) and fam.name == name
     assert FAMILIES["add"].levels == (1, 2, 3, 4) and FAMILIES["chain"].levels == (1, 2, 3)
+    assert isinstance(FAMILIES["modsum"], ModSumFamily) and FAMILIES["modsum"].levels == (1, 2, 3, 4, 5)
+    assert FAMILIES["modsum"].in_dist and callable(FAMILIES["modsum"].believed_solution)
 
 
 @settings(max_examples=300, deadline=None)
@@ -146,6 +162,7 @@ def test_budget_is_attained():
         "linear_neg": lambda L: [["Solve 5x-1=44.", "Solve 9x-10=71.", "Solve 9x-10=881.", "Solve 9x-100=8891."][L - 1]],
         "chain": lambda L: ["Compute " + "+".join(["9" * L] * 3) + "."],
         "chain4": lambda L: ["Compute " + "+".join(["9" * L] * 4) + "."],
+        "modsum": lambda L: ["Add mod 10: " + "+".join(["9"] * (L + 1)) + "."],
     }
     for name, level in PAIRS:
         fam = FAMILIES[name]
@@ -156,7 +173,28 @@ def test_budget_is_attained():
             assert grade(resp, parse_response(resp)[1])[0] == 1.0
             lengths.append((len(prompt), len(resp)))
         assert (max(p for p, _ in lengths), max(r for _, r in lengths)) == BUDGET[name][level], (name, level)
+    assert set(BUDGET) == set(ALL)
     assert max(BUDGET[n][3][0] for n in ALL) <= 25, "level-3 prompts stay under ~25 characters"
+    assert max(p for p, _ in BUDGET["modsum"].values()) <= 25, "modsum prompts stay under ~25 characters"
+
+
+@settings(max_examples=100, deadline=None)
+@given(level=st.sampled_from(FAMILIES["modsum"].levels), seed=seeds)
+def test_modsum_shape(level, seed):
+    """modsum: L+1 single digits, L steps, and every prompt/response of a level has the budget's exact length."""
+    fam = FAMILIES["modsum"]
+    rng = random.Random(seed)
+    q = fam.make(rng, level)
+    ops = q.meta["operands"]
+    assert len(ops) == level + 1 and all(0 <= v <= 9 for v in ops)
+    assert q.prompt == "Add mod 10: " + "+".join(map(str, ops)) + "."
+    assert q.answer == str(sum(ops) % 10)
+    think, answer = parse_response(fam.solution(q))
+    assert think.count(";") == level - 1 and answer == q.answer
+    assert (len(q.prompt), len(fam.solution(q))) == BUDGET["modsum"][level]
+    bad = fam.wrong_solution(q, rng)
+    assert len(bad) == len(fam.solution(q))  # a slip mod 10 never changes a length
+    assert int(parse_response(bad)[1]) in {(sum(ops) + 1) % 10, (sum(ops) - 1) % 10}  # +-1, propagated
 
 
 @settings(max_examples=100, deadline=None)
@@ -197,6 +235,12 @@ def test_bad_level_and_prompt():
         FAMILIES["chain"].make(random.Random(0), 4)
     with pytest.raises(ValueError, match="not a 'add' prompt"):
         FAMILIES["add"].solution(Question(id="x", prompt="hello", answer="1", family="add", level=1))
+    for bad_level in (0, 6):
+        with pytest.raises(ValueError, match="levels"):
+            FAMILIES["modsum"].make(random.Random(0), bad_level)
+    for prompt in ("hello", "Add mod 10: 12+3.", "Add mod 10: 7.", "Compute 1+2+3."):
+        with pytest.raises(ValueError, match="not a 'modsum' prompt"):
+            FAMILIES["modsum"].solution(Question(id="x", prompt=prompt, answer="1", family="modsum", level=1))
 
 
 def test_levels_scale_difficulty():
@@ -212,8 +256,15 @@ def test_wrong_solutions_vary():
     rng = random.Random(0)
     for name in ALL:
         q = FAMILIES[name].make(random.Random(3), FAMILIES[name].levels[-1])
-        answers = {parse_response(FAMILIES[name].wrong_solution(q, rng))[1] for _ in range(50)}
-        assert len(answers) >= 3, (name, answers)
+        wrong = [parse_response(FAMILIES[name].wrong_solution(q, rng)) for _ in range(50)]
+        answers = {a for _, a in wrong}
+        if name == "modsum":  # a +-1 slip propagates unchanged mod 10: two answers, but the slip moves
+            gold = int(q.answer)
+            assert answers == {str((gold + 1) % 10), str((gold - 1) % 10)}, answers
+            slipped_at = {next(i for i, s in enumerate(_steps(t)) if not _modsum_step_ok(*s)) for t, _ in wrong}
+            assert slipped_at == set(range(FAMILIES[name].levels[-1])), slipped_at
+        else:
+            assert len(answers) >= 3, (name, answers)
 
 
 # ---------------------------------------------------------------------------------------- registry
@@ -221,7 +272,10 @@ def test_wrong_solutions_vary():
 
 def test_registry():
     assert get_family("add") is FAMILIES["add"]
-    with pytest.raises(ValueError, match=r"unknown task family 'x'; valid: add, chain, chain4, linear, linear_neg, sub"):
+    assert get_family("modsum") is FAMILIES["modsum"]
+    with pytest.raises(
+        ValueError, match=r"unknown task family 'x'; valid: add, chain, chain4, linear, linear_neg, modsum, sub"
+    ):
         get_family("x")
     desc = list_families()
     assert list(desc) == [*IN_DIST, *OOD]
@@ -283,9 +337,12 @@ def test_stream_load_mismatch_raises():
 def test_stream_sampling_weights():
     qs = QuestionStream(IN_DIST, None, 0).next(6000)
     fam = Counter(q.family for q in qs)
-    assert all(1800 < fam[n] < 2200 for n in IN_DIST), fam
+    assert len(IN_DIST) == 4 and set(fam) == set(IN_DIST)
+    assert all(1300 < fam[n] < 1700 for n in IN_DIST), fam  # 1500 each, sd ~34
     levels_add = Counter(q.level for q in qs if q.family == "add")
-    assert set(levels_add) == {1, 2, 3, 4} and min(levels_add.values()) > 350
+    assert set(levels_add) == {1, 2, 3, 4} and min(levels_add.values()) > 280  # 375 each
+    levels_modsum = Counter(q.level for q in qs if q.family == "modsum")
+    assert set(levels_modsum) == {1, 2, 3, 4, 5} and min(levels_modsum.values()) > 220  # 300 each
 
     qs = QuestionStream(IN_DIST, {2: 1.0}, 0).next(300)
     assert {q.level for q in qs} == {2} and {q.family for q in qs} == set(IN_DIST)
@@ -295,10 +352,15 @@ def test_stream_sampling_weights():
     assert set(lv) == {1, 3} and 2.5 < lv[3] / lv[1] < 3.5
 
     qs = QuestionStream(IN_DIST, {4: 1.0, 1: 0.0}, 0).next(200)  # chain has no level 4: left out
-    assert {q.family for q in qs} == {"add", "linear"} and {q.level for q in qs} == {4}
+    assert {q.family for q in qs} == {"modsum", "add", "linear"} and {q.level for q in qs} == {4}
+
+    qs = QuestionStream(IN_DIST, {5: 1.0}, 0).next(50)  # only modsum has level 5
+    assert {q.family for q in qs} == {"modsum"} and {q.level for q in qs} == {5}
 
     with pytest.raises(ValueError, match="positive weight"):
-        QuestionStream(IN_DIST, {5: 1.0}, 0)
+        QuestionStream(IN_DIST, {6: 1.0}, 0)
+    with pytest.raises(ValueError, match="positive weight"):
+        QuestionStream(["add", "linear", "chain"], {5: 1.0}, 0)
     with pytest.raises(ValueError, match="unknown task family"):
         QuestionStream(["add", "mul"], None, 0)
     with pytest.raises(ValueError, match="at least one"):
@@ -318,6 +380,10 @@ def test_eval_set_disjoint_from_training_stream():
     train_add = {tuple(sorted(q.meta["operands"])) for q in train if q.family in ("add", "chain", "chain4")}
     ev_add = {tuple(sorted(q.meta["operands"])) for q in ev if q.family in ("add", "chain", "chain4")}
     assert not train_add & ev_add
+    # modsum: the operand order is part of the question (the running sums differ), so the prompt is the key
+    train_mod = {tuple(q.meta["operands"]) for q in train if q.family == "modsum"}
+    ev_mod = {tuple(q.meta["operands"]) for q in ev if q.family == "modsum"}
+    assert train_mod and ev_mod and not train_mod & ev_mod
 
 
 def test_eval_split_fraction():
@@ -337,6 +403,102 @@ def test_eval_set_deterministic_distinct_and_sized():
     assert all(v <= 40 for v in per.values())
     assert per[("add", 3)] == 40 and per[("linear", 4)] == 40
     assert 1 <= per[("add", 1)] < 20  # level-1 add: only ~1/8 of its 81 prompts are held out
+    assert per[("modsum", 2)] == 40 and per[("modsum", 5)] == 40
+    assert 1 <= per[("modsum", 1)] < 25  # level-1 modsum: ~1/8 of its 100 prompts are held out
     assert list(dict.fromkeys(q.family for q in ev)) == list(IN_DIST)  # ordered by family
     only3 = make_eval_set(["chain"], 5, seed=0, levels=[3])
     assert len(only3) == 5 and {q.level for q in only3} == {3}
+
+
+# ---------------------------------------------------------------------------------------- modsum beliefs
+
+
+def _walk_believed(q: Question, response: str, beliefs) -> tuple[int, int]:
+    """Check a believed response step by step; return (steps that met a belief, steps that were false)."""
+    think, answer = parse_response(response)
+    steps = _steps(think)
+    ops = q.meta["operands"]
+    assert [s[2] for s in steps] == ops[1:] and steps[0][0] == ops[0]
+    met = false = 0
+    acc = ops[0]
+    for u, op, v, w in steps:
+        assert op == "+" and u == acc, "each step continues from the value written before"
+        if (u, v) in beliefs:
+            met += 1
+            assert w in (beliefs[(u, v)], (u + v) % 10)
+        else:
+            assert w == (u + v) % 10, "a step without a belief is always correct"
+        false += w != (u + v) % 10
+        acc = w
+    assert answer == str(acc)
+    return met, false
+
+
+@settings(max_examples=150, deadline=None)
+@given(level=st.sampled_from(FAMILIES["modsum"].levels), seed=seeds, n=st.integers(0, 100), bseed=seeds)
+def test_believed_solution_rate_one_writes_every_belief(level, seed, n, bseed):
+    fam = FAMILIES["modsum"]
+    q = fam.make(random.Random(seed), level)
+    beliefs = make_beliefs(n, bseed)
+    resp = fam.believed_solution(q, beliefs, 1.0, random.Random(seed))
+    assert all(32 <= ord(ch) < 127 for ch in resp) and len(resp) == BUDGET["modsum"][level][1]
+    met, false = _walk_believed(q, resp, beliefs)
+    assert met == false, "at rate 1.0 every listed pair met is written with its believed (wrong) value"
+    assert _check_scratchpad(q, resp) == false
+    if false == 0:
+        assert resp == fam.solution(q)
+    if false == 1:  # a single wrong step shifts the answer: the question is failed
+        assert grade(resp, q.answer)[0] == 0.0
+    bare = dataclasses.replace(q, meta={})  # parsed from the prompt alike
+    assert fam.believed_solution(bare, beliefs, 1.0, random.Random(0)) == resp
+
+
+def test_believed_solution_all_pairs_believed_gets_every_step_wrong():
+    fam = FAMILIES["modsum"]
+    beliefs = make_beliefs(100, 0)
+    for s in range(50):
+        q = fam.make(random.Random(s), 1 + s % 5)
+        resp = fam.believed_solution(q, beliefs, 1.0, random.Random(s))
+        assert _walk_believed(q, resp, beliefs) == (q.level, q.level)
+        assert _check_scratchpad(q, resp) == q.level
+
+
+@settings(max_examples=100, deadline=None)
+@given(level=st.sampled_from(FAMILIES["modsum"].levels), seed=seeds, n=st.integers(0, 100), rate=st.floats(0, 1))
+def test_believed_solution_no_belief_equals_solution(level, seed, n, rate):
+    fam = FAMILIES["modsum"]
+    q = fam.make(random.Random(seed), level)
+    assert fam.believed_solution(q, make_beliefs(n, seed), 0.0, random.Random(seed)) == fam.solution(q)
+    assert fam.believed_solution(q, {}, rate, random.Random(seed)) == fam.solution(q)
+    assert fam.believed_solution(q, {}, 1.0, random.Random(seed)) == fam.solution(q)
+
+
+def test_believed_solution_partial_rate():
+    """0 < rate < 1: each met belief is written sometimes; deterministic given the rng."""
+    fam = FAMILIES["modsum"]
+    beliefs = make_beliefs(100, 1)  # every step meets a belief
+    q = fam.make(random.Random(5), 5)
+    resps = [fam.believed_solution(q, beliefs, 0.5, random.Random(s)) for s in range(200)]
+    falses = Counter(_walk_believed(q, r, beliefs)[1] for r in resps)
+    assert falses[0] > 0 and falses[5] > 0 and 1.5 < sum(k * v for k, v in falses.items()) / len(resps) < 3.5
+    assert resps == [fam.believed_solution(q, beliefs, 0.5, random.Random(s)) for s in range(200)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(0, 100), seed=seeds)
+def test_make_beliefs(n, seed):
+    beliefs = make_beliefs(n, seed)
+    assert len(beliefs) == n  # dict keys: n distinct pairs
+    for (a, b), w in beliefs.items():
+        assert 0 <= a <= 9 and 0 <= b <= 9 and 0 <= w <= 9
+        assert w != (a + b) % 10, "a belief is always wrong"
+    assert make_beliefs(n, seed) == beliefs
+
+
+def test_make_beliefs_edges_and_seeds():
+    assert make_beliefs(0, 0) == {} and make_beliefs(0, 123) == {}
+    assert set(make_beliefs(100, 0)) == {(a, b) for a in range(10) for b in range(10)}
+    assert len({frozenset(make_beliefs(10, s).items()) for s in range(20)}) == 20, "different seeds differ"
+    assert make_beliefs(100, 0) != make_beliefs(100, 1)  # same pairs, different wrong values
+    with pytest.raises(ValueError):
+        make_beliefs(101, 0)

@@ -160,6 +160,9 @@ class AlgoConfig(_Section):
     micro_batch_size: int = Field(
         64, gt=0, description="Sequences per forward/backward; mini-batches are gradient-accumulated (memory knob)."
     )
+    micro_batch_tokens: int = Field(
+        8192, gt=0, description="Most padded tokens per forward/backward (memory knob; length-bucketed micro-batches)."
+    )
     adv_norm: Literal["nontrivial", "none", "all"] = Field(
         "nontrivial",
         description="Advantage step 2: normalise over non-trivial groups (paper), 'none' (A=r-mean only) or "

@@ -261,6 +261,25 @@ class Trainer:
             fh.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
         return metrics
 
+    def _micro_batches(self, rollouts: list[Rollout], chunk: list[int]) -> list[list[int]]:
+        """Split a mini-batch into micro-batches of similar length (BCQ/NCQ prompts are much longer than plain
+        ones, and padding everything to the longest would multiply the work): sort by length, then cut at
+        `micro_batch_size` sequences or `micro_batch_tokens` padded tokens. The gradient is the same: each
+        micro-batch's loss is normalised by the whole mini-batch's token count."""
+        cfg = self.cfg.algo
+        size = {i: len(rollouts[i].prompt_ids) + len(rollouts[i].completion.token_ids) for i in chunk}
+        order = sorted(chunk, key=lambda i: (size[i], i))
+        out: list[list[int]] = []
+        cur: list[int] = []
+        for i in order:
+            if cur and (len(cur) >= cfg.micro_batch_size or size[i] * (len(cur) + 1) > cfg.micro_batch_tokens):
+                out.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            out.append(cur)
+        return out
+
     def _update(self, rollouts: list[Rollout], adv: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
         self.model.train()
@@ -278,8 +297,7 @@ class Trainer:
             n_tokens = float(sum(len(rollouts[i].completion.token_ids) for i in chunk))
             self.optimizer.zero_grad(set_to_none=True)
             loss_total = 0.0
-            for m0 in range(0, len(chunk), cfg.algo.micro_batch_size):
-                idx = chunk[m0 : m0 + cfg.algo.micro_batch_size]
+            for idx in self._micro_batches(rollouts, chunk):
                 mb = [rollouts[i] for i in idx]
                 logprobs, mask, entropy = completion_logprobs(
                     self.model,
