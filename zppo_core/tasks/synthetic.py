@@ -6,6 +6,7 @@ Every question has an integer gold answer, a compact printable-ASCII prompt, and
 =============  =========================  ==================================================  ==========
 family         prompt                     response                                            levels
 =============  =========================  ==================================================  ==========
+modsum         ``Add mod 10: 7+8+4.``     ``<think>7+8=5;5+4=9</think>\\boxed{9}``            1-5
 add            ``Compute 345+789.``       ``<think>4311</think>\\boxed{1134}``                 1-4
 linear         ``Solve 3x+5=20.``         ``<think>20-5=15;15/3=5</think>\\boxed{5}``          1-4
 chain          ``Compute 12+34+56.``      ``<think>12+34=46;46+56=102</think>\\boxed{102}``    1-3
@@ -14,6 +15,11 @@ linear_neg     ``Solve 3x-5=10.``         ``<think>10+5=15;15/3=5</think>\\boxed
 chain4 (OOD)   ``Compute 1+2+3+4.``       ``<think>1+2=3;3+3=6;6+4=10</think>\\boxed{10}``     1-3
 =============  =========================  ==================================================  ==========
 
+* ``modsum`` (the tiny preset's training family): L+1 single digits summed modulo 10, every running sum
+  written as ``u+v=w``; each step is one lookup in a 100-entry table, so a 0.5M-parameter model learns the
+  skill in a few hundred SFT steps, and difficulty is the number of steps. ``believed_solution`` writes a
+  solver's consistent wrong beliefs (misconceptions, :func:`make_beliefs`), which `prepare` puts in the
+  tiny student's SFT data so that some questions are hard for it in a way plain sampling rarely fixes.
 * ``add``/``sub``: level L = digits of the larger operand; the other operand has 1..L digits. The
   scratchpad is the result written least-significant digit first: a left-to-right decoder then emits
   each digit after the carry/borrow it depends on (reversed output is the cheapest known aid for small
@@ -384,7 +390,7 @@ class Chain4Family(_Chain):
 # modsum: a running sum modulo 10, one table lookup per step (the tiny scale's main training family)
 
 
-class ModSumFamily(_Base):
+class ModSumFamily(_Chain):
     """Sum of single digits modulo 10 with every partial result written out.
 
     Each step is one lookup in a 100-entry table, so a ~1M-parameter model learns the skill in a few hundred SFT
@@ -425,14 +431,7 @@ class ModSumFamily(_Base):
             acc = new
         return ";".join(parts), acc
 
-    def solution(self, q: Question) -> str:
-        think, total = self._steps(self._operands(q))
-        return format_response(think, str(total))
-
-    def wrong_solution(self, q: Question, rng: random.Random) -> str:
-        ops = self._operands(q)
-        think, total = self._steps(ops, slip_at=rng.randrange(len(ops) - 1), rng=rng)
-        return format_response(think, str(total))
+    # solution / wrong_solution: _Chain's, over these steps
 
     def believed_solution(
         self, q: Question, beliefs: Mapping[tuple[int, int], int], rate: float, rng: random.Random
