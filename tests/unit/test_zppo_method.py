@@ -179,3 +179,52 @@ def test_objective_is_the_ppo_recipe():
     m = method("zppo")
     assert isinstance(m.objective, PPOObjective)
     assert (m.objective.eps_low, m.objective.eps_high, m.objective.dual_clip) == (0.2, 0.28, 10.0)
+
+
+def _teacher_generate_from(table):
+    """A teacher 'compressor' answering from a fixed map: candidate text -> compressed text."""
+    calls = []
+
+    def gen(prompts, max_new_tokens):
+        calls.append(len(prompts))
+        out = []
+        for p in prompts:
+            src = p.split("Solution:\n", 1)[1]
+            out.append(table.get(src, f"<summary>{src}</summary>"))
+        return out
+
+    return gen, calls
+
+
+def test_teacher_compression_keeps_the_answer_or_falls_back():
+    from zppo_core.train.methods.zppo import strip_summary
+
+    assert strip_summary("noise <summary> short\n\\boxed{7} </summary> tail") == "short\n\\boxed{7}"
+    assert strip_summary("no wrapper \\boxed{7}") == "no wrapper \\boxed{7}"
+    m = method("grpo_buffer_bcq", n_new=4, compression="teacher")  # 1 slot
+    plain = [group(0, q(0, gold="7"), 0)]
+    c = ctx(teacher_correct={"q0": 2})
+    t0, t1 = "<think>s1000.0</think>\\boxed{7}", "<think>s1000.1</think>\\boxed{7}"
+    # the first correct teacher rollout loses its answer when compressed, the second keeps it
+    gen, calls = _teacher_generate_from({t0: "<summary>lost it \\boxed{8}</summary>",
+                                         t1: "<summary>kept \\boxed{7}</summary>"})
+    c.teacher_generate = gen
+    extras = m.extra_prompts(plain, c)
+    assert kinds(extras) == [("bcq", "q0")] and calls == [3]  # 2 teacher + 1 student candidate, one batch
+    assert "kept \\boxed{7}" in extras[0].text and "lost it" not in extras[0].text
+    # every compression of a correct teacher answer loses it: no BCQ for this question
+    m2 = method("grpo_buffer_bcq", n_new=4, compression="teacher")
+    c2 = ctx(teacher_correct={"q0": 2})
+    c2.teacher_generate, _ = _teacher_generate_from({t0: "\\boxed{1}", t1: "\\boxed{2}"})
+    assert m2.extra_prompts(plain, c2) == []
+
+
+def test_compression_that_changes_a_wrong_answer_uses_the_raw_candidate():
+    m = method("grpo_buffer_ncq", n_new=4, compression="teacher", candidate_max_chars=200)
+    g = group(0, q(0, gold="7"), 2)  # six wrong rollouts: answers 102..107
+    wrong = [r.completion.text for r in g.rollouts if r.reward == 0]
+    c = ctx()
+    c.teacher_generate, _ = _teacher_generate_from({wrong[0]: "<summary>\\boxed{7}</summary>"})  # would leak gold
+    extras = m.extra_prompts([g], c)
+    assert kinds(extras) == [("ncq", "q0")]
+    assert wrong[0] in extras[0].text and "\\boxed{7}" not in extras[0].text.split("<candidate>", 1)[1]
