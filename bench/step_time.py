@@ -36,7 +36,6 @@ import argparse
 import cProfile
 import io
 import json
-import math
 import os
 import platform
 import pstats

@@ -18,6 +18,7 @@ class HeldoutResult:
     by_family: dict[str, float]
     by_level: dict[int, float]
     n_questions: int
+    per_question: list[float]
 
 
 def heldout_questions(families: list[str], per_level: int, seed: int = 12345) -> list[Question]:
@@ -51,4 +52,5 @@ def evaluate_questions(
         by_family={k: mean(v) for k, v in sorted(fam.items())},
         by_level={k: mean(v) for k, v in sorted(lev.items())},
         n_questions=len(questions),
+        per_question=per_q,
     )

@@ -185,24 +185,20 @@ def sft(
 
 @torch.no_grad()
 def measure(model, tokenizer, cfg: ZPPOConfig, n_questions: int, seed: int, samples: int = 8) -> dict[str, Any]:
-    """Mean accuracy over `samples` rollouts per training question and the share of hard questions (< 0.5)."""
-    from zppo_core.rollout.base import SamplingParams
+    """Mean accuracy over `samples` training-temperature rollouts per training question, and the share of hard
+    questions (mean accuracy < 0.5)."""
+    from zppo_core.eval.heldout import evaluate_questions
     from zppo_core.rollout.hf import TransformersEngine
-    from zppo_core.tasks.graders import grade
     from zppo_core.train.loop import render
 
     qs = QuestionStream(cfg.data.families, cfg.data.levels, seed).next(n_questions)
     engine = TransformersEngine(model, tokenizer, batch_size=cfg.rollout.batch_size)
-    params = SamplingParams(n=samples, temperature=1.0, max_new_tokens=cfg.rollout.max_new_tokens)
-    outs = engine.generate([render(tokenizer, plain_prompt(q, cfg.data.closer)) for q in qs], params)
-    per_q = [sum(grade(c.text, q.answer)[0] for c in comps) / samples for q, comps in zip(qs, outs)]
-    by_level: dict[int, list[float]] = {}
-    for q, acc in zip(qs, per_q):
-        by_level.setdefault(q.level, []).append(acc)
+    res = evaluate_questions(engine, lambda t: render(tokenizer, t), qs, cfg.data.closer, samples=samples,
+                             temperature=1.0, top_p=1.0, max_new_tokens=cfg.rollout.max_new_tokens)
     return {
-        "accuracy": sum(per_q) / len(per_q),
-        "hard_share": sum(a < 0.5 for a in per_q) / len(per_q),
-        "accuracy_by_level": {lv: sum(v) / len(v) for lv, v in sorted(by_level.items())},
+        "accuracy": res.accuracy,
+        "hard_share": sum(a < 0.5 for a in res.per_question) / len(res.per_question),
+        "accuracy_by_level": res.by_level,
         "n_questions": n_questions,
         "samples": samples,
     }
