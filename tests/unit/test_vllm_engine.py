@@ -247,11 +247,9 @@ def test_vllm_logprobs_match_training_forward(tmp_path, tok):
     engine = ve.VLLMEngine.from_model(model, tok, cfg, gpu_memory_utilization=0.3, enforce_eager=True)
     assert isinstance(engine, Engine)
 
-    def chat(text: str) -> list[int]:
-        s = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
-        return tok(s, add_special_tokens=False)["input_ids"]
+    from zppo_core.train.loop import render
 
-    prompts = [chat(t) for t in ["Compute 1+2.", "Solve 3x+5=20. Think.", "Hi"]]  # different lengths
+    prompts = [render(tok, t) for t in ["Compute 1+2.", "Solve 3x+5=20. Think.", "Hi"]]  # different lengths
 
     def check() -> list:
         outs = engine.generate(prompts, SamplingParams(n=16, max_new_tokens=24))

@@ -27,6 +27,13 @@ class CheckpointError(ValueError):
     """A user-facing checkpoint problem (one line, names the fix)."""
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write a small file so readers see the old or the new content, never a partial one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -66,9 +73,7 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    pointer_tmp = root / f".{LATEST}.tmp"
-    pointer_tmp.write_text(name + "\n")
-    os.replace(pointer_tmp, root / LATEST)
+    write_atomic(root / LATEST, name + "\n")
     _fsync_dir(root)
     _prune(root, keep)
     return final

@@ -8,7 +8,6 @@ removes the run directory and MLflow run it created, so bad input leaves nothing
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, Callable
 
 from zppo_core.config import ConfigError, config_from_file, dump_config, flat_params
 from zppo_core.config.schema import ZPPOConfig
+from zppo_core.train.checkpoint import write_atomic
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -198,12 +198,6 @@ def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None):
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def train(
     cfg: ZPPOConfig | None,
     run_dir: Path | None = None,
@@ -236,7 +230,7 @@ def train(
     try:
         rd.mkdir(parents=True, exist_ok=True)
         if not resume:
-            _write_atomic(rd / CONFIG_FILE, dump_config(cfg))
+            write_atomic(rd / CONFIG_FILE, dump_config(cfg))
         method = build_method(cfg)
         student, tokenizer, teacher_model, report = load_models(cfg, method.needs_teacher, log)
 
@@ -257,7 +251,7 @@ def train(
             meta = {"mlflow_run_id": tracker.run_id, "tracking_uri": getattr(tracker, "uri", None),
                     "method": cfg.method, "scale": cfg.scale, "seed": cfg.run.seed,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            _write_atomic(meta_path, json.dumps(meta, indent=2))
+            write_atomic(meta_path, json.dumps(meta, indent=2))
         stream = make_stream(cfg)
         trainer = Trainer(cfg, rd, student, tokenizer, engine, stream, method, tracker, teacher, on_step)
         if resume:
@@ -298,4 +292,4 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    _write_atomic(path, "".join(ln + "\n" for ln in keep))
+    write_atomic(path, "".join(ln + "\n" for ln in keep))

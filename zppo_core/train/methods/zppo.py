@@ -181,20 +181,15 @@ class ZPPOMethod:
             correct = list(teacher_correct.get(g.id, []))
             ctx.rng.shuffle(correct)
             bcq_wrong = ctx.rng.choice(wrong) if (self.bcq and wrong and correct) else None
-            plans.append((g, correct, wrong, bcq_wrong))
-            for text in correct + (wrong if self.ncq else ([bcq_wrong] if bcq_wrong else [])):
-                to_compress.append((g.question, text))
-        compressed = dict(zip(range(len(to_compress)), self._compress(ctx, to_compress)))
-        cursor = 0
+            # the wrong candidates that can be shown: every one for NCQ, else only BCQ's
+            shown_wrong = wrong if self.ncq else ([bcq_wrong] if bcq_wrong else [])
+            plans.append((g, len(correct), shown_wrong, bcq_wrong))
+            to_compress += [(g.question, text) for text in correct + shown_wrong]
+        compressed = iter(self._compress(ctx, to_compress))  # one batch, consumed in the same order
         instances: list[ExtraPrompt] = []
-        for g, correct, wrong, bcq_wrong in plans:
-            n_c = len(correct)
-            n_w = len(wrong) if self.ncq else (1 if bcq_wrong else 0)
-            comp_correct = [compressed[cursor + i] for i in range(n_c)]
-            comp_wrong_all = [compressed[cursor + n_c + i] for i in range(n_w)]
-            cursor += n_c + n_w
-            wrong_src = wrong if self.ncq else ([bcq_wrong] if bcq_wrong else [])
-            comp_wrong = {raw: self._keep_wrong(raw, c) for raw, c in zip(wrong_src, comp_wrong_all)}
+        for g, n_correct, shown_wrong, bcq_wrong in plans:
+            comp_correct = [next(compressed) for _ in range(n_correct)]
+            comp_wrong = {raw: self._keep_wrong(raw, next(compressed)) for raw in shown_wrong}
             if len(instances) >= cap:
                 break
             if self.bcq and bcq_wrong is not None:
@@ -204,8 +199,9 @@ class ZPPOMethod:
                                            self.closer, self.template)
                     meta["gold"] = g.question.answer
                     instances.append(ExtraPrompt("bcq", g.question, text, meta))
-            if self.ncq and wrong and len(instances) < cap:
-                text, meta = build_ncq(g.question.prompt, [comp_wrong[w] for w in wrong], self.closer, self.template)
+            if self.ncq and shown_wrong and len(instances) < cap:
+                text, meta = build_ncq(g.question.prompt, [comp_wrong[w] for w in shown_wrong], self.closer,
+                                       self.template)
                 instances.append(ExtraPrompt("ncq", g.question, text, meta))
         return instances[:cap]
 
