@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from zppo_cli import train_cmd
+from zppo_cli import jobs_cmd, train_cmd
 from zppo_cli.options import console, user_errors
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 
 app.command("train")(train_cmd.train)
 app.command("prepare")(train_cmd.prepare)
+app.add_typer(jobs_cmd.app, name="jobs")
 
 
 @app.command("ls")

@@ -3,7 +3,9 @@
 Exit codes (documented in the README):
   0  success
   1  the run itself failed (an exception during training; traceback shown)
-  2  bad input: config, preset, method, paths, resume dir, data (one line naming the field/file and the fix)
+  2  bad input: config, preset, method, paths, resume dir, data, Slurm profile/key, Slurm not installed,
+     sbatch refused the job, unknown job id (one line naming the field/file and the fix)
+  3  a Slurm job followed with --wait (or `zppo jobs wait`) was cancelled; the message names the resume command
   130 interrupted (Ctrl-C); the last checkpoint is intact, `zppo train --resume RUN_DIR` continues
 """
 
@@ -21,6 +23,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CANCELLED = 3
 
 Scale = typer.Option("tiny", "--scale", "-s", help="Preset: tiny (CPU, minutes), 0.8b, 2b, 4b, 9b (paper, GPUs).")
 Method = typer.Option(None, "--method", "-m", help="Training method (default: the preset's, grpo). See `zppo ls`.")
@@ -31,6 +34,20 @@ Set = typer.Option(
 )
 RunDir = typer.Option(None, "--run-dir", help="Run directory (default: runs/<method>-<scale>-<timestamp>).")
 DryRun = typer.Option(False, "--dry-run", help="Print the resolved config and exit without running anything.")
+Executor = typer.Option(
+    "local", "--executor", "-x",
+    help="Where to run: local (here, in the foreground), slurm (submit through submitit; returns at once), "
+    "debug (the Slurm job's callable, run in this process).",
+)
+Profile = typer.Option(
+    None, "--profile",
+    help="Slurm cluster profile: a name from slurm/*.yaml (default $ZPPO_SLURM_PROFILE or 'local') or a YAML file.",
+)
+SlurmSet = typer.Option(
+    None, "--slurm", help="Slurm parameter override key=value (repeatable), e.g. --slurm time_min=60 --slurm qos=high."
+)
+Wait = typer.Option(False, "--wait", help="With --executor slurm: follow the job with a progress display and exit "
+                    "with its status (0 done, 1 failed, 3 cancelled).")
 
 
 def bad_input(message: str) -> "typer.Exit":

@@ -10,12 +10,16 @@ import typer
 
 from zppo_cli.options import (
     DryRun,
+    Executor,
     Method,
+    Profile,
     RunDir,
     Scale,
     Seed,
     Set,
+    SlurmSet,
     Steps,
+    Wait,
     console,
     err_console,
     overrides,
@@ -48,10 +52,16 @@ def train(
         None, "--resume", help="Continue the run in this directory from its latest checkpoint."
     ),
     dry_run: bool = DryRun,
+    executor: str = Executor,
+    profile: Optional[str] = Profile,
+    slurm: Optional[list[str]] = SlurmSet,
+    wait: bool = Wait,
 ) -> None:
-    """Train a student with GRPO, ZPPO or a baseline (tiny scale runs on a CPU in minutes)."""
+    """Train a student with GRPO, ZPPO or a baseline (tiny scale runs on a CPU in minutes; --executor slurm submits)."""
     with user_errors():
         from zppo_core.config import config_from_file, dump_config
+
+        _check_executor(executor, profile, slurm, wait)
 
         if resume is not None:
             cfg = config_from_file(resume / "config.yaml") if (resume / "config.yaml").is_file() else None
@@ -68,11 +78,110 @@ def train(
                 raise ConfigError("--resume continues a run exactly as configured; drop --set/--steps/--seed")
         else:
             cfg = _resolve(scale, method, steps, seed, set_, run_dir)
+        if executor != "local":
+            code = _submit(cfg, executor=executor, profile=profile, slurm=slurm, run_dir=run_dir,
+                                resume=resume, wait=wait, dry_run=dry_run)
+            if code:
+                raise typer.Exit(code)
+            return
         if dry_run:
             console.print(f"# resolved config (scale={cfg.scale}, method={cfg.method})", style="dim")
             console.print(dump_config(cfg), highlight=False, markup=False)
             return
         _run(cfg, run_dir=resume if resume is not None else run_dir, resume=resume is not None)
+
+
+def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str]], run_dir: Optional[Path],
+            resume: Optional[Path], wait: bool, dry_run: bool) -> int:
+    """`train --executor slurm|debug`: the resolved config goes to a job folder beside the run dir
+    (`<run_dir>.job/`: config.yaml, submitit's pickles and logs); the job itself is `jobs.train_run(config,
+    run_dir)`, which starts the run or resumes it from its latest checkpoint."""
+    import shutil
+
+    import yaml
+
+    from zppo_core.config import ConfigError, dump_config
+    from zppo_core.train.checkpoint import write_atomic
+    from zppo_core.train.run import CONFIG_FILE, default_run_dir, preflight
+    from zppo_cli.orchestration import JobSpec, require_slurm, sbatch_text, slurm_params, submit
+    from zppo_cli.orchestration.follow import follow
+
+    if resume is not None:
+        rd = resume
+    else:
+        rd = Path(run_dir) if run_dir is not None else (Path(cfg.run.run_dir) if cfg.run.run_dir
+                                                         else default_run_dir(cfg))
+    rd = rd.expanduser().absolute()
+    job_dir = rd.with_name(rd.name + ".job")
+    name = f"zppo-{rd.name}"
+    params = slurm_params(profile, cfg.scale, slurm or [], name) if executor == "slurm" else None
+    if params is not None and "checkpoint_minutes" in type(cfg.run).model_fields \
+            and getattr(cfg.run, "checkpoint_minutes") is None and "time" in params.sbatch:
+        # a wall-clock checkpoint well inside the time limit (the step schedule alone may be too sparse)
+        cfg = cfg.model_copy(deep=True)
+        cfg.run.checkpoint_minutes = float(max(1.0, min(30.0, params.sbatch["time"] / 4)))
+    if dry_run:
+        console.print(f"# resolved config (scale={cfg.scale}, method={cfg.method})", style="dim")
+        console.print(dump_config(cfg), highlight=False, markup=False)
+        if params is not None:
+            console.print(f"# submitit parameters (profile {params.profile})", style="dim")
+            console.print(yaml.safe_dump(params.shown(), sort_keys=False, width=1000), highlight=False, markup=False, soft_wrap=True)
+            console.print(f"# sbatch script (job folder {job_dir}; nothing submitted)", style="dim")
+            console.print(sbatch_text(params, job_dir), highlight=False, markup=False, soft_wrap=True)
+        else:
+            console.print(f"# --executor {executor}: runs jobs.train_run in this process; nothing run", style="dim")
+        return 0
+    if executor == "slurm":
+        require_slurm()
+    if resume is None:
+        if not (cfg.model.requires_cuda or cfg.model.device == "cuda" or cfg.rollout.engine == "vllm"):
+            preflight(cfg, rd, resume=False)  # everything checkable here (GPU presets are checked on the node)
+        elif rd.exists() and any(rd.iterdir()):
+            raise ConfigError(f"run dir {rd} already exists and is not empty; use --resume {rd} or another --run-dir")
+        config_path = job_dir / CONFIG_FILE
+    else:
+        config_path = rd / CONFIG_FILE
+    created = not job_dir.exists()
+    job_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if resume is None:
+            write_atomic(config_path, dump_config(cfg))
+        hint = f"zppo train --resume {rd} --executor {executor}" + (f" --profile {profile}" if profile else "")
+        spec = JobSpec("zppo_cli.orchestration.jobs:train_run", {"config": str(config_path), "run_dir": str(rd)},
+                       name=name, kind="train", run_dir=str(rd), total_steps=cfg.run.steps, resume_hint=hint)
+        [sub] = submit(spec, executor=executor, params=params, folder=job_dir)
+    except BaseException:
+        if created:
+            shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    if executor == "debug":
+        v = sub.value
+        console.print(f"run dir: {rel(Path(v['run_dir']))}  ·  MLflow run: {v['mlflow_run_id']}", highlight=False)
+        return 0
+    console.print(f"submitted Slurm job [bold]{sub.job_id}[/] ({name})", highlight=False)
+    console.print(f"  run dir: {rd}\n  logs:    {sub.stdout}\n           {sub.stderr}", highlight=False)
+    console.print(f"  follow:  zppo jobs wait {sub.job_id}  ·  zppo jobs logs {sub.job_id}  ·  "
+                  f"cancel: zppo jobs cancel {sub.job_id}", highlight=False)
+    if not wait:
+        return 0
+    try:
+        return follow([sub.record], console, err_console)
+    except KeyboardInterrupt:
+        err_console.print(f"stopped following; job {sub.job_id} keeps running: zppo jobs wait {sub.job_id} · "
+                          f"zppo jobs cancel {sub.job_id}", highlight=False)
+        return 130
+
+
+def _check_executor(executor: str, profile: Optional[str], slurm: Optional[list[str]], wait: bool) -> None:
+    from zppo_core.config import ConfigError
+
+    from zppo_cli.orchestration.submit import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor {executor}: unknown executor; valid: {', '.join(EXECUTORS)}")
+    if executor != "slurm" and (profile or slurm or wait):
+        given = [o for o, v in (("--profile", profile), ("--slurm", slurm), ("--wait", wait)) if v]
+        raise ConfigError(f"{'/'.join(given)} only apply to --executor slurm; add --executor slurm or drop them")
 
 
 def _run(cfg, run_dir: Optional[Path], resume: bool) -> None:

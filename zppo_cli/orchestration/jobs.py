@@ -1,0 +1,137 @@
+"""The callables that run on the nodes: tiny, picklable, resumable.
+
+`ZppoJob(target, kwargs)` is what submitit pickles: a `module:function` name and JSON-able keyword arguments,
+nothing else (no config object, no model). On a timeout or preemption submitit calls `checkpoint()`, which
+returns a fresh `ZppoJob` with the same arguments; the requeued job calls the function again and the function
+resumes from what it wrote to disk. So a target must be idempotent on its outputs: `train_run` resumes from the
+run's latest checkpoint (the MLflow run id lives in the run dir's run.json, so the requeued run continues the
+same MLflow run).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+
+def resolve_target(target: str) -> Callable[..., Any]:
+    module, sep, attr = target.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"job target '{target}' must be 'package.module:function'")
+    fn = importlib.import_module(module)
+    for part in attr.split("."):
+        fn = getattr(fn, part)
+    if not callable(fn):
+        raise ValueError(f"job target '{target}' is not callable")
+    return fn
+
+
+def set_distributed_env() -> dict[str, str]:
+    """Per-task torch.distributed variables from Slurm (the sbatch set-up exported MASTER_ADDR/PORT, WORLD_SIZE)."""
+    out: dict[str, str] = {}
+    if "SLURM_PROCID" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        out = {"RANK": os.environ["SLURM_PROCID"], "LOCAL_RANK": os.environ.get("SLURM_LOCALID", "0")}
+        os.environ.update(out)
+    return out
+
+
+class ZppoJob(Checkpointable):
+    """A submitted unit of work: `target(**kwargs)` run in `cwd`; requeued as a fresh copy of itself."""
+
+    def __init__(self, target: str, kwargs: dict[str, Any] | None = None, cwd: str | None = None):
+        self.target = target
+        self.kwargs = dict(kwargs or {})
+        self.cwd = cwd
+
+    def __call__(self) -> Any:
+        if self.cwd:
+            os.chdir(self.cwd)
+        set_distributed_env()
+        return resolve_target(self.target)(**self.kwargs)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
+        # the work is on disk (checkpoints, run.json): resubmit the same small description, nothing else
+        print(f"zppo: checkpoint requested for {self.target}; requeueing (resumes from the latest checkpoint)",
+              flush=True)
+        return DelayedSubmission(ZppoJob(self.target, self.kwargs, self.cwd))
+
+    def __repr__(self) -> str:
+        return f"ZppoJob({self.target}, {json.dumps(self.kwargs)})"
+
+
+# ----------------------------------------------------------------------------------------- targets
+def train_run(config: str, run_dir: str) -> dict[str, Any]:
+    """Train (or resume) the run in `run_dir` from the resolved config file `config`.
+
+    First attempt: a new run from `config`. A requeued attempt: `train --resume` from the latest checkpoint. An
+    attempt that was stopped before its first checkpoint left a partial run dir (config, run.json, metrics):
+    it is discarded (with its MLflow run) and the run starts again, since nothing was saved to resume from.
+    """
+    from zppo_core.config import config_from_file
+    from zppo_core.train.checkpoint import latest_checkpoint
+    from zppo_core.train.run import train
+
+    rd = Path(run_dir)
+    total: list[int] = [0]
+
+    def log(msg: str) -> None:
+        print(f"zppo: {msg}", flush=True)
+
+    def on_step(step: int, m: dict[str, float]) -> None:
+        print(f"zppo: step {step}/{total[0]} accuracy {m.get('train/accuracy', float('nan')):.3f} "
+              f"reward {m.get('train/reward_mean', float('nan')):.3f} {m.get('perf/step_time_s', 0.0):.2f}s/step",
+              flush=True)
+
+    if latest_checkpoint(rd) is not None:
+        cfg = config_from_file(rd / "config.yaml")
+        total[0] = cfg.run.steps
+        log(f"resuming {rd} from {latest_checkpoint(rd).name}")
+        res = train(None, run_dir=rd, resume=True, on_step=on_step, log=log)
+    else:
+        if rd.exists() and any(rd.iterdir()):
+            discard_partial_run(rd, log)
+        cfg = config_from_file(config)
+        total[0] = cfg.run.steps
+        log(f"starting {rd} ({cfg.method}, scale {cfg.scale}, {cfg.run.steps} steps, seed {cfg.run.seed})")
+        res = train(cfg, run_dir=rd, resume=False, on_step=on_step, log=log)
+    last = res.history[-1] if res.history else {}
+    log(f"done: {rd} ({cfg.run.steps} steps); MLflow run {res.mlflow_run_id}")
+    return {"run_dir": str(res.run_dir), "mlflow_run_id": res.mlflow_run_id, "steps": cfg.run.steps,
+            "final": {k: float(v) for k, v in last.items()}}
+
+
+def discard_partial_run(rd: Path, log: Callable[[str], None]) -> None:
+    """Remove a run dir that has no checkpoint (and mark its MLflow run deleted). Refuses anything else."""
+    from zppo_core.train.checkpoint import latest_checkpoint
+
+    if latest_checkpoint(rd) is not None or not (rd / "config.yaml").is_file():
+        raise RuntimeError(f"refusing to discard {rd}: it has a checkpoint or is not a zppo run directory")
+    meta_path = rd / "run.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("mlflow_run_id"):
+                from mlflow.tracking import MlflowClient
+
+                MlflowClient(tracking_uri=meta.get("tracking_uri")).delete_run(meta["mlflow_run_id"])
+        except Exception as err:  # the run dir still goes; a stray MLflow run is only clutter
+            log(f"could not delete the earlier MLflow run ({err})")
+    log(f"discarding {rd}: an earlier attempt stopped before its first checkpoint")
+    shutil.rmtree(rd)
+
+
+def echo(**kwargs: Any) -> dict[str, Any]:
+    """A trivial target (tests, smoke checks): returns its arguments and where it ran."""
+    import socket
+
+    if kwargs.get("fail"):
+        raise RuntimeError(str(kwargs["fail"]))
+    return {"kwargs": kwargs, "host": socket.gethostname(), "cwd": os.getcwd(),
+            "array_task": os.environ.get("SLURM_ARRAY_TASK_ID"), "job_id": os.environ.get("SLURM_JOB_ID"),
+            "rank": os.environ.get("RANK")}

@@ -1,0 +1,250 @@
+"""Cluster profiles (YAML in `slurm/`) -> submitit Slurm parameters.
+
+A job's Slurm parameters are three layers, later wins:
+
+    slurm/scales.yaml[<scale>]   what the preset needs (nodes, GPUs, time)
+    slurm/<profile>.yaml         the cluster: partition, account, qos, GPUs per node, setup lines ...
+    --slurm key=value            one-off overrides
+
+Keys are the friendly names below plus any parameter of submitit's Slurm executor (`exclusive`, `gres`,
+`mail_user` ...). Anything else is rejected with the list of valid keys. `resolve()` returns a `SlurmParams`:
+the sbatch parameters submitit takes (`executor.update_parameters(**p.sbatch)`), the executor settings
+(`max_num_timeout`, `python`) and the generated torch.distributed set-up for multi-task jobs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from zppo_core.config import ConfigError
+
+REPO_SLURM_DIR = Path(__file__).resolve().parents[2] / "slurm"
+SCALES_FILE = "scales.yaml"
+
+# friendly keys: name -> (type, help)
+FRIENDLY: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "description": (str, "one line shown by `zppo jobs profiles`"),
+    "time_min": (int, "time limit in minutes (sbatch --time)"),
+    "mem_gb": ((int, float), "memory per node in GB (sbatch --mem)"),
+    "tasks_per_node": (int, "tasks per node (default: gpus_per_node, else 1): one process per GPU"),
+    "max_requeues": (int, "how many timeouts/preemptions are requeued (submitit max_num_timeout)"),
+    "python": (str, "command that runs python on the nodes (default: this interpreter)"),
+}
+# submitit's own names that the friendly keys replace (rejected, with a pointer to the friendly key)
+REPLACED = {"time": "time_min", "mem": "mem_gb", "ntasks_per_node": "tasks_per_node", "job_name": "--name",
+            "num_gpus": "gpus_per_node"}
+TYPES: dict[str, type | tuple[type, ...]] = {
+    "nodes": int, "gpus_per_node": int, "cpus_per_task": int, "cpus_per_gpu": int, "gpus_per_task": int,
+    "signal_delay_s": int, "array_parallelism": int, "setup": list, "teardown": list, "srun_args": list,
+    "additional_parameters": dict, "use_srun": bool, "stderr_to_stdout": bool, "exclusive": (bool, str),
+}
+
+
+def _submitit_keys() -> dict[str, Any]:
+    from submitit.slurm.slurm import _get_default_parameters
+
+    return dict(_get_default_parameters())
+
+
+def valid_keys() -> list[str]:
+    native = [k for k in _submitit_keys() if k not in REPLACED]
+    return sorted(set(native) | set(FRIENDLY))
+
+
+def search_dirs() -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get("ZPPO_SLURM_PROFILES", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "slurm", REPO_SLURM_DIR]
+    out: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def list_profiles() -> dict[str, Path]:
+    """Profile name -> file (first hit along the search path)."""
+    out: dict[str, Path] = {}
+    for d in search_dirs():
+        for f in sorted(d.glob("*.yaml")):
+            if f.name != SCALES_FILE and f.stem not in out:
+                out[f.stem] = f
+    return out
+
+
+def default_profile() -> str:
+    return os.environ.get("ZPPO_SLURM_PROFILE", "local")
+
+
+def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{what} {path}:{where} is not valid YAML; fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must be a mapping of key: value; fix the file")
+    return data
+
+
+def load_profile(name: str) -> tuple[dict[str, Any], Path]:
+    """A profile by name (or a path to a YAML file)."""
+    p = Path(name)
+    if name.endswith((".yaml", ".yml")) or os.sep in name:
+        if not p.is_file():
+            raise ConfigError(f"--profile {name}: no such file; pass a profile name ({_names()}) or a YAML file")
+        path = p
+    else:
+        profiles = list_profiles()
+        if name not in profiles:
+            raise ConfigError(f"unknown Slurm profile '{name}'; valid profiles: {_names()} "
+                              f"(YAML files in {', '.join(str(d) for d in search_dirs()) or 'slurm/'})")
+        path = profiles[name]
+    data = _read_yaml(path, "Slurm profile")
+    check_keys(data, f"profile {path}")
+    return data, path
+
+
+def _names() -> str:
+    return ", ".join(list_profiles()) or "(none found)"
+
+
+def scale_defaults(scale: str | None) -> dict[str, Any]:
+    if scale is None:
+        return {}
+    for d in search_dirs():
+        f = d / SCALES_FILE
+        if f.is_file():
+            data = _read_yaml(f, "Slurm scale defaults")
+            entry = data.get(scale) or {}
+            check_keys(entry, f"{f} [{scale}]")
+            return dict(entry)
+    return {}
+
+
+def check_keys(data: dict[str, Any], source: str) -> None:
+    for key, value in data.items():
+        if key in REPLACED:
+            raise ConfigError(f"Slurm key '{key}' ({source}): write {REPLACED[key]} instead")
+        valid = valid_keys()
+        if key not in valid:
+            raise ConfigError(f"unknown Slurm key '{key}' ({source}); valid keys: {', '.join(valid)}")
+        want = FRIENDLY[key][0] if key in FRIENDLY else TYPES.get(key, str)
+        if value is None:
+            continue
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if want is list:
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not ok:
+            names = want.__name__ if isinstance(want, type) else " or ".join(t.__name__ for t in want)
+            shown = "list of strings" if want is list else names
+            raise ConfigError(f"Slurm key '{key}' ({source}) must be a {shown}, got {value!r}; "
+                              f"fix: --slurm {key}=<{shown}>")
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """['time_min=5', 'setup=[a, b]'] -> dict; values parse as YAML."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--slurm '{item}' is not key=value; write e.g. --slurm time_min=60")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        if isinstance(parsed, str) and key in FRIENDLY and FRIENDLY[key][0] != str:
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key] = parsed
+    check_keys(out, "--slurm")
+    return out
+
+
+@dataclass
+class SlurmParams:
+    """Everything submitit needs for one job (or job array)."""
+
+    sbatch: dict[str, Any]            # SlurmExecutor.update_parameters(**sbatch)
+    max_num_timeout: int = 3
+    python: str | None = None
+    world_size: int = 1
+    profile: str = ""
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # where each value came from
+
+    def shown(self) -> dict[str, Any]:
+        """The parameters as the dry run prints them."""
+        out = {"executor": {"max_num_timeout": self.max_num_timeout, "python": self.python or "(this interpreter)"},
+               "sbatch": dict(self.sbatch)}
+        return out
+
+
+def distributed_setup(nodes: int, tasks_per_node: int) -> list[str]:
+    """sbatch lines giving every task the torch.distributed rendezvous (RANK/LOCAL_RANK are set per task)."""
+    world = nodes * tasks_per_node
+    return [
+        f"# torch.distributed: {nodes} node(s) x {tasks_per_node} task(s); each task sets RANK=SLURM_PROCID and "
+        "LOCAL_RANK=SLURM_LOCALID",
+        'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+        "export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))",
+        f"export WORLD_SIZE={world}",
+        f"export ZPPO_NODES={nodes} ZPPO_TASKS_PER_NODE={tasks_per_node}",
+    ]
+
+
+def resolve(profile: str | None = None, scale: str | None = None, overrides: Iterable[str] | dict = (),
+            name: str = "zppo") -> SlurmParams:
+    """scale defaults < profile < overrides -> submitit parameters (validated, nothing submitted)."""
+    prof_name = profile or default_profile()
+    prof, prof_path = load_profile(prof_name)
+    scale_layer = scale_defaults(scale)
+    over = dict(overrides) if isinstance(overrides, dict) else parse_overrides(overrides)
+    if isinstance(overrides, dict):
+        check_keys(over, "overrides")
+    merged: dict[str, Any] = {}
+    for layer in (scale_layer, prof, over):
+        merged.update({k: v for k, v in layer.items()})
+    merged.pop("description", None)
+    max_requeues = merged.pop("max_requeues", 3)
+    python = merged.pop("python", None)
+    time_min = merged.pop("time_min", None)
+    mem_gb = merged.pop("mem_gb", None)
+    gpus = merged.get("gpus_per_node") or 0
+    nodes = int(merged.get("nodes") or 1)
+    tasks = merged.pop("tasks_per_node", None)
+    tasks = int(tasks) if tasks else (gpus if gpus else 1)
+    for key, minimum in (("nodes", 1), ("time_min", 1), ("max_requeues", 0)):
+        value = {"nodes": nodes, "time_min": time_min if time_min is not None else 1,
+                 "max_requeues": max_requeues}[key]
+        if value < minimum:
+            raise ConfigError(f"Slurm key '{key}' must be >= {minimum} (got {value}); fix: --slurm {key}=<n>")
+    sbatch: dict[str, Any] = {k: v for k, v in merged.items() if v is not None}
+    if not gpus:
+        sbatch.pop("gpus_per_node", None)
+    sbatch["nodes"] = nodes
+    sbatch["ntasks_per_node"] = tasks
+    sbatch["job_name"] = name
+    if time_min is not None:
+        sbatch["time"] = int(time_min)
+    if mem_gb is not None:
+        from submitit.slurm.slurm import _convert_mem
+
+        sbatch["mem"] = _convert_mem(float(mem_gb))
+    world = nodes * tasks
+    setup = list(sbatch.pop("setup", None) or [])
+    if world > 1:
+        setup += distributed_setup(nodes, tasks)
+    if setup:
+        sbatch["setup"] = setup
+    return SlurmParams(sbatch=sbatch, max_num_timeout=int(max_requeues), python=python, world_size=world,
+                       profile=str(prof_path), layers={"scale": scale_layer, "profile": prof, "overrides": over})
