@@ -1,0 +1,123 @@
+"""Profiles, dry run and bad input for `--executor slurm` (no cluster needed): the golden sbatch of a GPU profile,
+one-line errors with exit 2 for unknown profiles/keys, wrong types, a missing Slurm installation; nothing created."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from zppo_cli.app import app
+from zppo_cli.orchestration import sbatch_text, slurm_params
+from zppo_cli.orchestration.profiles import valid_keys
+
+runner = CliRunner()
+GOLDEN = Path(__file__).parent / "golden" / "gpu-8x8-2b.sbatch"
+
+
+def _normalise(text: str, run_dir: Path) -> str:
+    text = text.replace(str(run_dir.absolute()), "<JOB_DIR>")
+    return text.replace(sys.executable, "<PYTHON>")
+
+
+def _bad(args, *fragments):
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    err = (r.stderr or r.output).strip()
+    assert len(err.splitlines()) == 1 or "error:" in err.splitlines()[0], err
+    text = " ".join(err.split())
+    for f in fragments:
+        assert f in text, text
+    return text
+
+
+def test_gpu_profile_sbatch_matches_the_reviewed_golden_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("ZPPO_SLURM_PROFILES", raising=False)
+    run_dir = tmp_path / "runs" / "zppo-2b"
+    r = runner.invoke(app, ["train", "--scale", "2b", "--method", "zppo", "--executor", "slurm", "--profile",
+                            "gpu-8x8", "--run-dir", str(run_dir), "--dry-run"], terminal_width=400)
+    assert r.exit_code == 0, r.output
+    script = r.output[r.output.index("#!/bin/bash"):]
+    got = _normalise(script, Path(str(run_dir) + ".job")).rstrip() + "\n"
+    # the API renders the same script
+    params = slurm_params("gpu-8x8", "2b", [], "zppo-zppo-2b")
+    api = _normalise(sbatch_text(params, str(run_dir) + ".job"), Path(str(run_dir) + ".job")).rstrip() + "\n"
+    assert api == got
+    if os.environ.get("ZPPO_UPDATE_GOLDEN"):
+        GOLDEN.write_text(got)
+    assert got == GOLDEN.read_text(), "sbatch changed; review it and rerun with ZPPO_UPDATE_GOLDEN=1"
+    # the multi-node essentials, spelled out
+    for line in ["#SBATCH --nodes=8", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --signal=USR2@300", "export WORLD_SIZE=64", "export MASTER_PORT="]:
+        assert line in got
+    assert "submitit parameters" in r.output and "max_num_timeout: 10" in r.output
+    assert not run_dir.exists() and not Path(str(run_dir) + ".job").exists()
+
+
+def test_layers_scale_then_profile_then_overrides():
+    p = slurm_params("local", "2b", ["time_min=7", "mem_gb=1.5", "setup=[echo hi]"], "n")
+    # scale 2b asks for 8 nodes x 8 GPUs; the local profile (one CPU node) wins; --slurm wins over both
+    assert p.sbatch["nodes"] == 1 and "gpus_per_node" not in p.sbatch and p.sbatch["partition"] == "debug"
+    assert p.sbatch["time"] == 7 and p.sbatch["mem"] == "1536MB" and p.sbatch["setup"] == ["echo hi"]
+    assert p.world_size == 1 and p.max_num_timeout == 3
+    gpu = slurm_params("gpu-8x8", "0.8b", ["nodes=2"], "n")
+    assert gpu.world_size == 16 and gpu.sbatch["ntasks_per_node"] == 8 and "export WORLD_SIZE=16" in gpu.sbatch["setup"]
+
+
+def test_job_script_sets_rank_variables_per_task(monkeypatch):
+    from zppo_cli.orchestration.jobs import set_distributed_env
+
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("SLURM_PROCID", "9")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    assert set_distributed_env() == {"RANK": "9", "LOCAL_RANK": "1"}
+    assert os.environ["RANK"] == "9" and os.environ["LOCAL_RANK"] == "1"
+
+
+def test_bad_slurm_input_is_one_line_exit_2_and_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "--executor", "slurm", "--run-dir", str(tmp_path / "r")]
+    _bad(base + ["--profile", "nope"], "unknown Slurm profile 'nope'", "gpu-8x8", "local")
+    text = _bad(base + ["--slurm", "gpus=4"], "unknown Slurm key 'gpus'", "valid keys:", "gpus_per_node")
+    assert all(k in text for k in valid_keys())
+    _bad(base + ["--slurm", "time=5"], "Slurm key 'time'", "time_min")
+    _bad(base + ["--slurm", "nodes=many"], "Slurm key 'nodes'", "must be a int", "--slurm nodes=")
+    _bad(base + ["--slurm", "nodes"], "--slurm 'nodes' is not key=value")
+    prof = tmp_path / "mine.yaml"
+    prof.write_text("partition: debug\ngpu_count: 2\n")
+    _bad(base + ["--profile", str(prof)], "unknown Slurm key 'gpu_count'", "mine.yaml", "valid keys:")
+    prof.write_text("partition: [debug\n")
+    _bad(base + ["--profile", str(prof)], "mine.yaml", "not valid YAML")
+    _bad(["train", "--profile", "local"], "--profile only apply to --executor slurm")
+    _bad(["train", "--executor", "cloud"], "unknown executor", "local, slurm, debug")
+    _bad(["jobs", "logs", "999999"], "unknown job id '999999'", "zppo jobs")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.job").exists() and not (tmp_path / "runs").exists()
+
+
+def test_missing_slurm_installation_is_reported(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    _bad(["train", "--executor", "slurm", "--run-dir", str(tmp_path / "r")],
+         "Slurm is not installed here", "sbatch", "slurm/local-cluster.sh up")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.job").exists()
+    # the dry run needs no Slurm: it only renders what would be submitted
+    r = runner.invoke(app, ["train", "--executor", "slurm", "--dry-run", "--run-dir", str(tmp_path / "r")])
+    assert r.exit_code == 0 and "#SBATCH --partition=debug" in r.output
+
+
+@pytest.mark.parametrize("cmd", [["jobs"], ["jobs", "logs"], ["jobs", "cancel"], ["jobs", "wait"],
+                                 ["jobs", "profiles"]], ids=" ".join)
+def test_jobs_help(cmd):
+    r = runner.invoke(app, cmd + ["--help"])
+    assert r.exit_code == 0 and "Usage" in r.output
+
+
+def test_train_help_lists_executor_options():
+    out = runner.invoke(app, ["train", "--help"], terminal_width=200).output
+    for opt in ["--executor", "--profile", "--slurm", "--wait"]:
+        assert opt in out
+    assert re.search(r"local.*slurm.*debug", " ".join(out.split()))
