@@ -43,6 +43,7 @@ BUDGET = {
     "linear_neg": {1: (14, 38), 2: (15, 39), 3: (16, 44), 4: (18, 50)},
     "chain": {1: (14, 39), 2: (17, 46), 3: (20, 53)},
     "chain4": {1: (16, 47), 2: (20, 57), 3: (24, 67)},
+    "modsum_long": {6: (26, 59), 7: (28, 65)},
 }
 WRONG_SLACK = 6  # a decoy may be longer: a slip can add a digit, a sign slip can double the quotient
 
@@ -83,7 +84,7 @@ def _check_scratchpad(q: Question, response: str) -> int:
     assert steps[-1][3] == int(answer), "the last step's result is the boxed answer"
     for prev, cur in zip(steps, steps[1:]):
         assert cur[0] == prev[3], "each step continues from the previous step's result"
-    if q.family == "modsum":
+    if q.family in ("modsum", "modsum_long"):
         ops = q.meta["operands"]
         assert [s[2] for s in steps] == ops[1:] and steps[0][0] == ops[0]
         assert all(0 <= x <= 9 for s in steps for x in (s[0], s[2], s[3])), "every value is a single digit"
@@ -106,8 +107,8 @@ def _check_scratchpad(q: Question, response: str) -> int:
 
 def test_catalogue():
     assert set(FAMILIES) == set(IN_DIST) | set(OOD)
-    assert IN_DIST == ("modsum", "add", "linear", "chain") and OOD == ("sub", "linear_neg", "chain4")
-    assert len(FAMILIES) == 7 and not set(IN_DIST) & set(OOD)
+    assert IN_DIST == ("modsum", "add", "linear", "chain") and OOD == ("sub", "linear_neg", "chain4", "modsum_long")
+    assert len(FAMILIES) == 8 and not set(IN_DIST) & set(OOD)
     for name, fam in FAMILIES.items():
         assert isinstance(fam, Family) and fam.name == name
     assert FAMILIES["add"].levels == (1, 2, 3, 4) and FAMILIES["chain"].levels == (1, 2, 3)
@@ -163,6 +164,7 @@ def test_budget_is_attained():
         "chain": lambda L: ["Compute " + "+".join(["9" * L] * 3) + "."],
         "chain4": lambda L: ["Compute " + "+".join(["9" * L] * 4) + "."],
         "modsum": lambda L: ["Add mod 10: " + "+".join(["9"] * (L + 1)) + "."],
+        "modsum_long": lambda L: ["Add mod 10: " + "+".join(["9"] * (L + 1)) + "."],
     }
     for name, level in PAIRS:
         fam = FAMILIES[name]
@@ -174,7 +176,7 @@ def test_budget_is_attained():
             lengths.append((len(prompt), len(resp)))
         assert (max(p for p, _ in lengths), max(r for _, r in lengths)) == BUDGET[name][level], (name, level)
     assert set(BUDGET) == set(ALL)
-    assert max(BUDGET[n][3][0] for n in ALL) <= 25, "level-3 prompts stay under ~25 characters"
+    assert max(BUDGET[n][3][0] for n in ALL if 3 in BUDGET[n]) <= 25, "level-3 prompts stay under ~25 characters"
     assert max(p for p, _ in BUDGET["modsum"].values()) <= 25, "modsum prompts stay under ~25 characters"
 
 
@@ -258,7 +260,7 @@ def test_wrong_solutions_vary():
         q = FAMILIES[name].make(random.Random(3), FAMILIES[name].levels[-1])
         wrong = [parse_response(FAMILIES[name].wrong_solution(q, rng)) for _ in range(50)]
         answers = {a for _, a in wrong}
-        if name == "modsum":  # a +-1 slip propagates unchanged mod 10: two answers, but the slip moves
+        if name in ("modsum", "modsum_long"):  # a +-1 slip propagates unchanged mod 10: two answers, but the slip moves
             gold = int(q.answer)
             assert answers == {str((gold + 1) % 10), str((gold - 1) % 10)}, answers
             slipped_at = {next(i for i, s in enumerate(_steps(t)) if not _modsum_step_ok(*s)) for t, _ in wrong}
@@ -274,7 +276,7 @@ def test_registry():
     assert get_family("add") is FAMILIES["add"]
     assert get_family("modsum") is FAMILIES["modsum"]
     with pytest.raises(
-        ValueError, match=r"unknown task family 'x'; valid: add, chain, chain4, linear, linear_neg, modsum, sub"
+        ValueError, match=r"unknown task family 'x'; valid: add, chain, chain4, linear, linear_neg, modsum, modsum_long, sub"
     ):
         get_family("x")
     desc = list_families()

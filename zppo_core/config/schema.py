@@ -217,6 +217,12 @@ class RunConfig(_Section):
     steps: int = Field(150, gt=0, description="Rollout steps (paper: 200, one pass over the data).")
     run_dir: str | None = Field(None, description="Run directory (default: runs/<method>-<scale>-<timestamp>).")
     checkpoint_every: int = Field(25, gt=0, description="Write a checkpoint every N steps (and at the end).")
+    checkpoint_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="Also write a checkpoint when this many wall-clock minutes passed since the last one (for "
+        "Slurm time limits and preemption; None: step schedule only).",
+    )
     keep_checkpoints: int = Field(2, gt=0, description="How many step checkpoints to keep.")
     threads: int | None = Field(None, description="torch CPU threads (None: torch's default).")
     final_eval_per_level: int = Field(
@@ -227,6 +233,30 @@ class RunConfig(_Section):
     )
 
 
+class EvalConfig(_Section):
+    """Benchmark evaluation: `zppo eval` and periodic evaluation during training (metrics eval/<suite>/*)."""
+
+    every: int = Field(
+        0, ge=0, description="Evaluate the suites every N training steps (0: never during training)."
+    )
+    suites: list[str] = Field(
+        default_factory=list,
+        description="Suites evaluated during training: tiny, tiny-ood (offline, synthetic), or a paper suite "
+        "(vlm, llm, video, all) / comma-separated benchmark names read from eval.data_dir.",
+    )
+    per_level: int = Field(8, gt=0, description="Tiny suites: held-out questions per family and level.")
+    limit: int | None = Field(None, gt=0, description="Paper suites: at most N items per benchmark (quick looks).")
+    data_dir: str | None = Field(
+        None, description="Directory holding the benchmarks' local data (default: $ZPPO_DATA_DIR)."
+    )
+    samples: int = Field(1, gt=0, description="Samples per item: pass@1 is estimated as mean@k (paper: 1).")
+    temperature: float = Field(0.6, ge=0, description="Evaluation sampling temperature (paper: 0.6).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Evaluation nucleus sampling (paper: 0.95).")
+    top_k: int = Field(20, ge=0, description="Evaluation top-k (paper: 20; 0 = off).")
+    presence_penalty: float = Field(1.5, description="Evaluation presence penalty (paper: 1.5; vLLM only).")
+    max_new_tokens: int = Field(12288, gt=0, description="Evaluation response budget (paper: 12,288).")
+
+
 class TrackingConfig(_Section):
     uri: str | None = Field(
         None,
@@ -235,6 +265,10 @@ class TrackingConfig(_Section):
     )
     experiment: str = Field("zppo", description="MLflow experiment name.")
     enabled: bool = Field(True, description="Log to MLflow (false: no tracking at all).")
+    parent_run_id: str | None = Field(
+        None, description="Nest this run's MLflow run under this parent run (sweeps set it for every trial)."
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="Extra MLflow tags for the run.")
 
 
 class ZPPOConfig(_Section):
@@ -250,6 +284,7 @@ class ZPPOConfig(_Section):
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     zppo: ZPPOSection = Field(default_factory=ZPPOSection)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")

@@ -67,6 +67,7 @@ __all__ = [
     "FAMILIES",
     "IN_DIST",
     "OOD",
+    "OOD_OF",
     "EVAL_SPLIT_MOD",
     "QuestionStream",
     "make_eval_set",
@@ -452,6 +453,16 @@ class ModSumFamily(_Chain):
         return f"{self.name}:" + "+".join(map(str, self._operands(q)))
 
 
+class ModSumLongFamily(ModSumFamily):
+    """modsum with more terms than training ever shows (7 and 8 digits): length generalisation, the tiny
+    scale's out-of-distribution counterpart of modsum."""
+
+    name = "modsum_long"
+    levels = (6, 7)
+    in_dist = False
+    description = "ood: modsum with 7-8 terms (training stops at 6); scratchpad of running sums mod 10"
+
+
 def make_beliefs(n: int, seed: int) -> dict[tuple[int, int], int]:
     """`n` (a, b) digit pairs with a consistent wrong belief about (a + b) mod 10 (the tiny student's
     misconceptions: questions whose running sum meets one are hard for it, and stay hard under plain sampling)."""
@@ -466,11 +477,14 @@ def make_beliefs(n: int, seed: int) -> dict[tuple[int, int], int]:
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        ModSumFamily(), AddFamily(), LinearFamily(), ChainFamily(), SubFamily(), LinearNegFamily(), Chain4Family()
+        ModSumFamily(), AddFamily(), LinearFamily(), ChainFamily(), SubFamily(), LinearNegFamily(), Chain4Family(),
+        ModSumLongFamily(),
     )
 }
 IN_DIST: tuple[str, ...] = ("modsum", "add", "linear", "chain")
-OOD: tuple[str, ...] = ("sub", "linear_neg", "chain4")
+OOD: tuple[str, ...] = ("sub", "linear_neg", "chain4", "modsum_long")
+# the held-out family that tests generalisation of each training family (the `tiny-ood` eval suite)
+OOD_OF: dict[str, str] = {"modsum": "modsum_long", "add": "sub", "linear": "linear_neg", "chain": "chain4"}
 
 
 def _family(name: str) -> Family:

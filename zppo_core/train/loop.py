@@ -14,7 +14,11 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
   7. Update: the step's rollouts are shuffled and split into I equal mini-batches; one AdamW step on each
      (grad-norm clipped), micro-batches gradient-accumulated with a token-level normaliser per mini-batch.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
-  9. Sync the rollout engine's weights, log metrics, checkpoint on schedule.
+  9. Sync the rollout engine's weights, log metrics, evaluate the `eval.suites` every `eval.every` steps,
+     checkpoint on schedule (every `run.checkpoint_every` steps and every `run.checkpoint_minutes`).
+
+`on_step(step, metrics)` sees each step's metrics (periodic-eval ones included); when it returns True the
+loop checkpoints and stops early (a sweep's pruner uses this).
 
 The loop never looks at the method's name: a method is the four hooks of `methods/base.py`.
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
@@ -350,20 +354,48 @@ class Trainer:
         return metrics
 
     # ------------------------------------------------------------------ run
+    def periodic_eval(self) -> dict[str, float]:
+        """The configured eval suites on the current policy, logged as eval/<family>/* at this step."""
+        from zppo_core.eval.evaluate import evaluate_suites
+
+        ev = self.cfg.eval
+        report = evaluate_suites(
+            self.engine, self._prompt_ids, ev.suites, ev, train_families=list(self.cfg.data.families),
+            closer=self.cfg.data.closer, judge=self.teacher, judge_render=self._prompt_ids, scale=self.cfg.scale,
+        )
+        metrics = report.metrics()
+        self.tracker.log_metrics(metrics, step=self.state.step)
+        self.state.history[-1].update(metrics)
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:  # a second line for this step
+            fh.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
+        if report.skipped and self.state.step == self.cfg.eval.every:  # say it once, on the first eval
+            self.tracker.log_text("\n".join(report.skipped.values()), "eval/skipped.txt")
+        return metrics
+
+    # ------------------------------------------------------------------ run
     def run(self, stop_after: int | None = None) -> TrainState:
-        """Train until `run.steps` (or until `stop_after` completed steps, used to test interruption)."""
+        """Train until `run.steps`, until `stop_after` completed steps (used to test interruption), or until
+        `on_step` returns True (stopped early, e.g. a pruned sweep trial). Sets `self.stopped_early`."""
         cfg = self.cfg
+        self.stopped_early = False
+        last_ckpt = time.monotonic()
         while self.state.step < cfg.run.steps:
             metrics = self.train_step()
             step = self.state.step
-            if step % cfg.run.checkpoint_every == 0 or step == cfg.run.steps:
+            if cfg.eval.every and cfg.eval.suites and step % cfg.eval.every == 0:
+                metrics.update(self.periodic_eval())
+            minutes_due = (cfg.run.checkpoint_minutes is not None
+                           and time.monotonic() - last_ckpt >= 60 * cfg.run.checkpoint_minutes)
+            saved = False
+            if step % cfg.run.checkpoint_every == 0 or step == cfg.run.steps or minutes_due:
                 self.save_checkpoint()
-            if self.on_step is not None:
-                self.on_step(step, metrics)
+                last_ckpt, saved = time.monotonic(), True
+            stop = bool(self.on_step(step, metrics)) if self.on_step is not None else False
             if step == cfg.run.steps and cfg.run.final_eval_per_level and not cfg.data.path:
                 self.final_eval()
-            if stop_after is not None and step >= stop_after:
-                if step % cfg.run.checkpoint_every:
+            if stop or (stop_after is not None and step >= stop_after):
+                if not saved:
                     self.save_checkpoint()
+                self.stopped_early = stop and step < cfg.run.steps
                 break
         return self.state

@@ -30,6 +30,7 @@ class RunResult:
     prepare_report: dict[str, Any] | None
     seconds: float
     method_summary: dict[str, Any]
+    stopped_early: bool = False  # on_step asked to stop before run.steps (e.g. a pruned sweep trial)
 
 
 def default_run_dir(cfg: ZPPOConfig) -> Path:
@@ -194,7 +195,8 @@ def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None):
         run_id=run_id,
         run_name=run_dir.name,
         tags={"zppo.method": cfg.method, "zppo.scale": cfg.scale, "zppo.seed": str(cfg.run.seed),
-              "zppo.run_dir": str(run_dir.resolve())},
+              "zppo.run_dir": str(run_dir.resolve()), **cfg.tracking.tags},
+        parent_run_id=cfg.tracking.parent_run_id,
     )
 
 
@@ -273,9 +275,13 @@ def train(
     except BaseException:
         tracker.finish("FAILED")
         raise
-    if state.step >= cfg.run.steps:
+    stopped = getattr(trainer, "stopped_early", False)
+    if stopped:
+        tracker.set_tags({"zppo.stopped_early_at": str(state.step)})
+    if state.step >= cfg.run.steps or stopped:
         tracker.finish("FINISHED")
-    return RunResult(rd, tracker.run_id, state.history, report, time.perf_counter() - t0, trainer.method.summary())
+    return RunResult(rd, tracker.run_id, state.history, report, time.perf_counter() - t0, trainer.method.summary(),
+                     stopped_early=stopped)
 
 
 def _delete_run(tracker) -> None:

@@ -1,0 +1,280 @@
+"""evaluate(engine, suite) -> per-benchmark scores + per-sample records.
+
+Two kinds of benchmark share one driver:
+
+* **tiny suites** (offline, synthetic): `tiny` = the held-out split of the run's training families (one
+  benchmark per family), `tiny-ood` = each training family's out-of-distribution counterpart
+  (`tasks.OOD_OF`, e.g. modsum -> modsum_long: more terms than training ever shows). Graded by the rule grader.
+* **the paper's 31** (`eval/benchmarks.py`), read from a local data directory (`eval/data.py`), scored
+  deterministically first and by an LLM judge (the teacher, temperature 0) only where parsing fails
+  (`eval/scoring.py`).
+
+Scores are percentages (pass@1 estimated as mean@k over `samples`), like the paper's tables. Metric names:
+`eval/<family>/<benchmark>` and `eval/<family>/avg`, family in vlm | llm | video | tiny | tiny-ood, so the
+same benchmark logs under the same name whichever suite it was evaluated in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from zppo_core.algo.reformulate import plain_prompt
+from zppo_core.rollout.base import Engine, SamplingParams
+from zppo_core.tasks import OOD_OF, get_family, grade, make_eval_set
+
+TINY_SUITES = ("tiny", "tiny-ood")
+TINY_EVAL_SEED = 12345  # the same questions for every run and every checkpoint
+
+Progress = Callable[[str, int, int], None]  # (benchmark, done, total)
+
+
+@dataclass
+class SampleRecord:
+    benchmark: str
+    id: str
+    sample: int
+    response: str
+    extracted: str | None
+    correct: bool
+    how: str  # rule | choice | exact | judge | no-answer
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class BenchmarkResult:
+    name: str
+    family: str  # VLM | LLM | Video | tiny | tiny-ood
+    n: int  # items
+    score: float  # percent, mean@k
+    reference: float | None = None  # the paper's number at the evaluated scale, when there is one
+    by_level: dict[int, float] = field(default_factory=dict)  # tiny suites: percent per level
+    records: list[SampleRecord] = field(default_factory=list)
+    judged: int = 0  # samples whose verdict came from the judge
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.reference is None else self.score - self.reference
+
+    def summary(self) -> dict[str, Any]:
+        return {"benchmark": self.name, "family": self.family, "n": self.n, "score": round(self.score, 2),
+                "reference": self.reference, "delta": None if self.delta is None else round(self.delta, 2),
+                "judged": self.judged, "by_level": {str(k): round(v, 2) for k, v in self.by_level.items()}}
+
+
+@dataclass
+class EvalReport:
+    results: list[BenchmarkResult] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # benchmark -> why (e.g. what data to place where)
+
+    def family_averages(self) -> dict[str, float]:
+        fam: dict[str, list[float]] = {}
+        for r in self.results:
+            fam.setdefault(r.family, []).append(r.score)
+        return {k: sum(v) / len(v) for k, v in fam.items()}
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"eval/{r.family.lower()}/{r.name}": r.score for r in self.results}
+        out.update({f"eval/{k.lower()}/avg": v for k, v in self.family_averages().items()})
+        return out
+
+    def records(self) -> list[SampleRecord]:
+        return [rec for r in self.results for rec in r.records]
+
+
+# ---------------------------------------------------------------------------------------------- tiny
+
+
+def tiny_benchmarks(suite: str, train_families: Sequence[str]) -> list[str]:
+    """Family names evaluated by a tiny suite for a run trained on `train_families`."""
+    if suite == "tiny":
+        return list(train_families)
+    if suite == "tiny-ood":
+        missing = [f for f in train_families if f not in OOD_OF]
+        if missing:
+            raise ValueError(f"tiny-ood: no out-of-distribution family is defined for {', '.join(missing)}")
+        return [OOD_OF[f] for f in train_families]
+    raise ValueError(f"unknown tiny suite {suite!r}; valid: {', '.join(TINY_SUITES)}")
+
+
+def evaluate_tiny(
+    engine: Engine,
+    render: Callable[[str], list[int]],
+    suite: str,
+    train_families: Sequence[str],
+    closer: str,
+    params: SamplingParams,
+    per_level: int,
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> list[BenchmarkResult]:
+    out = []
+    for name in tiny_benchmarks(suite, train_families):
+        get_family(name)
+        qs = make_eval_set([name], per_level, TINY_EVAL_SEED)[: limit or None]
+        if progress:
+            progress(name, 0, len(qs))
+        comps = engine.generate([render(plain_prompt(q, closer)) for q in qs], params)
+        records, per_q, lev = [], [], {}
+        for q, cs in zip(qs, comps):
+            hits = []
+            for i, c in enumerate(cs):
+                reward, extracted = grade(c.text, q.answer)
+                hits.append(reward)
+                records.append(SampleRecord(name, q.id, i, c.text, extracted, reward == 1.0,
+                                            "rule" if extracted is not None else "no-answer"))
+            acc = 100.0 * sum(hits) / len(hits)
+            per_q.append(acc)
+            lev.setdefault(q.level, []).append(acc)
+        if progress:
+            progress(name, len(qs), len(qs))
+        out.append(BenchmarkResult(
+            name=name, family=suite, n=len(qs), score=sum(per_q) / len(per_q) if per_q else 0.0,
+            by_level={k: sum(v) / len(v) for k, v in sorted(lev.items())}, records=records))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- paper
+
+
+def evaluate_benchmark(
+    engine: Engine,
+    render: Callable[[str], list[int]],
+    bench,
+    items: list,
+    params: SamplingParams,
+    judge: Engine | None = None,
+    judge_render: Callable[[str], list[int]] | None = None,
+    judge_max_new_tokens: int = 256,
+    scale: str | None = None,
+    progress: Progress | None = None,
+    chunk: int = 64,
+) -> BenchmarkResult:
+    """One benchmark of the paper's registry on already-loaded items: sample, score deterministically, send
+    only the undecided samples to the judge (or count them wrong when there is no judge)."""
+    from zppo_core.eval.scoring import Verdict, judge_verdicts, score
+
+    if any(getattr(it, "images", None) for it in items) and not getattr(engine, "supports_images", False):
+        raise ValueError(f"{bench.name}: the model is text-only and this benchmark needs images; evaluate a "
+                         "vision-language model (--model DIR) or drop the benchmark from the suite")
+    if any(getattr(it, "video", None) for it in items) and not getattr(engine, "supports_video", False):
+        raise ValueError(f"{bench.name}: this engine cannot read video; evaluate with rollout.engine=vllm on a "
+                         "GPU or drop the benchmark from the suite")
+    verdicts: list[tuple[Any, int, str, Verdict]] = []
+    if progress:
+        progress(bench.name, 0, len(items))
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        comps = engine.generate([render(it.prompt) for it in part], params)
+        for it, cs in zip(part, comps):
+            for i, c in enumerate(cs):
+                verdicts.append((it, i, c.text, score(bench, it, c.text)))
+        if progress:
+            progress(bench.name, start + len(part), len(items))
+    undecided = [k for k, (_, _, _, v) in enumerate(verdicts) if v.correct is None]
+    judged = 0
+    if undecided and judge is not None and judge_render is not None:
+        jv = judge_verdicts(judge, judge_render, [(verdicts[k][0], verdicts[k][2]) for k in undecided],
+                            max_new_tokens=judge_max_new_tokens)
+        for k, v in zip(undecided, jv):
+            it, i, text, old = verdicts[k]
+            verdicts[k] = (it, i, text, Verdict(correct=bool(v.correct), extracted=old.extracted, how="judge"))
+        judged = len(undecided)
+    records, per_item = [], {}
+    for it, i, text, v in verdicts:
+        ok = bool(v.correct)
+        records.append(SampleRecord(bench.name, str(it.id), i, text, v.extracted, ok, v.how))
+        per_item.setdefault(str(it.id), []).append(ok)
+    scores = [100.0 * sum(v) / len(v) for v in per_item.values()]
+    ref = bench.reference.get(scale) if scale else None
+    return BenchmarkResult(name=bench.name, family=bench.family, n=len(items),
+                           score=sum(scores) / len(scores) if scores else 0.0,
+                           reference=ref, records=records, judged=judged)
+
+
+# ---------------------------------------------------------------------------------------------- suites
+
+
+def split_suites(spec: str | Sequence[str]) -> list[str]:
+    """'tiny,tiny-ood' or ['tiny', 'llm'] -> ['tiny', 'tiny-ood', 'llm'] (order kept, duplicates dropped)."""
+    parts = spec.split(",") if isinstance(spec, str) else [p for s in spec for p in s.split(",")]
+    out: list[str] = []
+    for p in (p.strip() for p in parts):
+        if p and p not in out:
+            out.append(p)
+    return out
+
+
+def plan_suites(spec: str | Sequence[str]) -> tuple[list[str], list]:
+    """(tiny suite names, paper Benchmark objects) for a suite spec; ValueError naming the valid choices."""
+    tiny, paper, seen = [], [], set()
+    rest = []
+    for p in split_suites(spec):
+        if p.lower() in TINY_SUITES:
+            tiny.append(p.lower())
+        else:
+            rest.append(p)
+    if rest:
+        from zppo_core.eval.benchmarks import resolve_suite
+
+        try:
+            for b in resolve_suite(",".join(rest)):
+                if b.name not in seen:
+                    seen.add(b.name)
+                    paper.append(b)
+        except ValueError as err:
+            raise ValueError(f"{err} (offline tiny suites: {', '.join(TINY_SUITES)})") from None
+    if not tiny and not paper:
+        raise ValueError("empty suite; use tiny, tiny-ood, vlm, llm, video, all or benchmark names")
+    return tiny, paper
+
+
+def sampling_from(ev, max_new_tokens: int | None = None) -> SamplingParams:
+    """The evaluation decoding of an `eval` config section (temperature 0.6, top-p 0.95, top-k 20, ...)."""
+    return SamplingParams(n=ev.samples, temperature=ev.temperature, top_p=ev.top_p, top_k=ev.top_k,
+                          presence_penalty=ev.presence_penalty, max_new_tokens=max_new_tokens or ev.max_new_tokens)
+
+
+def evaluate_suites(
+    engine: Engine,
+    render: Callable[[str], list[int]],
+    spec: str | Sequence[str],
+    ev,
+    train_families: Sequence[str] = (),
+    closer: str = "",
+    judge: Engine | None = None,
+    judge_render: Callable[[str], list[int]] | None = None,
+    scale: str | None = None,
+    data_dir: str | None = None,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Evaluate every benchmark of `spec` that can be evaluated; the rest go to `report.skipped` with the
+    reason (missing local data: exactly what to place where)."""
+    tiny, paper = plan_suites(spec)
+    params = sampling_from(ev)
+    report = EvalReport()
+    for suite in tiny:
+        report.results.extend(evaluate_tiny(engine, render, suite, train_families, closer, params,
+                                            ev.per_level, ev.limit, progress))
+    if not paper:
+        return report
+    from zppo_core.eval.data import data_path, default_data_dir, load_items, missing_message
+
+    root = data_dir or ev.data_dir or default_data_dir()
+    for bench in paper:
+        if root is None:
+            report.skipped[bench.name] = (f"{bench.name}: no data directory given; pass --data-dir D (or set "
+                                          f"ZPPO_DATA_DIR) with {bench.dataset_id} saved in D/{bench.name}")
+            continue
+        if data_path(bench, root) is None:
+            report.skipped[bench.name] = missing_message(bench, root)
+            continue
+        items = load_items(bench, root, limit=ev.limit)
+        try:
+            report.results.append(evaluate_benchmark(engine, render, bench, items, params, judge, judge_render,
+                                                     scale=scale, progress=progress))
+        except ValueError as err:  # e.g. an image benchmark on a text-only model
+            report.skipped[bench.name] = str(err)
+    return report
