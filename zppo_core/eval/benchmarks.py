@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = [
-    "Benchmark",
     "BENCHMARKS",
     "BY_NAME",
     "FAMILIES",
@@ -33,6 +32,7 @@ __all__ = [
     "REFERENCE_KEYS",
     "SCORING_KINDS",
     "SUITES",
+    "Benchmark",
     "get_benchmark",
     "resolve_suite",
 ]

@@ -47,17 +47,18 @@ from zppo_core.eval.benchmarks import Benchmark
 from zppo_core.tasks.jsonl_data import DataError
 
 __all__ = [
-    "ENV_VAR",
     "DEFAULT_DATA_DIR",
-    "MIN_PIXELS",
+    "ENV_VAR",
     "MAX_PIXELS",
-    "EvalItem",
-    "default_data_dir",
-    "data_path",
-    "missing_message",
-    "load_items",
-    "fit_pixels",
+    "MIN_PIXELS",
     "DataError",
+    "EvalItem",
+    "data_path",
+    "default_data_dir",
+    "fit_pixels",
+    "iter_items",
+    "load_items",
+    "missing_message",
 ]
 
 ENV_VAR = "ZPPO_DATA_DIR"
@@ -243,7 +244,7 @@ def _rows_parquet(path: Path) -> Iterator[tuple[str, dict]]:
 
     try:
         table = pq.read_table(path)
-    except Exception as err:  # pyarrow raises several types for a damaged file
+    except (OSError, ValueError) as err:  # ArrowInvalid is a ValueError, ArrowIOError an OSError
         raise DataError(f"{path}: not a readable parquet file ({err}); copy it again") from None
     ds = Dataset(InMemoryTable(table))  # keeps the Image/Sequence features stored in the schema metadata
     for n, row in enumerate(ds):
@@ -262,7 +263,7 @@ def _read(bench: Benchmark, d: Path) -> Iterator[tuple[str, str, dict]]:
 
         try:
             ds = load_from_disk(str(d))
-        except Exception as err:
+        except (OSError, ValueError) as err:
             raise DataError(f"{d}: cannot load the saved dataset ({err}); save it again with save_to_disk") from None
         if isinstance(ds, DatasetDict):
             splits = [s for s in bench.splits if s in ds]
@@ -601,26 +602,35 @@ def _charxiv_items(bench: Benchmark, row: dict, item_id: str, images: list, meta
     return out
 
 
-def load_items(bench: Benchmark, data_dir: str | Path | None = None, limit: int | None = None) -> list[EvalItem]:
-    """The benchmark's questions from the local data dir (first `limit` only when given). Never downloads.
-
-    Raises DataError with :func:`missing_message` when the data is not there, or naming the file, row and
-    fix when a row does not fit the public schema.
-    """
+def iter_items(bench: Benchmark, data_dir: str | Path | None = None, limit: int | None = None) -> Iterator[EvalItem]:
+    """Like :func:`load_items`, one item at a time (images are decoded as rows are read, so a large VLM
+    benchmark never has to sit in memory at once). The missing-data check happens on the first ``next``."""
     _offline()
     folder = _root(data_dir) / bench.folder
     pairs, missing = _layout(bench, folder)
     if not pairs or missing:
         raise DataError(missing_message(bench, data_dir))
-    items: list[EvalItem] = []
+    produced = 0
     for config, d in pairs:
         counts: dict[str, int] = {}
         for split, where, row in _read(bench, d):
             index = counts.get(split, 0)
             counts[split] = index + 1
-            if limit is not None and len(items) >= limit:
-                return items[:limit]
-            items.extend(_row_items(bench, row, where, folder, config, split, index))
+            for item in _row_items(bench, row, where, folder, config, split, index):
+                if limit is not None and produced >= limit:
+                    return
+                produced += 1
+                yield item
+            if limit is not None and produced >= limit:
+                return
         if not counts:
             raise DataError(f"{d}: no rows for {bench.name}; the files are empty")
-    return items[:limit] if limit is not None else items
+
+
+def load_items(bench: Benchmark, data_dir: str | Path | None = None, limit: int | None = None) -> list[EvalItem]:
+    """The benchmark's questions from the local data dir (the first `limit` only, when given). Never downloads.
+
+    Raises DataError with :func:`missing_message` when the data is not there, or naming the file, row and
+    fix when a row does not fit the public schema.
+    """
+    return list(iter_items(bench, data_dir, limit))

@@ -40,17 +40,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from zppo_core.eval.data import EvalItem
 
 __all__ = [
-    "LETTERS",
     "DEFAULT_JUDGE_TEMPLATE",
+    "LETTERS",
     "Verdict",
-    "score",
     "extract_choice",
     "extract_short_answer",
-    "normalize_exact",
     "final_text",
     "judge_prompt",
-    "parse_verdict",
     "judge_verdicts",
+    "normalize_exact",
+    "parse_verdict",
+    "score",
 ]
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -160,7 +160,7 @@ def _exact_equal(pred: str, gold: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ multiple choice
-_LETTER_ALONE = re.compile(r"\(?\s*([A-Za-z])\s*\)?(?:\s*[.:：)\]]\s*(.*))?", re.S)
+_LETTER_ALONE = re.compile(r"\(?\s*([A-Za-z])\s*\)?(?:\s*[.:：)\]]\s*(.*))?", re.DOTALL)
 _EXPLICIT = re.compile(
     r"(?i:(?:final\s+)?answer(?:\s+is)?|option|choice)\s*[:：]?\s*(?:\*\*)?\s*[(\[]?\s*([A-Z])\s*[)\]]?(?![A-Za-z0-9])"
 )
@@ -239,7 +239,7 @@ def extract_choice(response: str, n_choices: int, choices: Sequence[str] | None 
 
 
 # ------------------------------------------------------------------------------------------ score
-def _golds(item: "EvalItem") -> list[str]:
+def _golds(item: EvalItem) -> list[str]:
     answers = item.meta.get("answers") if isinstance(item.meta, dict) else None
     golds = [str(a) for a in answers] if answers else []
     if item.answer is not None and str(item.answer) not in golds:
@@ -247,11 +247,11 @@ def _golds(item: "EvalItem") -> list[str]:
     return [g for g in golds if g.strip()]
 
 
-def _undecided(bench: "Benchmark", extracted: str | None = None) -> Verdict:
+def _undecided(bench: Benchmark, extracted: str | None = None) -> Verdict:
     return Verdict(None if bench.judge_fallback else False, extracted, "no-answer")
 
 
-def score(bench: "Benchmark", item: "EvalItem", response: str) -> Verdict:
+def score(bench: Benchmark, item: EvalItem, response: str) -> Verdict:
     """Deterministic verdict for one response to `item` of `bench` (see the module docstring)."""
     if bench.scoring == "official_judge":
         return Verdict(None, extract_boxed(final_text(response)), "official_judge")
@@ -272,7 +272,7 @@ def score(bench: "Benchmark", item: "EvalItem", response: str) -> Verdict:
 
 
 # ------------------------------------------------------------------------------------------ judge
-def _gold_for_judge(item: "EvalItem") -> str:
+def _gold_for_judge(item: EvalItem) -> str:
     if isinstance(item.meta, dict) and item.meta.get("judge_answer"):
         return str(item.meta["judge_answer"])
     golds = _golds(item)
@@ -284,7 +284,7 @@ def _gold_for_judge(item: "EvalItem") -> str:
     return " | ".join(golds) if golds else str(item.answer)
 
 
-def _question_for_judge(item: "EvalItem") -> str:
+def _question_for_judge(item: EvalItem) -> str:
     q = item.meta.get("question") if isinstance(item.meta, dict) else None
     q = str(q) if q else item.prompt
     if item.choices and isinstance(item.meta, dict) and item.meta.get("question"):
@@ -292,7 +292,7 @@ def _question_for_judge(item: "EvalItem") -> str:
     return q
 
 
-def judge_prompt(item: "EvalItem", response: str, bench: "Benchmark | None" = None) -> str:
+def judge_prompt(item: EvalItem, response: str, bench: Benchmark | None = None) -> str:
     """The judge's user message for one (item, response): the benchmark's official template when it has one,
     else :data:`DEFAULT_JUDGE_TEMPLATE`. It asks for ``{"correct": true|false}`` only. The response's reasoning
     is dropped and only its last :data:`MAX_JUDGED_RESPONSE_CHARS` characters are shown."""
@@ -305,7 +305,7 @@ def judge_prompt(item: "EvalItem", response: str, bench: "Benchmark | None" = No
     return re.sub(r"\{question\}|\{answer\}|\{response\}", lambda m: values[m.group(0)], template)
 
 
-_FENCE = re.compile(r"```(?:json)?[ \t]*\n?(.*?)\n?[ \t]*```", re.S | re.I)
+_FENCE = re.compile(r"```(?:json)?[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL | re.IGNORECASE)
 
 
 def parse_verdict(text: str) -> bool:
@@ -332,7 +332,7 @@ def judge_verdicts(
     render: Callable[[str], list[int]],
     items_and_responses: Sequence[tuple],
     max_new_tokens: int = 512,
-    bench: "Benchmark | None" = None,
+    bench: Benchmark | None = None,
 ) -> list[Verdict]:
     """Judge each (item, response) or (item, response, bench) with one greedy completion of `engine`.
 
