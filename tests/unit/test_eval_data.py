@@ -341,3 +341,48 @@ def test_damaged_parquet_and_saved_dataset_are_data_errors(tmp_path):
     (tmp_path / "b" / "MMLU" / "state.json").write_text("{broken")
     with pytest.raises(DataError, match="cannot load the saved dataset"):
         load_items(mmlu, tmp_path / "b")
+
+
+def test_other_option_layouts_and_multi_turn_rows(tmp_path):
+    # MMMU-Pro: options as a string holding a Python list; the vision config has no question text
+    pro = tmp_path / "MMMU-Pro"
+    for cfg in BY_NAME["MMMU-Pro"].configs:
+        (pro / cfg).mkdir(parents=True)
+        _png(pro / cfg / "p.png")
+        row = {"id": f"{cfg}-1", "options": "['1 cm', \"2 cm\", '3 cm']", "answer": "C", "image": "p.png"}
+        if cfg != "vision":
+            row.update(question="How long is it? <image 1>", image_1="p.png", image=None)
+        _jsonl(pro / cfg / "test.jsonl", [row])
+    items = load_items(BY_NAME["MMMU-Pro"], tmp_path)
+    assert [it.choices for it in items] == [["1 cm", "2 cm", "3 cm"]] * 3 and {it.answer for it in items} == {"C"}
+    assert all(len(it.images) == 1 for it in items)
+    assert "shown in the image" in items[-1].prompt and "How long" in items[0].prompt
+    # WeMath: options inline in one string
+    _jsonl(tmp_path / "WeMath" / "testmini.jsonl",
+           [{"ID": "w1", "question": "Angle?", "option": "A. 30°; B. 45°; C. 60°", "answer": "B", "image_path": None}])
+    (w,) = load_items(BY_NAME["WeMath"], tmp_path)
+    assert (w.choices, w.answer) == (["30°", "45°", "60°"], "B")
+    # MMVU: options as a letter -> text mapping (unused letters empty); open-ended rows have none
+    mmvu = tmp_path / "MMVU"
+    (mmvu / "videos").mkdir(parents=True)
+    (mmvu / "videos" / "v1.mp4").write_bytes(b"\x00")
+    _jsonl(mmvu / "validation.jsonl", [
+        {"id": "m1", "question": "Which?", "choices": {"A": "x", "B": "y", "C": "", "D": None}, "answer": "B",
+         "video": "v1.mp4", "question_type": "multiple-choice"},
+        {"id": "m2", "question": "Name it.", "choices": {"A": "", "B": ""}, "answer": "osmosis", "video": "v1",
+         "question_type": "open-ended"}])
+    m1, m2 = load_items(BY_NAME["MMVU"], tmp_path)
+    assert (m1.choices, m1.answer, m2.choices, m2.answer) == (["x", "y"], "B", None, "osmosis")
+    assert m1.video == m2.video == str(mmvu / "videos" / "v1.mp4")
+    # MultiChallenge: the conversation becomes chat messages; the judge sees the target question and criterion
+    conv = [{"role": "user", "content": "I am vegan."}, {"role": "assistant", "content": "Noted."},
+            {"role": "user", "content": "Suggest a dinner."}]
+    _jsonl(tmp_path / "MultiChallenge" / "train.jsonl", [
+        {"QUESTION_ID": "mc1", "AXIS": "INSTRUCTION_RETENTION", "CONVERSATION": conv,
+         "TARGET_QUESTION": "Is the dinner vegan?", "PASS_CRITERIA": "YES"}])
+    (mc,) = load_items(BY_NAME["MultiChallenge"], tmp_path)
+    assert mc.meta["messages"] == conv and mc.prompt.endswith("Suggest a dinner.") and "boxed" not in mc.prompt
+    assert "Is the dinner vegan?" in mc.meta["judge_answer"] and "YES" in mc.meta["judge_answer"]
+    from zppo_core.eval.scoring import judge_prompt
+
+    assert "Is the dinner vegan?" in judge_prompt(mc, "Tofu curry.", BY_NAME["MultiChallenge"])

@@ -515,7 +515,9 @@ def _build(bench: Benchmark, item_id: str, question: str, gold, images: list, vi
         answers = [str(a) for a in (gold if isinstance(gold, (list, tuple)) else [gold])]
         gold = answers[0] if answers else ""
     body = (prefix + question).strip() or IMAGE_ONLY_QUESTION
-    if choices:
+    if "messages" in meta:
+        pass  # a multi-turn conversation is answered as is (no answer instruction)
+    elif choices:
         body += "\n\n" + "\n".join(f"{LETTERS_RANGE[i]}. {c}" for i, c in enumerate(choices))
         body += "\n\n" + INSTRUCTION_CHOICE
     elif bench.scoring == "exact":
