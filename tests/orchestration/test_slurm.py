@@ -113,15 +113,20 @@ def test_train_on_slurm_matches_local_run_and_jobs_lists_it(slurm_cluster, prepa
 
 def test_time_limit_requeues_and_finishes_like_an_uninterrupted_run(slurm_cluster, prepared, test_overrides,
                                                                     tmp_path):
-    """A one-minute time limit with the timeout signal 30 s before it: Slurm signals the job while it trains,
+    """A one-minute time limit with the timeout signal 10 s before it: Slurm signals the job while it trains,
     submitit calls checkpoint() and requeues; the requeued job resumes from the latest checkpoint and ends with the
-    same weights and metrics as an uninterrupted run, in the same MLflow run."""
+    same weights and metrics as an uninterrupted run, in the same MLflow run.
+
+    slurmctld checks time limits every 30 s and sends the signal at the first check at most `signal_delay_s + 30`
+    before the limit, i.e. 20-50 s into each attempt here; STEPS_FOR_TIMEOUT steps take longer than that (about
+    0.13 s a step on one thread, plus ~8 s start-up), so the first attempt is always signalled. Later attempts may
+    be signalled too; each resumes from the checkpoint written every step (max_requeues=4 leaves room)."""
     from mlflow.tracking import MlflowClient
 
     steps, seed = STEPS_FOR_TIMEOUT, 6
     run_dir = tmp_path / "slurm"
     r = runner.invoke(app, ["train", "--executor", "slurm", "--steps", str(steps), "--seed", str(seed),
-                            "--run-dir", str(run_dir), "--slurm", "time_min=1", "--slurm", "signal_delay_s=30",
+                            "--run-dir", str(run_dir), "--slurm", "time_min=1", "--slurm", "signal_delay_s=10",
                             "--slurm", "max_requeues=4", *_sets(test_overrides + COMMON + ["run.checkpoint_every=1"])],
                        terminal_width=200)
     assert r.exit_code == 0, r.output
@@ -238,4 +243,4 @@ def test_debug_executor_restarts_a_run_stopped_before_its_first_checkpoint(prepa
     _assert_same_final_state(tmp_path / "dbg", clean.run_dir)
 
 
-STEPS_FOR_TIMEOUT = 40
+STEPS_FOR_TIMEOUT = 400
