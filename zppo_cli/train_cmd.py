@@ -61,7 +61,9 @@ def train(
     with user_errors():
         from zppo_core.config import config_from_file, dump_config
 
-        _check_executor(executor, profile, slurm, wait)
+        from zppo_cli.orchestration.cli import check_executor_options
+
+        check_executor_options(executor, profile, slurm, wait)
 
         if resume is not None:
             cfg = config_from_file(resume / "config.yaml") if (resume / "config.yaml").is_file() else None
@@ -98,13 +100,11 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
     run_dir)`, which starts the run or resumes it from its latest checkpoint."""
     import shutil
 
-    import yaml
-
     from zppo_core.config import ConfigError, dump_config
     from zppo_core.train.checkpoint import write_atomic
     from zppo_core.train.run import CONFIG_FILE, default_run_dir, preflight
-    from zppo_cli.orchestration import JobSpec, require_slurm, sbatch_text, slurm_params, submit
-    from zppo_cli.orchestration.follow import follow
+    from zppo_cli.orchestration import JobSpec, require_slurm, slurm_params, submit
+    from zppo_cli.orchestration.cli import follow_submitted, print_dry_run, print_submitted
 
     if resume is not None:
         rd = resume
@@ -124,15 +124,13 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
         console.print(f"# resolved config (scale={cfg.scale}, method={cfg.method})", style="dim")
         console.print(dump_config(cfg), highlight=False, markup=False)
         if params is not None:
-            console.print(f"# submitit parameters (profile {params.profile})", style="dim")
-            console.print(yaml.safe_dump(params.shown(), sort_keys=False, width=1000), highlight=False, markup=False, soft_wrap=True)
-            console.print(f"# sbatch script (job folder {job_dir}; nothing submitted)", style="dim")
-            console.print(sbatch_text(params, job_dir), highlight=False, markup=False, soft_wrap=True)
+            print_dry_run(params, job_dir, console)
         else:
             console.print(f"# --executor {executor}: runs jobs.train_run in this process; nothing run", style="dim")
         return 0
     if executor == "slurm":
         require_slurm()
+        _refuse_if_active(rd)
     if resume is None:
         if not (cfg.model.requires_cuda or cfg.model.device == "cuda" or cfg.rollout.engine == "vllm"):
             preflight(cfg, rd, resume=False)  # everything checkable here (GPU presets are checked on the node)
@@ -158,30 +156,23 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
         v = sub.value
         console.print(f"run dir: {rel(Path(v['run_dir']))}  ·  MLflow run: {v['mlflow_run_id']}", highlight=False)
         return 0
-    console.print(f"submitted Slurm job [bold]{sub.job_id}[/] ({name})", highlight=False)
-    console.print(f"  run dir: {rd}\n  logs:    {sub.stdout}\n           {sub.stderr}", highlight=False)
-    console.print(f"  follow:  zppo jobs wait {sub.job_id}  ·  zppo jobs logs {sub.job_id}  ·  "
-                  f"cancel: zppo jobs cancel {sub.job_id}", highlight=False)
-    if not wait:
-        return 0
-    try:
-        return follow([sub.record], console, err_console)
-    except KeyboardInterrupt:
-        err_console.print(f"stopped following; job {sub.job_id} keeps running: zppo jobs wait {sub.job_id} · "
-                          f"zppo jobs cancel {sub.job_id}", highlight=False)
-        return 130
+    print_submitted([sub], console)
+    return follow_submitted([sub], console, err_console) if wait else 0
 
 
-def _check_executor(executor: str, profile: Optional[str], slurm: Optional[list[str]], wait: bool) -> None:
+def _refuse_if_active(rd: Path) -> None:
+    """Two jobs must never train into one run dir: refuse while an earlier job for it is queued or running."""
     from zppo_core.config import ConfigError
+    from zppo_cli.orchestration import registry
 
-    from zppo_cli.orchestration.submit import EXECUTORS
-
-    if executor not in EXECUTORS:
-        raise ConfigError(f"--executor {executor}: unknown executor; valid: {', '.join(EXECUTORS)}")
-    if executor != "slurm" and (profile or slurm or wait):
-        given = [o for o, v in (("--profile", profile), ("--slurm", slurm), ("--wait", wait)) if v]
-        raise ConfigError(f"{'/'.join(given)} only apply to --executor slurm; add --executor slurm or drop them")
+    mine = [r for r in registry.load() if r.run_dir == str(rd) and r.executor == "slurm"]
+    if not mine:
+        return
+    for r in mine:
+        state = registry.states([r])[r.job_id]["state"]
+        if registry.main_state(state) not in registry.TERMINAL and state != "UNKNOWN":
+            raise ConfigError(f"run dir {rd} belongs to Slurm job {r.job_id}, which is {state}; follow it with "
+                              f"`zppo jobs wait {r.job_id}` or stop it with `zppo jobs cancel {r.job_id}`")
 
 
 def _run(cfg, run_dir: Optional[Path], resume: bool) -> None:

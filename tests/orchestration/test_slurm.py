@@ -181,6 +181,11 @@ def test_cancelled_job_is_reported_with_the_resume_command(slurm_cluster, prepar
     job_id = _job_id(r.output)
     [rec] = registry.find_all(job_id)
     poll(lambda: registry.states([rec])[job_id]["state"] == "RUNNING", 60, f"job {job_id} to start")
+    # a second job for the same run dir is refused while this one runs
+    again = runner.invoke(app, ["train", "--executor", "slurm", "--steps", "5", "--run-dir", str(run_dir),
+                                *_sets(test_overrides + COMMON)])
+    assert again.exit_code == 2, again.output
+    assert f"belongs to Slurm job {job_id}" in " ".join(again.output.split())
     c = runner.invoke(app, ["jobs", "cancel", job_id], terminal_width=200)
     assert c.exit_code == 0, c.output
     assert f"cancelled job {job_id}" in c.output and f"zppo train --resume {run_dir}" in c.output
