@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from zppo_cli import jobs_cmd, train_cmd
+from zppo_cli import eval_cmd, jobs_cmd, train_cmd
 from zppo_cli.options import console, user_errors
 
 app = typer.Typer(
@@ -20,12 +20,13 @@ app = typer.Typer(
 
 app.command("train")(train_cmd.train)
 app.command("prepare")(train_cmd.prepare)
+app.command("eval")(eval_cmd.eval_)
 app.add_typer(jobs_cmd.app, name="jobs")
 
 
 @app.command("ls")
 def ls(
-    what: Optional[str] = typer.Argument(None, help="presets | methods | families (default: all)."),
+    what: Optional[str] = typer.Argument(None, help="presets | methods | families | suites (default: all)."),
 ) -> None:
     """List presets (scales), training methods and task families."""
     from rich.table import Table
@@ -34,7 +35,7 @@ def ls(
         from zppo_core.config import ConfigError, list_presets
         from zppo_core.train.methods.registry import METHOD_HELP
 
-        sections = ("presets", "methods", "families")
+        sections = ("presets", "methods", "families", "suites")
         if what is not None and what not in sections:
             raise ConfigError(f"unknown list '{what}'; valid: {', '.join(sections)}")
         if what in (None, "presets"):
@@ -59,6 +60,17 @@ def ls(
             t.add_column("description")
             for name, desc in list_families().items():
                 t.add_row(name, desc)
+            console.print(t)
+        if what in (None, "suites"):
+            from zppo_core.eval.benchmarks import SUITES
+
+            t = Table(title="eval suites (zppo eval --suite)")
+            t.add_column("suite")
+            t.add_column("benchmarks")
+            t.add_row("tiny", "offline: held-out questions of the run's training families (e.g. modsum)")
+            t.add_row("tiny-ood", "offline: each training family's out-of-distribution counterpart (modsum -> modsum_long)")
+            for name, benches in SUITES.items():
+                t.add_row(name, ", ".join(b.name for b in benches))
             console.print(t)
 
 

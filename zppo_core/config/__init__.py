@@ -136,6 +136,20 @@ def load_config(
     return cfg
 
 
+def apply_overrides(cfg: ZPPOConfig, overrides: Iterable[str]) -> ZPPOConfig:
+    """A resolved config with `--set` overrides applied on top (e.g. eval settings for a finished run)."""
+    override_list = list(overrides)
+    if not override_list:
+        return cfg
+    raw = _merge(cfg.model_dump(mode="json"), parse_overrides(override_list))
+    try:
+        new = ZPPOConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err, "the run's config with --set overrides")) from None
+    _check_method(new)
+    return new
+
+
 def _check_method(cfg: ZPPOConfig) -> None:
     from zppo_core.train.methods.registry import validate
 

@@ -38,6 +38,7 @@ class SampleRecord:
     extracted: str | None
     correct: bool
     how: str  # rule | choice | exact | judge | no-answer
+    judge_output: str | None = None  # the judge's raw reply when the judge decided
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -167,25 +168,28 @@ def evaluate_benchmark(
         progress(bench.name, 0, len(items))
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
-        comps = engine.generate([render(it.prompt) for it in part], params)
+        # multi-turn rows (e.g. MultiChallenge) carry their conversation; the rest are one user message
+        comps = engine.generate([render(it.meta.get("messages") or it.prompt) for it in part], params)
         for it, cs in zip(part, comps):
             for i, c in enumerate(cs):
                 verdicts.append((it, i, c.text, score(bench, it, c.text)))
         if progress:
             progress(bench.name, start + len(part), len(items))
+    # undecided = no parsable answer (judge fallback) or an official-judge benchmark; without a judge: wrong
     undecided = [k for k, (_, _, _, v) in enumerate(verdicts) if v.correct is None]
     judged = 0
     if undecided and judge is not None and judge_render is not None:
-        jv = judge_verdicts(judge, judge_render, [(verdicts[k][0], verdicts[k][2]) for k in undecided],
+        jv = judge_verdicts(judge, judge_render, [(verdicts[k][0], verdicts[k][2], bench) for k in undecided],
                             max_new_tokens=judge_max_new_tokens)
         for k, v in zip(undecided, jv):
             it, i, text, old = verdicts[k]
-            verdicts[k] = (it, i, text, Verdict(correct=bool(v.correct), extracted=old.extracted, how="judge"))
+            verdicts[k] = (it, i, text, Verdict(correct=bool(v.correct), extracted=old.extracted or v.extracted,
+                                                how="judge", judge_output=v.judge_output))
         judged = len(undecided)
     records, per_item = [], {}
     for it, i, text, v in verdicts:
         ok = bool(v.correct)
-        records.append(SampleRecord(bench.name, str(it.id), i, text, v.extracted, ok, v.how))
+        records.append(SampleRecord(bench.name, str(it.id), i, text, v.extracted, ok, v.how, v.judge_output))
         per_item.setdefault(str(it.id), []).append(ok)
     scores = [100.0 * sum(v) / len(v) for v in per_item.values()]
     ref = bench.reference.get(scale) if scale else None
@@ -266,7 +270,7 @@ def evaluate_suites(
     for bench in paper:
         if root is None:
             report.skipped[bench.name] = (f"{bench.name}: no data directory given; pass --data-dir D (or set "
-                                          f"ZPPO_DATA_DIR) with {bench.dataset_id} saved in D/{bench.name}")
+                                          f"ZPPO_DATA_DIR) with {bench.dataset_id} saved in D/{bench.folder}")
             continue
         if data_path(bench, root) is None:
             report.skipped[bench.name] = missing_message(bench, root)

@@ -53,11 +53,11 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def render(tokenizer, text: str) -> list[int]:
-    """User message -> prompt token ids through the model's chat template (generation prompt added)."""
-    chat = tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
-    )
+def render(tokenizer, text: str | list[dict]) -> list[int]:
+    """User message (or a whole conversation, a list of {role, content}) -> prompt token ids through the
+    model's chat template (generation prompt added)."""
+    messages = text if isinstance(text, list) else [{"role": "user", "content": text}]
+    chat = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return tokenizer(chat, add_special_tokens=False)["input_ids"]
 
 

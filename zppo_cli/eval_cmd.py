@@ -1,0 +1,153 @@
+"""`zppo eval`: benchmark suites on a run's checkpoint, a local model directory, or a preset's base student."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from zppo_cli.options import EXIT_FAILED, Scale, Set, console, err_console, rel, user_errors
+
+EXIT_INCOMPLETE = 4  # some benchmarks had no local data (evaluated the rest); --allow-missing accepts that
+
+
+def eval_(
+    suite: Optional[str] = typer.Option(
+        None, "--suite",
+        help="tiny, tiny-ood (offline), vlm, llm, video, all, or comma-separated benchmark names "
+        "(default: tiny,tiny-ood at tiny scale, all otherwise). See `zppo ls suites`.",
+    ),
+    run: Optional[Path] = typer.Option(None, "--run", help="Evaluate a zppo run directory (its latest checkpoint)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="With --run: a step number or 'latest'."),
+    model: Optional[str] = typer.Option(None, "--model", help="Evaluate any local Hugging Face model directory."),
+    scale: str = Scale,
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", envvar="ZPPO_DATA_DIR",
+        help="Directory with the benchmarks' local data, one folder per benchmark ($ZPPO_DATA_DIR).",
+    ),
+    samples: Optional[int] = typer.Option(None, "--samples", "-k", help="Samples per item: mean@k (default 1)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most N items per benchmark (quick looks)."),
+    judge: str = typer.Option("teacher", "--judge",
+                              help="Judge for answers parsing cannot decide: teacher, none, or a model directory."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory for results.json and samples.jsonl."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help),
+    allow_missing: bool = typer.Option(False, "--allow-missing",
+                                       help="Exit 0 even when some benchmarks had no local data."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the benchmarks and where their data is; run nothing."),
+) -> None:
+    """Evaluate on the paper's benchmarks (local data) or the offline tiny suites; scores land in MLflow."""
+    with user_errors():
+        from zppo_core.config import ConfigError
+
+        if samples is not None and samples < 1 or limit is not None and limit < 1:
+            raise ConfigError("--samples and --limit must be >= 1")
+        sets = list(set_ or [])
+        if samples is not None:
+            sets.append(f"eval.samples={samples}")
+        if limit is not None:
+            sets.append(f"eval.limit={limit}")
+        from zppo_core.eval.run import evaluate_target, resolve_target
+
+        target = resolve_target(run=run, checkpoint=checkpoint, model=model, scale=scale, overrides=sets)
+        spec = suite or ("tiny,tiny-ood" if target.cfg.model.student == "tiny" else "all")
+        try:
+            from zppo_core.eval.evaluate import plan_suites
+
+            tiny, paper = plan_suites(spec)
+        except ValueError as err:
+            raise ConfigError(f"--suite: {err}") from None
+        if dry_run:
+            _plan(target, spec, tiny, paper, data_dir)
+            return
+        progress, on_progress = _progress()
+        with progress:
+            try:
+                outcome = evaluate_target(target, spec, data_dir=str(data_dir) if data_dir else None, judge=judge,
+                                          out_dir=out, progress=on_progress,
+                                          log=lambda s: progress.console.print(f"[dim]{s}[/]", highlight=False))
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+    _show(outcome)
+    if outcome.report.skipped and not allow_missing:
+        err_console.print(f"[yellow]{len(outcome.report.skipped)} benchmark(s) skipped[/] (listed above); "
+                          "place their data and rerun, or pass --allow-missing to accept a partial evaluation")
+        raise typer.Exit(EXIT_INCOMPLETE)
+    if not outcome.report.results:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _plan(target, spec, tiny, paper, data_dir) -> None:
+    from rich.table import Table
+
+    from zppo_core.eval.data import data_path, default_data_dir
+    from zppo_core.eval.evaluate import tiny_benchmarks
+
+    root = Path(data_dir) if data_dir else default_data_dir()
+    console.print(f"model: {target.model_path or 'tiny (prepared student)'}  ·  suite: {spec}  ·  data dir: {root}")
+    t = Table(title="what would be evaluated")
+    for c in ("benchmark", "family", "scoring", "data"):
+        t.add_column(c)
+    for s in tiny:
+        for name in tiny_benchmarks(s, target.cfg.data.families):
+            t.add_row(name, s, "rule", "generated (offline)")
+    for b in paper:
+        p = data_path(b, root)
+        t.add_row(b.name, b.family, b.scoring + (" then judge" if b.judge_fallback else ""),
+                  str(p) if p else f"[red]missing[/] ({b.dataset_id} -> {root / b.folder})")
+    console.print(t)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err_console, transient=False)
+    tasks: dict[str, int] = {}
+
+    def on_progress(name: str, done: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = progress.add_task(name, total=total or None)
+        progress.update(tasks[name], completed=done, total=total or None)
+
+    return progress, on_progress
+
+
+def _fmt(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _show(outcome) -> None:
+    from rich.table import Table
+
+    rep, target = outcome.report, outcome.target
+    title = f"zppo eval · {target.label} · scale {target.cfg.scale}"
+    if target.step is not None:
+        title += f" · step {target.step}"
+    t = Table(title=title)
+    for c, j in (("benchmark", "left"), ("family", "left"), ("n", "right"), ("score", "right"),
+                 ("paper", "right"), ("delta", "right"), ("judged", "right")):
+        t.add_column(c, justify=j)
+    for r in rep.results:
+        delta = r.delta
+        t.add_row(r.name, r.family, str(r.n), f"{r.score:.1f}", _fmt(r.reference),
+                  "-" if delta is None else f"{delta:+.1f}", str(r.judged))
+    fams = rep.family_averages()
+    if fams:
+        t.add_section()
+        for fam, v in fams.items():
+            ref = outcome.family_reference.get(fam)
+            t.add_row(f"[bold]{fam} average[/]", fam, str(sum(r.n for r in rep.results if r.family == fam)),
+                      f"[bold]{v:.1f}[/]", _fmt(ref), "-" if ref is None else f"{v - ref:+.1f}", "")
+    console.print(t)
+    for r in rep.results:
+        if r.by_level:
+            console.print(f"  {r.name} by level: " + ", ".join(f"L{k} {v:.0f}" for k, v in r.by_level.items()),
+                          highlight=False)
+    if rep.skipped:
+        console.print(f"[yellow]skipped {len(rep.skipped)}[/]:")
+        for msg in rep.skipped.values():
+            console.print(f"  - {msg}", highlight=False, soft_wrap=True)
+    console.print(f"results: {rel(outcome.out_dir / 'results.json')}  ·  samples: "
+                  f"{rel(outcome.out_dir / 'samples.jsonl')}  ·  MLflow run: {outcome.mlflow_run_id}  ·  "
+                  f"{outcome.seconds:.0f}s", highlight=False)
