@@ -29,6 +29,7 @@ def jobs(
     ctx: typer.Context,
     limit: int = typer.Option(20, "--limit", "-n", help="Show the N most recent jobs."),
     all_: bool = typer.Option(False, "--all", "-a", help="Show every recorded job."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per job (for scripts)."),
 ) -> None:
     """List jobs submitted from here: id, name, state (from Slurm accounting), run dir, MLflow run."""
     if ctx.invoked_subcommand is not None:
@@ -41,9 +42,21 @@ def jobs(
     if not all_:
         recs = recs[-limit:]
     if not recs:
-        console.print(f"no jobs submitted from here yet (registry {registry.registry_path()})")
+        if not as_json:
+            console.print(f"no jobs submitted from here yet (registry {registry.registry_path()})")
         return
     info = registry.states(recs)
+    if as_json:
+        import json
+
+        for r in recs:
+            st = info[r.job_id]
+            print(json.dumps({"id": r.job_id, "name": r.name, "kind": r.kind, "executor": r.executor,
+                              "state": st["state"], "elapsed": st["elapsed"], "exit_code": st["exit_code"],
+                              "step": r.last_step(), "steps": r.total_steps, "run_dir": r.run_dir,
+                              "mlflow_run_id": r.mlflow_run_id(), "logs": str(r.paths().stdout),
+                              "submitted": r.submitted}))
+        return
     t = Table(title=f"zppo jobs ({registry.registry_path()})")
     for col in ("id", "name", "state", "elapsed", "step", "run dir", "MLflow run"):
         t.add_column(col, overflow="fold")
@@ -94,7 +107,7 @@ def cancel(job_id: str = JobId) -> None:
         raise bad_input(f"scancel {' '.join(ids)} failed: {(out.stderr or out.stdout).strip()}; is the cluster up? (sinfo)")
     r = recs[0]
     nxt = f"; continue with: {r.resume_hint}" if r.resume_hint else ""
-    console.print(f"cancelled job {' '.join(ids)} ({r.name}){nxt}", highlight=False)
+    console.print(f"cancelled job {' '.join(ids)} ({r.name}){nxt}", highlight=False, soft_wrap=True)
 
 
 @app.command("wait")

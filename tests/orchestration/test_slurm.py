@@ -26,7 +26,7 @@ from zppo_cli.orchestration.follow import wait_states
 
 runner = CliRunner()
 # one torch thread on both sides: the job and the local reference then compute bit-identical results
-COMMON = ["run.threads=1"]
+COMMON = ["run.threads=1", "eval.every=0"]
 
 
 def _sets(overrides):
@@ -72,6 +72,14 @@ def _assert_same_final_state(slurm_dir: Path, local_dir: Path) -> None:
     assert _stable(_metrics(slurm_dir)) == _stable(_metrics(local_dir))
 
 
+def _listed(job_id: str) -> dict:
+    """`zppo jobs --json`'s entry for this job."""
+    ls = runner.invoke(app, ["jobs", "--json", "--all"])
+    assert ls.exit_code == 0, ls.output
+    rows = [json.loads(line) for line in ls.output.splitlines() if line.strip()]
+    return next(r for r in rows if r["id"] == job_id)
+
+
 def _sacct_records(job_id: str) -> list[tuple[str, str]]:
     out = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "JobID,State"], capture_output=True,
                          text=True, check=True).stdout
@@ -102,10 +110,11 @@ def test_train_on_slurm_matches_local_run_and_jobs_lists_it(slurm_cluster, prepa
     # the submitted, resolved config sits beside the run dir with submitit's logs
     assert (tmp_path / "slurm.job" / "config.yaml").is_file()
 
-    ls = runner.invoke(app, ["jobs"], terminal_width=400)
-    assert ls.exit_code == 0, ls.output
-    row = next(line for line in ls.output.splitlines() if line.strip("│ ").startswith(job_id))
-    assert "COMPLETED" in row and meta["mlflow_run_id"] in row and "3/3" in row
+    row = _listed(job_id)
+    assert row["state"] == "COMPLETED" and row["mlflow_run_id"] == meta["mlflow_run_id"]
+    assert (row["step"], row["steps"], row["run_dir"]) == (3, 3, str(run_dir))
+    table = runner.invoke(app, ["jobs"])
+    assert table.exit_code == 0 and job_id in table.output and "COMPLETED" in table.output
     assert dict(_sacct_records(job_id))[job_id] == "COMPLETED"
     logs = runner.invoke(app, ["jobs", "logs", job_id, "--stream", "out"], terminal_width=200)
     assert logs.exit_code == 0 and "zppo: step 3/3" in logs.output
@@ -120,14 +129,14 @@ def test_time_limit_requeues_and_finishes_like_an_uninterrupted_run(slurm_cluste
     slurmctld checks time limits every 30 s and sends the signal at the first check at most `signal_delay_s + 30`
     before the limit, i.e. 20-50 s into each attempt here; STEPS_FOR_TIMEOUT steps take longer than that (about
     0.13 s a step on one thread, plus ~8 s start-up), so the first attempt is always signalled. Later attempts may
-    be signalled too; each resumes from the checkpoint written every step (max_requeues=4 leaves room)."""
+    be signalled too; each resumes from the checkpoint written every step (max_requeues=8 leaves room)."""
     from mlflow.tracking import MlflowClient
 
     steps, seed = STEPS_FOR_TIMEOUT, 6
     run_dir = tmp_path / "slurm"
     r = runner.invoke(app, ["train", "--executor", "slurm", "--steps", str(steps), "--seed", str(seed),
                             "--run-dir", str(run_dir), "--slurm", "time_min=1", "--slurm", "signal_delay_s=10",
-                            "--slurm", "max_requeues=4", *_sets(test_overrides + COMMON + ["run.checkpoint_every=1"])],
+                            "--slurm", "max_requeues=8", *_sets(test_overrides + COMMON + ["run.checkpoint_every=1"])],
                        terminal_width=200)
     assert r.exit_code == 0, r.output
     job_id = _job_id(r.output)
@@ -142,7 +151,7 @@ def test_time_limit_requeues_and_finishes_like_an_uninterrupted_run(slurm_cluste
     assert "checkpoint requested" in out and "resuming" in out
 
     _assert_same_final_state(run_dir, local.run_dir)
-    assert [m["step"] for m in _metrics(run_dir)] == list(range(1, steps + 1))
+    assert sorted({m["step"] for m in _metrics(run_dir)}) == list(range(1, steps + 1))
     meta = json.loads((run_dir / "run.json").read_text())
     run = MlflowClient().get_run(meta["mlflow_run_id"])  # one MLflow run across the requeue
     assert run.info.status == "FINISHED"
@@ -169,8 +178,7 @@ def test_failing_job_surfaces_the_remote_traceback(slurm_cluster, prepared, test
     assert "state.pt" in text or "UnpicklingError" in text or "invalid load key" in text
     assert f"job {job_id}" in text and "failed on the node" in " ".join(text.split())
     assert f"zppo jobs logs {job_id}" in text and f"zppo train --resume {run_dir} --executor slurm" in text
-    ls = runner.invoke(app, ["jobs"], terminal_width=400)
-    assert "FAILED" in next(line for line in ls.output.splitlines() if line.strip("│ ").startswith(job_id))
+    assert _listed(job_id)["state"] == "FAILED"
 
 
 def test_cancelled_job_is_reported_with_the_resume_command(slurm_cluster, prepared, test_overrides, tmp_path):
@@ -193,8 +201,7 @@ def test_cancelled_job_is_reported_with_the_resume_command(slurm_cluster, prepar
     assert w.exit_code == 3, w.output
     text = " ".join(w.output.split())
     assert "was cancelled" in text and f"continue with: zppo train --resume {run_dir} --executor slurm" in text
-    ls = runner.invoke(app, ["jobs"], terminal_width=400)
-    assert "CANCELLED" in next(line for line in ls.output.splitlines() if line.strip("│ ").startswith(job_id))
+    assert _listed(job_id)["state"].startswith("CANCELLED")
 
 
 def test_job_array_runs_every_task(slurm_cluster, tmp_path):

@@ -37,13 +37,13 @@ def print_submitted(subs: list[Submitted], console) -> None:
     """Job id(s), where the logs and run dir are, and the commands that follow or cancel the job."""
     first = subs[0]
     ids = first.job_id if len(subs) == 1 else f"{first.record.base_id} (array of {len(subs)})"
-    console.print(f"submitted Slurm job [bold]{ids}[/] ({first.record.name})", highlight=False)
+    console.print(f"submitted Slurm job [bold]{ids}[/] ({first.record.name})", highlight=False, soft_wrap=True)
     if first.record.run_dir:
-        console.print(f"  run dir: {first.record.run_dir}", highlight=False)
-    console.print(f"  logs:    {first.stdout}\n           {first.stderr}", highlight=False)
+        console.print(f"  run dir: {first.record.run_dir}", highlight=False, soft_wrap=True)
+    console.print(f"  logs:    {first.stdout}\n           {first.stderr}", highlight=False, soft_wrap=True)
     jid = first.job_id if len(subs) == 1 else first.record.base_id
     console.print(f"  follow:  zppo jobs wait {jid}  ·  zppo jobs logs {first.job_id}  ·  "
-                  f"cancel: zppo jobs cancel {jid}", highlight=False)
+                  f"cancel: zppo jobs cancel {jid}", highlight=False, soft_wrap=True)
 
 
 def follow_submitted(subs: list[Submitted], console, err_console) -> int:
@@ -55,5 +55,5 @@ def follow_submitted(subs: list[Submitted], console, err_console) -> int:
     except KeyboardInterrupt:
         jid = subs[0].job_id if len(subs) == 1 else subs[0].record.base_id
         err_console.print(f"stopped following; job {jid} keeps running: zppo jobs wait {jid} · "
-                          f"zppo jobs cancel {jid}", highlight=False)
+                          f"zppo jobs cancel {jid}", highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED

@@ -86,11 +86,11 @@ def follow(records: list[JobRecord], console, err_console, poll_s: float = 1.0) 
         rc, msg, tb = outcome(r, final[r.job_id]["state"])
         if tb:
             err_console.print(f"[bold]remote traceback of job {r.job_id}:[/]", highlight=False)
-            err_console.print(tb.rstrip(), highlight=False, markup=False)
+            err_console.print(tb.rstrip(), highlight=False, markup=False, soft_wrap=True)
         if rc == EXIT_OK:
             mlflow = r.mlflow_run_id()
             extra = (f"  run dir: {r.run_dir}" if r.run_dir else "") + (f"  MLflow run: {mlflow}" if mlflow else "")
-            console.print(f"{msg}{extra}", highlight=False)
+            console.print(f"{msg}{extra}", highlight=False, soft_wrap=True)
         else:
             err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
         codes.append(rc)
