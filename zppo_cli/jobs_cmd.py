@@ -53,17 +53,19 @@ def jobs(
             st = info[r.job_id]
             print(json.dumps({"id": r.job_id, "name": r.name, "kind": r.kind, "executor": r.executor,
                               "state": st["state"], "elapsed": st["elapsed"], "exit_code": st["exit_code"],
+                              "result": registry.result_outcome(r),
                               "step": r.last_step(), "steps": r.total_steps, "run_dir": r.run_dir,
                               "mlflow_run_id": r.mlflow_run_id(), "logs": str(r.paths().stdout),
                               "submitted": r.submitted}))
         return
     t = Table(title=f"zppo jobs ({registry.registry_path()})")
-    for col in ("id", "name", "state", "elapsed", "step", "run dir", "MLflow run"):
+    for col in ("id", "name", "state", "result", "elapsed", "step", "run dir", "MLflow run"):
         t.add_column(col, overflow="fold")
     for r in recs:
         st = info[r.job_id]
         step = f"{r.last_step()}/{r.total_steps}" if r.total_steps else "-"
-        t.add_row(r.job_id, r.name, st["state"], st["elapsed"] or "-", step, r.run_dir or "-",
+        t.add_row(r.job_id, r.name, st["state"], registry.result_outcome(r) or "-", st["elapsed"] or "-", step,
+                  r.run_dir or "-",
                   r.mlflow_run_id() or "-")
     console.print(t)
 

@@ -44,15 +44,17 @@ def outcome(rec: JobRecord, state: str) -> tuple[int, str, str | None]:
     """(exit code, one-line message, remote traceback or None) for a job in a terminal state."""
     st = main_state(state)
     resume = rec.resume_hint
-    if st == "COMPLETED":
-        res = _result_when_written(rec, 5.0)
-        if res is not None and res[0] == "error":
-            return EXIT_FAILED, f"job {rec.job_id} ({rec.name}) failed on the node", str(res[1])
+    # submitit's result file is the truth about the work: Slurm may record FAILED for a job whose work finished
+    # (a time-limit signal landing on srun as it exits), and a COMPLETED step may hold a Python error
+    res = _result_when_written(rec, 5.0) if st in ("COMPLETED", "FAILED") else registry.result(rec)
+    if res is not None and res[0] == "success":
         return EXIT_OK, f"job {rec.job_id} ({rec.name}) completed", None
+    if st == "COMPLETED":
+        tb = str(res[1]) if res is not None else None
+        return EXIT_FAILED, f"job {rec.job_id} ({rec.name}) failed on the node", tb
     if st == "CANCELLED":
         nxt = f"continue with: {resume}" if resume else f"resubmit it; its logs: zppo jobs logs {rec.job_id}"
         return EXIT_CANCELLED, f"job {rec.job_id} ({rec.name}) was cancelled ({state}); {nxt}", None
-    res = _result_when_written(rec) if st == "FAILED" else registry.result(rec)
     tb = str(res[1]) if res is not None and res[0] == "error" else None
     if tb is None and st == "FAILED":
         err = rec.paths().stderr

@@ -207,5 +207,11 @@ def result(rec: JobRecord) -> tuple[str, Any] | None:
         return None
 
 
+def result_outcome(rec: JobRecord) -> str | None:
+    """'success' / 'error' once submitit wrote the job's result, else None."""
+    res = result(rec)
+    return None if res is None else str(res[0])
+
+
 def as_dict(rec: JobRecord) -> dict[str, Any]:
     return asdict(rec)
