@@ -139,6 +139,10 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
         config_path = job_dir / CONFIG_FILE
     else:
         config_path = rd / CONFIG_FILE
+    if executor == "slurm" and cfg.tracking.enabled:
+        from zppo_cli.orchestration.tracking import ensure_store
+
+        ensure_store(cfg.tracking.uri, cfg.tracking.experiment)  # no schema/experiment race between processes
     created = not job_dir.exists()
     job_dir.mkdir(parents=True, exist_ok=True)
     try:
