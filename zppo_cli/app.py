@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from zppo_cli import eval_cmd, jobs_cmd, train_cmd
+from zppo_cli import eval_cmd, jobs_cmd, sweep_cmd, train_cmd
 from zppo_cli.options import console, user_errors
 
 app = typer.Typer(
@@ -22,11 +22,12 @@ app.command("train")(train_cmd.train)
 app.command("prepare")(train_cmd.prepare)
 app.command("eval")(eval_cmd.eval_)
 app.add_typer(jobs_cmd.app, name="jobs")
+app.add_typer(sweep_cmd.app, name="sweep")
 
 
 @app.command("ls")
 def ls(
-    what: Optional[str] = typer.Argument(None, help="presets | methods | families | suites (default: all)."),
+    what: Optional[str] = typer.Argument(None, help="presets | methods | families | suites | sweeps (default: all)."),
 ) -> None:
     """List presets (scales), training methods and task families."""
     from rich.table import Table
@@ -35,7 +36,7 @@ def ls(
         from zppo_core.config import ConfigError, list_presets
         from zppo_core.train.methods.registry import METHOD_HELP
 
-        sections = ("presets", "methods", "families", "suites")
+        sections = ("presets", "methods", "families", "suites", "sweeps")
         if what is not None and what not in sections:
             raise ConfigError(f"unknown list '{what}'; valid: {', '.join(sections)}")
         if what in (None, "presets"):
@@ -71,6 +72,15 @@ def ls(
             t.add_row("tiny-ood", "offline: each training family's out-of-distribution counterpart (modsum -> modsum_long)")
             for name, benches in SUITES.items():
                 t.add_row(name, ", ".join(b.name for b in benches))
+            console.print(t)
+        if what in (None, "sweeps"):
+            from zppo_cli.orchestration.sweep_spec import list_sweeps, sweeps_dir
+
+            t = Table(title=f"sweeps (zppo sweep NAME; definitions in {sweeps_dir()})")
+            t.add_column("sweep")
+            t.add_column("what it searches")
+            for name, desc in list_sweeps().items():
+                t.add_row(name, desc)
             console.print(t)
 
 

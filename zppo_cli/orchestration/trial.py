@@ -1,0 +1,178 @@
+"""One sweep trial: an ordinary zppo training run that reports its objective to the Optuna study.
+
+    python -m zppo_cli.orchestration.trial TRIAL_DIR/trial.json      (local sweeps: one process per trial)
+    zppo_cli.orchestration.trial:run_trial(spec=...)                 (Slurm sweeps: the submitit job target)
+
+`trial.json` (written by the sweep) names the storage, study, trial id, objective metric, pruner and the trial's
+resolved config and run dir (TRIAL_DIR/<study>-t<nnn>). The sweep asked for the trial and tells Optuna the outcome;
+this worker only reports intermediate values (every step that carries the objective metric, i.e. every periodic
+eval) and stops the run early when the pruner says so (`on_step` returns True: the run checkpoints and finishes
+its MLflow run). The outcome goes to TRIAL_DIR/result.json, which the sweep reads.
+
+A requeued (preempted) or relaunched trial resumes its run from the latest checkpoint, like `zppo train --resume`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "result.json"
+SPEC_FILE = "trial.json"
+
+
+def open_storage(spec: str):
+    """An Optuna storage from the sweep's storage string: an RDB URL (sqlite:///…, postgresql://…) or the path of
+    a journal file (multi-process safe, the default)."""
+    import optuna
+
+    if "://" in spec:
+        return optuna.storages.RDBStorage(spec)
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(Path(spec).expanduser())))
+
+
+def build_pruner(p: dict[str, Any]):
+    import optuna
+
+    name = p.get("name", "none")
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=int(p.get("n_startup_trials", 2)),
+                                           n_warmup_steps=int(p.get("n_warmup_steps", 0)),
+                                           interval_steps=int(p.get("interval_steps", 1)))
+    if name == "threshold":
+        return optuna.pruners.ThresholdPruner(lower=p.get("lower"), upper=p.get("upper"),
+                                              n_warmup_steps=int(p.get("n_warmup_steps", 0)))
+    return optuna.pruners.NopPruner()
+
+
+def objective_of(history: list[dict[str, float]], metric: str) -> tuple[float | None, int | None]:
+    """The last finite value of `metric` in a run's per-step history, and its step."""
+    for i in range(len(history) - 1, -1, -1):
+        v = history[i].get(metric)
+        if v is not None and math.isfinite(float(v)):
+            return float(v), int(history[i].get("step", i + 1))
+    return None, None
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    from zppo_core.train.checkpoint import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=2))
+
+
+def run_trial(spec: str) -> dict[str, Any]:
+    """Run (or resume) the trial described by `spec` (its trial.json). Returns and writes the result."""
+    import optuna
+
+    from zppo_core.config import config_from_file
+    from zppo_core.train.checkpoint import latest_checkpoint
+    from zppo_core.train.run import train
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec_path = Path(spec)
+    s = json.loads(spec_path.read_text())
+    tdir = spec_path.parent
+    rd = Path(s["run_dir"])
+    metric = s["metric"]
+    t0 = time.time()
+
+    def log(msg: str) -> None:
+        print(f"zppo trial {s['number']}: {msg}", flush=True)
+
+    try:
+        study = optuna.load_study(study_name=s["study"], storage=open_storage(s["storage"]),
+                                  pruner=build_pruner(s.get("pruner") or {}),
+                                  sampler=optuna.samplers.RandomSampler())
+        trial = optuna.trial.Trial(study, s["trial_id"])
+        cfg = config_from_file(s["config"])
+        pruned_at: list[int] = []
+
+        def on_step(step: int, m: dict[str, float]) -> bool:
+            v = m.get(metric)
+            line = f"step {step}/{cfg.run.steps} accuracy {m.get('train/accuracy', float('nan')):.3f}"
+            if v is not None and math.isfinite(float(v)):
+                trial.report(float(v), step)
+                line += f" {metric} {float(v):.2f}"
+                if trial.should_prune():
+                    pruned_at.append(step)
+                    log(line + " -> pruned")
+                    return True
+            log(line)
+            return False
+
+        if latest_checkpoint(rd) is not None:
+            log(f"resuming {rd} from {latest_checkpoint(rd).name}")
+            res = train(None, run_dir=rd, resume=True, on_step=on_step, log=log)
+        else:
+            if rd.exists() and any(rd.iterdir()):
+                from zppo_cli.orchestration.jobs import discard_partial_run
+
+                discard_partial_run(rd, log)
+            log(f"starting {rd} ({', '.join(f'{k}={v}' for k, v in s['params'].items())})")
+            res = train(cfg, run_dir=rd, resume=False, on_step=on_step, log=log)
+        value, at = objective_of(res.history, metric)
+        if res.stopped_early:
+            state, error = "pruned", None
+        elif value is None:
+            state, error = "fail", f"the run never reported {metric} (is eval.every > 0 with that suite?)"
+        else:
+            state, error = "complete", None
+        if res.mlflow_run_id:
+            trial.set_user_attr("mlflow_run_id", res.mlflow_run_id)
+            _annotate_child(cfg, res.mlflow_run_id, s, state, value, at)
+        result = {"state": state, "value": value, "step": at, "error": error, "run_dir": str(rd),
+                  "mlflow_run_id": res.mlflow_run_id, "steps_done": len(res.history), "seconds": time.time() - t0}
+    except KeyboardInterrupt:
+        log("interrupted; the sweep's --resume continues this trial from its checkpoint")
+        raise
+    except BaseException as err:  # the trial failed: say why in result.json (the sweep marks it FAIL)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        result = {"state": "fail", "value": None, "error": f"{type(err).__name__}: {first}"[:500],
+                  "traceback": traceback.format_exc()[-4000:], "run_dir": str(rd), "seconds": time.time() - t0}
+        _write(tdir / RESULT_FILE, result)
+        raise
+    _write(tdir / RESULT_FILE, result)
+    log(f"{state}: {metric} = {value}" + (f" (pruned at step {pruned_at[0]})" if pruned_at else ""))
+    return result
+
+
+def _annotate_child(cfg, run_id: str, s: dict[str, Any], state: str, value: float | None, at: int | None) -> None:
+    """The trial's own MLflow run gets its sampled params (trial.*), the objective and the Optuna state."""
+    try:
+        from zppo_core.tracking.mlflow_tracker import MlflowTracker
+
+        tr = MlflowTracker(cfg.tracking.experiment, uri=cfg.tracking.uri, run_id=run_id)
+        tr.log_params({f"trial.{k}": str(v) for k, v in s["params"].items()})
+        tr.set_tags({"optuna.state": state.upper(), "optuna.trial_number": str(s["number"])})
+        if value is not None:
+            tr.log_metrics({"sweep/objective": value}, step=at or 0)
+        tr.finish("FINISHED")
+    except Exception as err:  # tracking trouble must not fail a finished trial
+        print(f"zppo trial {s['number']}: could not annotate MLflow run {run_id} ({err})", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m zppo_cli.orchestration.trial TRIAL_DIR/trial.json", file=sys.stderr)
+        return 2
+    try:
+        run_trial(args[0])
+    except KeyboardInterrupt:
+        return 130
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
