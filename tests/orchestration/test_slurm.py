@@ -114,7 +114,7 @@ def test_train_on_slurm_matches_local_run_and_jobs_lists_it(slurm_cluster, prepa
     assert row["state"] == "COMPLETED" and row["result"] == "success" and row["mlflow_run_id"] == meta["mlflow_run_id"]
     assert (row["step"], row["steps"], row["run_dir"]) == (3, 3, str(run_dir))
     table = runner.invoke(app, ["jobs"])
-    assert table.exit_code == 0 and job_id in table.output and "COMPLETED" in table.output
+    assert table.exit_code == 0 and job_id in table.output and "zppo jobs" in table.output
     assert dict(_sacct_records(job_id))[job_id] == "COMPLETED"
     logs = runner.invoke(app, ["jobs", "logs", job_id, "--stream", "out"], terminal_width=200)
     assert logs.exit_code == 0 and "zppo: step 3/3" in logs.output
