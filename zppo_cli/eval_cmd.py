@@ -7,7 +7,19 @@ from typing import Optional
 
 import typer
 
-from zppo_cli.options import EXIT_FAILED, Scale, Set, console, err_console, rel, user_errors
+from zppo_cli.options import (
+    EXIT_FAILED,
+    Executor,
+    Profile,
+    Scale,
+    Set,
+    SlurmSet,
+    Wait,
+    console,
+    err_console,
+    rel,
+    user_errors,
+)
 
 EXIT_INCOMPLETE = 4  # some benchmarks had no local data (evaluated the rest); --allow-missing accepts that
 
@@ -35,11 +47,17 @@ def eval_(
     allow_missing: bool = typer.Option(False, "--allow-missing",
                                        help="Exit 0 even when some benchmarks had no local data."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the benchmarks and where their data is; run nothing."),
+    executor: str = Executor,
+    profile: Optional[str] = Profile,
+    slurm: Optional[list[str]] = SlurmSet,
+    wait: bool = Wait,
 ) -> None:
     """Evaluate on the paper's benchmarks (local data) or the offline tiny suites; scores land in MLflow."""
     with user_errors():
         from zppo_core.config import ConfigError
+        from zppo_cli.orchestration.cli import check_executor_options
 
+        check_executor_options(executor, profile, slurm, wait)
         if samples is not None and samples < 1 or limit is not None and limit < 1:
             raise ConfigError("--samples and --limit must be >= 1")
         sets = list(set_ or [])
@@ -59,6 +77,13 @@ def eval_(
             raise ConfigError(f"--suite: {err}") from None
         if dry_run:
             _plan(target, spec, tiny, paper, data_dir)
+        if executor != "local":
+            code = _submit(target, spec, sets, dict(run=run, checkpoint=checkpoint, model=model, scale=scale),
+                           data_dir, judge, out, executor, profile, slurm, wait, dry_run)
+            if code:
+                raise typer.Exit(code)
+            return
+        if dry_run:
             return
         progress, on_progress = _progress()
         with progress:
@@ -75,6 +100,66 @@ def eval_(
         raise typer.Exit(EXIT_INCOMPLETE)
     if not outcome.report.results:
         raise typer.Exit(EXIT_FAILED)
+
+
+def eval_job(run: Optional[str], checkpoint: Optional[str], model: Optional[str], scale: str, overrides: list[str],
+             suite: str, data_dir: Optional[str], judge: str, out: str) -> dict:
+    """The Slurm/local job behind `zppo eval --executor ...` (JSON-able arguments only; rerunnable: a requeued
+    attempt evaluates again and rewrites the same outputs)."""
+    from zppo_core.eval.run import evaluate_target, resolve_target
+
+    target = resolve_target(run=Path(run) if run else None, checkpoint=checkpoint, model=model, scale=scale,
+                            overrides=overrides)
+
+    def progress(name: str, done: int, total: int) -> None:
+        if done == total or done == 0:
+            print(f"zppo: {name} {done}/{total}", flush=True)
+
+    outcome = evaluate_target(target, suite, data_dir=data_dir, judge=judge, out_dir=Path(out), progress=progress,
+                              log=lambda s: print(f"zppo: {s}", flush=True))
+    for r in outcome.report.results:
+        print(f"zppo: {r.name} ({r.family}) n={r.n} score={r.score:.1f}", flush=True)
+    for msg in outcome.report.skipped.values():
+        print(f"zppo: skipped: {msg}", flush=True)
+    return {"out_dir": str(outcome.out_dir), "mlflow_run_id": outcome.mlflow_run_id,
+            "metrics": outcome.report.metrics(), "skipped": sorted(outcome.report.skipped)}
+
+
+def _submit(target, spec: str, sets: list[str], which: dict, data_dir, judge: str, out: Optional[Path], executor: str,
+            profile, slurm, wait: bool, dry_run: bool) -> int:
+    """`eval --executor slurm|debug`: submit `eval_job` with the same arguments; outputs go where they would
+    locally (printed now, so the user knows where to look)."""
+    from zppo_core.eval.run import _default_out
+    from zppo_cli.orchestration import JobSpec, slurm_params, submit
+    from zppo_cli.orchestration.cli import follow_submitted, print_dry_run, print_submitted
+
+    out_dir = (out or _default_out(target, spec)).expanduser().absolute()
+    name = f"zppo-eval-{target.label}".replace("@", "-")
+    params = slurm_params(profile, target.cfg.scale, slurm or [], name) if executor == "slurm" else None
+    job_dir = out_dir.with_name(out_dir.name + ".job")
+    if dry_run:
+        if params is not None:
+            print_dry_run(params, job_dir, console)
+        return 0
+    if executor == "slurm" and target.cfg.tracking.enabled:
+        from zppo_cli.orchestration.tracking import ensure_store
+
+        ensure_store(target.cfg.tracking.uri, target.cfg.tracking.experiment)
+    kwargs = {"run": str(Path(which["run"]).absolute()) if which["run"] else None, "checkpoint": which["checkpoint"],
+              "model": str(Path(which["model"]).expanduser().absolute()) if which["model"] else None,
+              "scale": which["scale"], "overrides": sets, "suite": spec,
+              "data_dir": str(Path(data_dir).absolute()) if data_dir else None, "judge": judge, "out": str(out_dir)}
+    job = JobSpec("zppo_cli.eval_cmd:eval_job", kwargs, name=name, kind="eval",
+                  run_dir=str(target.run_dir.absolute()) if target.run_dir else None,
+                  resume_hint=f"zppo eval --suite {spec} (rerun; evaluation restarts)")
+    [sub] = submit(job, executor=executor, params=params, folder=job_dir)
+    if executor == "debug":
+        v = sub.value
+        console.print(f"results: {v['out_dir']}/results.json  ·  MLflow run: {v['mlflow_run_id']}", highlight=False)
+        return 0
+    print_submitted([sub], console)
+    console.print(f"  results: {out_dir}/results.json", highlight=False, soft_wrap=True)
+    return follow_submitted([sub], console, err_console) if wait else 0
 
 
 def _plan(target, spec, tiny, paper, data_dir) -> None:
