@@ -89,6 +89,12 @@ def _print_plan(plan) -> None:
     sets = s.set + plan.user_sets
     console.print("every trial: --set " + " --set ".join(sets) if sets else "every trial: (preset as is)",
                   highlight=False, markup=False, soft_wrap=True)
+    if plan.executor == "slurm":
+        from zppo_cli.orchestration.cli import print_dry_run
+        from zppo_cli.orchestration.submit import slurm_params
+
+        params = slurm_params(plan.profile, s.scale, plan.slurm, f"zppo-sweep-{plan.study}")
+        print_dry_run(params, (plan.sweep_dir / "jobs").absolute(), console, array_size=plan.parallel)
     console.print("# nothing run, nothing created", style="dim")
 
 

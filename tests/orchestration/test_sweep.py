@@ -191,3 +191,21 @@ def test_worker_prunes_below_the_median_of_earlier_trials(sweep_sets, tmp_path):
     assert json.loads((tdir / "result.json").read_text())["state"] == "pruned"
     reported = study.trials[trial.number].intermediate_values
     assert list(reported) == [1] and reported[1] <= 100.0
+
+
+def test_slurm_sweep_runs_trials_as_a_job_array(slurm_cluster, sweep_sets):
+    """--executor slurm: trials launched together are one Slurm job array on the local cluster; each task is the
+    resumable trial job, reports to the same journal storage and nests its MLflow run under the parent."""
+    from zppo_cli.orchestration import registry
+
+    r = runner.invoke(app, ["sweep", "buffer", "--trials", "2", "--parallel", "2", "--executor", "slurm",
+                            "--profile", slurm_cluster, "--slurm", "time_min=10", *_args(sweep_sets)],
+                      terminal_width=200)
+    assert r.exit_code == 0, r.output
+    study, meta = _study("buffer-tiny")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
+    ids = [json.loads((Path("runs/sweeps/buffer-tiny/trials") / f"{n:04d}" / "launch.json").read_text())["job_id"]
+           for n in (0, 1)]
+    assert ids[0].split("_")[0] == ids[1].split("_")[0] and {i.split("_")[1] for i in ids} == {"0", "1"}, ids
+    assert all(registry.find(i).kind == "trial" for i in ids)
+    assert len(_children(meta["parent_run_id"])) == 2

@@ -468,8 +468,11 @@ class Sweep:
             except (OSError, ValueError):
                 pass
         lock.write_text(str(os.getpid()))
+        self._locked = True
 
     def _unlock(self) -> None:
+        if not getattr(self, "_locked", False):  # never remove another sweep process's lock
+            return
         try:
             (self.plan.sweep_dir / LOCK_FILE).unlink()
         except OSError:
@@ -643,7 +646,7 @@ class Sweep:
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
-            self.err.print("[yellow]interrupted[/]: stopping the running trials (they checkpoint)…")
+            self.err.print("[yellow]interrupted[/]: stopping the running trials (each keeps its last checkpoint)…")
             self.launcher.interrupt(self.running)
             self.err.print(f"continue with: zppo sweep {p.spec.name} --scale {p.spec.scale} --study {p.study} --resume"
                            " (finished trials are kept; interrupted ones resume from their checkpoints)",
