@@ -271,11 +271,8 @@ def log_to_mlflow(target: EvalTarget, suite: str, report: EvalReport, out: Path)
     metrics = report.metrics()
     if target.kind == "run" and target.mlflow_run_id:
         meta = json.loads((target.run_dir / "run.json").read_text()) if target.run_dir else {}
-        from mlflow.tracking import MlflowClient
-
         uri = meta.get("tracking_uri") or cfg.tracking.uri
-        client = MlflowClient(tracking_uri=uri) if uri else MlflowClient()
-        status = client.get_run(target.mlflow_run_id).info.status
+        status = MlflowTracker.run_status(target.mlflow_run_id, uri)
         tracker = MlflowTracker(cfg.tracking.experiment, uri=uri, run_id=target.mlflow_run_id)
         tracker.log_metrics(metrics, step=target.step or 0)
         tracker.log_artifact(out / "results.json", f"eval/{out.name}")

@@ -106,6 +106,13 @@ class MlflowTracker:
         for k, v in tags.items():
             self.client.set_tag(self.run_id, k, str(v))
 
+    @staticmethod
+    def run_status(run_id: str, uri: str | None = None) -> str:
+        """The status (RUNNING, FINISHED, FAILED, KILLED) of an existing run."""
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=resolve_uri(uri)[0]).get_run(run_id).info.status
+
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
 
