@@ -74,6 +74,8 @@ def test_job_script_sets_rank_variables_per_task(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "16")
     monkeypatch.setenv("SLURM_PROCID", "9")
     monkeypatch.setenv("SLURM_LOCALID", "1")
+    for name in ("RANK", "LOCAL_RANK"):  # registered with monkeypatch so they are removed again afterwards
+        monkeypatch.setenv(name, "unset")
     assert set_distributed_env() == {"RANK": "9", "LOCAL_RANK": "1"}
     assert os.environ["RANK"] == "9" and os.environ["LOCAL_RANK"] == "1"
 
