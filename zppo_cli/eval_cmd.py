@@ -141,6 +141,12 @@ def _submit(target, spec: str, sets: list[str], which: dict, data_dir, judge: st
         if params is not None:
             print_dry_run(params, job_dir, console)
         return 0
+    if executor == "slurm":
+        from zppo_cli.orchestration import require_slurm
+        from zppo_cli.orchestration.cli import require_single_process
+
+        require_single_process(params, "eval")
+        require_slurm()
     if executor == "slurm" and target.cfg.tracking.enabled:
         from zppo_cli.orchestration.tracking import ensure_store
 

@@ -129,6 +129,9 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
             console.print(f"# --executor {executor}: runs jobs.train_run in this process; nothing run", style="dim")
         return 0
     if executor == "slurm":
+        from zppo_cli.orchestration.cli import require_single_process
+
+        require_single_process(params, "train")
         require_slurm()
         _refuse_if_active(rd)
     if resume is None:

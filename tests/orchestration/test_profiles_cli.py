@@ -97,6 +97,9 @@ def test_bad_slurm_input_is_one_line_exit_2_and_creates_nothing(tmp_path, monkey
     _bad(["train", "--profile", "local"], "--profile only apply to --executor slurm")
     _bad(["train", "--executor", "cloud"], "unknown executor", "local, slurm, debug")
     _bad(["jobs", "logs", "999999"], "unknown job id '999999'", "zppo jobs")
+    # a multi-task profile would start one trainer per task, all writing one run: refused before submitting
+    _bad(base + ["--profile", "gpu-8x8"], "asks for 8 tasks", "--slurm nodes=1 --slurm tasks_per_node=1")
+    _bad(["eval", "--suite", "tiny", "--executor", "slurm", "--slurm", "nodes=2"], "asks for 2 tasks", "zppo eval")
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.job").exists() and not (tmp_path / "runs").exists()
 
 

@@ -22,6 +22,17 @@ def check_executor_options(executor: str, profile: Optional[str], slurm: Optiona
         raise ConfigError(f"{'/'.join(given)} only apply to --executor slurm; add --executor slurm or drop them")
 
 
+def require_single_process(params: SlurmParams | None, what: str) -> None:
+    """zppo's trainer and evaluator are one process: refuse (before submitting) a job that would start several
+    tasks, each of which would write into the same run. The dry run still shows such scripts."""
+    if params is not None and params.world_size > 1:
+        raise ConfigError(
+            f"--executor slurm: the profile asks for {params.world_size} tasks (nodes x tasks_per_node) but zppo "
+            f"{what} runs as one process; add --slurm nodes=1 --slurm tasks_per_node=1 (multi-node training is "
+            "not implemented yet)"
+        )
+
+
 def print_dry_run(params: SlurmParams, folder: str | Path, console, array_size: int | None = None) -> None:
     """The submitit parameters and the sbatch script that would be submitted (nothing is created)."""
     import yaml

@@ -199,6 +199,11 @@ def plan_sweep(name: str, scale: str, trials: int | None = None, parallel: int |
         from zppo_core.train.run import preflight
 
         preflight(base, sdir / "trials" / ".preflight", resume=False)  # a path no trial uses
+    if executor == "slurm" and runtime_checks:
+        from zppo_cli.orchestration.cli import require_single_process
+        from zppo_cli.orchestration.submit import slurm_params
+
+        require_single_process(slurm_params(profile, spec.scale, list(slurm or []), "zppo-sweep"), "sweep trials")
     storage = storage or str((sdir / JOURNAL_FILE).absolute())
     if "://" in storage:
         check_storage(storage)
