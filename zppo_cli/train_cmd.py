@@ -236,6 +236,13 @@ def _summary(cfg, result) -> None:
         levels = {k.rsplit("_", 1)[1]: v for k, v in h[-1].items() if k.startswith("eval/heldout/level_")}
         console.print(f"held-out accuracy (mean@4, T=0.6): {h[-1]['eval/heldout/accuracy']:.3f}  by level: "
                       + ", ".join(f"L{k} {v:.2f}" for k, v in levels.items()))
+    evals = [r for r in h if any(k.endswith("/avg") and k.startswith("eval/") for k in r)]
+    if evals:  # periodic eval (eval.every): the suites' averages, first and last evaluated step
+        names = [k for k in evals[-1] if k.startswith("eval/") and k.endswith("/avg")]
+        first, last = evals[0], evals[-1]
+        console.print("periodic eval (percent, steps " + f"{int(first['step'])} → {int(last['step'])}): "
+                      + ", ".join(f"{k[5:-4]} {first.get(k, float('nan')):.1f} → {last[k]:.1f}" for k in names),
+                      highlight=False)
     fates = result.method_summary.get("fates_by_entry_bin") if result.method_summary else None
     if fates:
         ft = Table(title=f"replay buffer · {result.method_summary.get('buffer_size', 0)} questions still buffered")

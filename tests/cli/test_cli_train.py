@@ -21,10 +21,12 @@ def _sets(overrides):
 def test_train_zppo_via_cli_prints_summary_and_buffer_table(prepared, test_overrides, tmp_path):
     run_dir = tmp_path / "run"
     r = runner.invoke(app, ["train", "--method", "zppo", "--steps", "3", "--seed", "2", "--run-dir", str(run_dir),
-                            *_sets(test_overrides + ["algo.n_new=8", "zppo.capacity=6"])], terminal_width=200)
+                            *_sets(test_overrides + ["algo.n_new=8", "zppo.capacity=6", "eval.every=3",
+                                                    "eval.per_level=1", "eval.samples=1"])], terminal_width=200)
     assert r.exit_code == 0, r.output
     assert "zppo train · zppo · scale tiny · seed 2" in r.output
     assert "plain accuracy" in r.output and "replay buffer" in r.output and "entry bin" in r.output
+    assert "periodic eval (percent, steps 3 → 3): tiny " in r.output and "tiny-ood " in r.output
     assert json.loads((run_dir / "run.json").read_text())["method"] == "zppo"
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_000003"
     # resuming a finished run is a no-op that still exits 0

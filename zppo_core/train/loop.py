@@ -261,9 +261,12 @@ class Trainer:
         }
         self.state.history.append({"step": self.state.step, **metrics})
         self.tracker.log_metrics(metrics, step=self.state.step)
+        return metrics
+
+    def _append_metrics_line(self, metrics: dict[str, float]) -> None:
+        """One line per step in the run dir's metrics.jsonl (train and periodic-eval metrics together)."""
         with open(self.run_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
-        return metrics
 
     def _micro_batches(self, rollouts: list[Rollout], chunk: list[int]) -> list[list[int]]:
         """Split a mini-batch into micro-batches of similar length (BCQ/NCQ prompts are much longer than plain
@@ -366,8 +369,6 @@ class Trainer:
         metrics = report.metrics()
         self.tracker.log_metrics(metrics, step=self.state.step)
         self.state.history[-1].update(metrics)
-        with open(self.run_dir / "metrics.jsonl", "a") as fh:  # a second line for this step
-            fh.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
         if report.skipped and self.state.step == self.cfg.eval.every:  # say it once, on the first eval
             self.tracker.log_text("\n".join(report.skipped.values()), "eval/skipped.txt")
         return metrics
@@ -384,6 +385,7 @@ class Trainer:
             step = self.state.step
             if cfg.eval.every and cfg.eval.suites and step % cfg.eval.every == 0:
                 metrics.update(self.periodic_eval())
+            self._append_metrics_line(metrics)
             minutes_due = (cfg.run.checkpoint_minutes is not None
                            and time.monotonic() - last_ckpt >= 60 * cfg.run.checkpoint_minutes)
             saved = False
