@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from zppo_core.eval.benchmarks import Benchmark
-from zppo_core.tasks.jsonl_data import DataError
+from zppo_core.tasks.jsonl_data import DataError, iter_jsonl_rows
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -209,17 +209,8 @@ def _files_by_split(d: Path, splits: tuple[str, ...]) -> list[tuple[str, list[Pa
 
 
 def _rows_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{n}: invalid JSON ({err.msg}); fix or remove the line") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{n}: each line must be a JSON object (one row of the dataset)")
-            yield f"{path}:{n}", row
+    for n, row in iter_jsonl_rows(path):
+        yield f"{path}:{n}", row
 
 
 def _rows_json(path: Path, split: str) -> Iterator[tuple[str, dict]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Iterator
 
 from zppo_core.types import Question
 
@@ -21,12 +22,10 @@ class DataError(ValueError):
     """One line naming the file, line and fix."""
 
 
-def read_jsonl_questions(path: str | Path) -> list[Question]:
+def iter_jsonl_rows(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; DataError naming the file, line and fix otherwise."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"data file {p} does not exist; set data.path to a local JSONL file (--set data.path=...)")
-    out = []
-    with p.open() as fh:
+    with p.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -34,13 +33,24 @@ def read_jsonl_questions(path: str | Path) -> list[Question]:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"{p}:{n}: invalid JSON ({err.msg}); fix or remove the line") from None
-            q = next((row[k] for k in _Q if k in row), None)
-            a = next((row[k] for k in _A if k in row), None)
-            if q is None or a is None:
-                raise DataError(f"{p}:{n}: needs a question field ({'/'.join(_Q)}) and an answer field ({'/'.join(_A)})")
-            meta = {k: v for k, v in row.items() if k not in _Q + _A}
-            out.append(Question(id=str(row.get("id", f"{p.stem}-{n}")), prompt=str(q), answer=str(a),
-                                family=p.stem, meta=meta))
+            if not isinstance(row, dict):
+                raise DataError(f"{p}:{n}: each line must be a JSON object (one row of the dataset)")
+            yield n, row
+
+
+def read_jsonl_questions(path: str | Path) -> list[Question]:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file {p} does not exist; set data.path to a local JSONL file (--set data.path=...)")
+    out = []
+    for n, row in iter_jsonl_rows(p):
+        q = next((row[k] for k in _Q if k in row), None)
+        a = next((row[k] for k in _A if k in row), None)
+        if q is None or a is None:
+            raise DataError(f"{p}:{n}: needs a question field ({'/'.join(_Q)}) and an answer field ({'/'.join(_A)})")
+        meta = {k: v for k, v in row.items() if k not in _Q + _A}
+        out.append(Question(id=str(row.get("id", f"{p.stem}-{n}")), prompt=str(q), answer=str(a),
+                            family=p.stem, meta=meta))
     if not out:
         raise DataError(f"{p}: no questions; the file is empty")
     return out
