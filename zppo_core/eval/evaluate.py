@@ -140,6 +140,13 @@ def evaluate_tiny(
 # ---------------------------------------------------------------------------------------------- paper
 
 
+def image_messages(item) -> list[dict[str, Any]]:
+    """An item as one user message in the Hugging Face multimodal content format: one image placeholder per
+    image (in order), then the prompt text."""
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in item.images]
+    return [{"role": "user", "content": content + [{"type": "text", "text": item.prompt}]}]
+
+
 def evaluate_benchmark(
     engine: Engine,
     render: Callable[[str], list[int]],
@@ -157,7 +164,8 @@ def evaluate_benchmark(
     only the undecided samples to the judge (or count them wrong when there is no judge)."""
     from zppo_core.eval.scoring import Verdict, judge_verdicts, score
 
-    if any(getattr(it, "images", None) for it in items) and not getattr(engine, "supports_images", False):
+    with_images = any(getattr(it, "images", None) for it in items)
+    if with_images and not getattr(engine, "supports_images", False):
         raise ValueError(f"{bench.name}: the model is text-only and this benchmark needs images; evaluate a "
                          "vision-language model (--model DIR) or drop the benchmark from the suite")
     if any(getattr(it, "video", None) for it in items) and not getattr(engine, "supports_video", False):
@@ -168,8 +176,10 @@ def evaluate_benchmark(
         progress(bench.name, 0, len(items))
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
-        # multi-turn rows (e.g. MultiChallenge) carry their conversation; the rest are one user message
-        comps = engine.generate([render(it.meta.get("messages") or it.prompt) for it in part], params)
+        if with_images:  # a vision-language engine: each item's images, then its text, in one user message
+            comps = engine.generate_multimodal([(image_messages(it), list(it.images)) for it in part], params)
+        else:  # multi-turn rows (e.g. MultiChallenge) carry their conversation; the rest are one user message
+            comps = engine.generate([render(it.meta.get("messages") or it.prompt) for it in part], params)
         for it, cs in zip(part, comps):
             for i, c in enumerate(cs):
                 verdicts.append((it, i, c.text, score(bench, it, c.text)))

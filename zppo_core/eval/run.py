@@ -112,9 +112,11 @@ def _checkpoint_dir(run: Path, checkpoint: str | None) -> Path:
 
 
 def _load(cfg: ZPPOConfig, path: str | None, who: str, log: Callable[[str], None]):
-    """(engine, render) for a model directory, or for the prepared tiny student/teacher when path is None."""
+    """(engine, render) for a model directory, or for the prepared tiny student/teacher when path is None.
+    A vision-language model (its config has a `vision_config`) is loaded with AutoModelForImageTextToText and
+    its AutoProcessor, which the engine uses to feed images."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from zppo_core.train.loop import render
@@ -128,20 +130,47 @@ def _load(cfg: ZPPOConfig, path: str | None, who: str, log: Callable[[str], None
             log("preparing the tiny student and teacher (SFT, cached for later runs)...")
         path = str(ensure_prepared(cfg, log) / who)
     dtype = torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
-    tok = AutoTokenizer.from_pretrained(path)
+    processor = None
+    if getattr(AutoConfig.from_pretrained(path), "vision_config", None) is not None:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        try:
+            processor = AutoProcessor.from_pretrained(path)
+        except (AttributeError, ImportError, TypeError, ValueError) as err:
+            raise ConfigError(f"{path}: a vision-language model whose processor does not load ({err}); the "
+                              "Qwen-VL processors need torchvision (pip install torchvision)") from None
+        tok = processor.tokenizer
+        model_cls = AutoModelForImageTextToText
+    else:
+        tok = AutoTokenizer.from_pretrained(path)
+        model_cls = AutoModelForCausalLM
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(_device(cfg)).eval()
+    model = model_cls.from_pretrained(path, dtype=dtype).to(_device(cfg)).eval()
     cache: dict[str, list[int]] = {}
 
     def rend(text) -> list[int]:
         key = text if isinstance(text, str) else json.dumps(text)
         if key not in cache:
-            cache[key] = render(tok, text)
+            if processor is None:
+                cache[key] = render(tok, text)
+            else:  # the chat template is the processor's
+                messages = text if isinstance(text, list) else [{"role": "user", "content": text}]
+                chat = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                cache[key] = tok(chat, add_special_tokens=False)["input_ids"]
         return cache[key]
 
-    return make_engine(cfg, model, tok), rend
+    if processor is None:
+        return make_engine(cfg, model, tok), rend
+    if cfg.rollout.engine == "vllm":
+        from zppo_core.rollout.vllm_engine import VLLMEngine
+
+        # image placeholders expand to many tokens (up to 1280 per image at the paper's pixel bounds)
+        return VLLMEngine.from_model(model, tok, cfg, processor=processor, max_prompt_len=8192), rend
+    from zppo_core.rollout.hf import TransformersEngine
+
+    return TransformersEngine(model, tok, batch_size=cfg.rollout.batch_size, processor=processor), rend
 
 
 class LazyEngine:

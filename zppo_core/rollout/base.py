@@ -1,12 +1,16 @@
 """The rollout engine protocol: token ids in, completions (token ids + per-token log-probs) out.
 
 The student and the teacher are both engines. Engines know nothing of questions, prompts or rewards.
+
+Engines built for a vision-language model also take images (`ImageEngine`): a request is chat messages in the
+Hugging Face multimodal content format plus the PIL images their `{"type": "image"}` parts stand for, in order.
+Text-only engines have no `generate_multimodal` (and `supports_images` absent or False).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from zppo_core.types import Completion
 
@@ -36,4 +40,17 @@ class Engine(Protocol):
 
     def sync_weights(self, model) -> None:
         """Make the engine sample from `model`'s current weights (no-op when it already shares them)."""
+        ...
+
+
+# (messages, images): [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ...}]}], [PIL.Image]
+MultimodalRequest = tuple[list[dict[str, Any]], list[Any]]
+
+
+@runtime_checkable
+class ImageEngine(Engine, Protocol):
+    supports_images: bool
+
+    def generate_multimodal(self, requests: list[MultimodalRequest], params: SamplingParams) -> list[list[Completion]]:
+        """For each (messages, images) request, `params.n` completions, in order (like `generate`)."""
         ...

@@ -28,6 +28,11 @@ How it maps onto the Engine protocol:
   generation_config.json), so the engine stops on exactly the token the transformers engine stops on, and
   `_completion_from_output` checks the EOS is there (its log-prob is PPO's π_old for that token).
 - Text is decoded by our tokenizer (`detokenize=False` in vLLM), like the transformers engine.
+- Images (`generate_multimodal`, engines built with the model's processor): each request goes in as vLLM's
+  text prompt with multimodal data, `{"prompt": chat_template_text, "multi_modal_data": {"image": [PIL images]}}`
+  (`vllm/inputs`); vLLM's own multimodal processor expands the image placeholders the chat template wrote
+  (V1 allows up to 999 items per modality and prompt by default, `MultiModalConfig.limit_per_prompt`).
+  Not yet run on a GPU.
 
 Weight sync (`sync_weights`): vLLM 0.33 offers three ways to change weights in place: `apply_model(fn)` running
 `fn(model)` inside the worker, `collective_rpc("reload_weights", weights_iterator=...)` (layerwise reload, built
@@ -156,6 +161,19 @@ def _to_vllm_prompts(prompts: list[list[int]]) -> list[dict[str, list[int]]]:
     return [{"prompt_token_ids": list(p)} for p in prompts]
 
 
+def _to_vllm_multimodal_prompts(requests, processor) -> list[dict[str, Any]]:
+    """(chat messages, PIL images) requests as vLLM text prompts with their images (`multi_modal_data`)."""
+    out = []
+    for messages, images in requests:
+        prompt: dict[str, Any] = {
+            "prompt": processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        }
+        if images:
+            prompt["multi_modal_data"] = {"image": list(images)}
+        out.append(prompt)
+    return out
+
+
 def _completion_from_output(output, tokenizer, eos_id: int) -> Completion:
     """One vLLM CompletionOutput (token_ids, logprobs: per-position {token_id: Logprob}, finish_reason,
     stop_reason) -> Completion with the EOS id kept and one float log-prob per token."""
@@ -199,9 +217,11 @@ def _completions_from_request(request_output, tokenizer, eos_id: int, n: int, pr
 class VLLMEngine:
     """Engine protocol on vLLM, colocated with the trainer on its GPU. Build it with `from_model`."""
 
-    def __init__(self, llm, tokenizer, model=None, *, max_model_len: int, sleep_mode: bool = False):
+    def __init__(self, llm, tokenizer, model=None, *, max_model_len: int, sleep_mode: bool = False,
+                 processor=None):
         self.llm = llm
         self.tokenizer = tokenizer
+        self.processor = processor  # the model's multimodal processor (chat template for image requests), or None
         self.eos_id = tokenizer.eos_token_id
         self.max_model_len = max_model_len
         self.sleep_mode = sleep_mode
@@ -220,12 +240,14 @@ class VLLMEngine:
         enable_sleep_mode: bool = True,
         tensor_parallel_size: int = 1,
         max_prompt_len: int = 2048,
+        processor=None,
         **llm_kwargs,
     ) -> "VLLMEngine":
         """Build a vLLM engine from the directory `model` was loaded from, then make it sample from `model`'s
         current weights. `gpu_memory_utilization` is the share of the GPU vLLM may take (weights + KV cache);
         the rest is the trainer's. `max_prompt_len` + `cfg.rollout.max_new_tokens` (capped by the model's
-        context) is the longest sequence served. Extra keywords go to `vllm.LLM` (e.g. enforce_eager=True)."""
+        context) is the longest sequence served. With `processor` (a vision-language model's AutoProcessor) the
+        engine also takes images. Extra keywords go to `vllm.LLM` (e.g. enforce_eager=True)."""
         global _sleeping_engine
         vllm = _import_vllm()
         path = _model_path(model)
@@ -259,7 +281,8 @@ class VLLMEngine:
                 "engine before any other vLLM engine of this process (VLLM_ENABLE_V1_MULTIPROCESSING=0)"
             )
         engine = cls(
-            llm, tokenizer, model, max_model_len=kwargs["max_model_len"], sleep_mode=kwargs["enable_sleep_mode"]
+            llm, tokenizer, model, max_model_len=kwargs["max_model_len"], sleep_mode=kwargs["enable_sleep_mode"],
+            processor=processor,
         )
         if engine.sleep_mode:
             _sleeping_engine = weakref.ref(engine)
@@ -314,6 +337,27 @@ class VLLMEngine:
             _completions_from_request(o, self.tokenizer, self.eos_id, params.n, prompt=p)
             for o, p in zip(outs, prompts)
         ]
+
+    @property
+    def supports_images(self) -> bool:
+        return getattr(self.processor, "image_processor", None) is not None
+
+    def generate_multimodal(self, requests, params: SamplingParams) -> list[list[Completion]]:
+        """For each (chat messages, PIL images) request, `params.n` completions (see `rollout.base`)."""
+        if not requests:
+            return []
+        if not self.supports_images:
+            raise ValueError("this engine has no image processor; build it with processor=AutoProcessor(...)")
+        vllm = _import_vllm()
+        sampling = vllm.SamplingParams(**_to_vllm_sampling_kwargs(params, self.eos_id))
+        self._wake_for_generation()
+        try:
+            outs = self.llm.generate(_to_vllm_multimodal_prompts(requests, self.processor), sampling, use_tqdm=False)
+        finally:
+            self._sleep_after_generation()
+        if len(outs) != len(requests):
+            raise RuntimeError(f"vLLM returned {len(outs)} request outputs for {len(requests)} requests")
+        return [_completions_from_request(o, self.tokenizer, self.eos_id, params.n) for o in outs]
 
     def _wake_for_generation(self) -> None:
         if not self.sleep_mode:
