@@ -19,12 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from zppo_core.algo.reformulate import plain_prompt
+from zppo_core.eval.heldout import evaluate_questions, heldout_questions
 from zppo_core.rollout.base import Engine, SamplingParams
-from zppo_core.tasks import OOD_OF, get_family, grade, make_eval_set
+from zppo_core.tasks import OOD_OF
 
 TINY_SUITES = ("tiny", "tiny-ood")
-TINY_EVAL_SEED = 12345  # the same questions for every run and every checkpoint
 
 Progress = Callable[[str, int, int], None]  # (benchmark, done, total)
 
@@ -111,29 +110,24 @@ def evaluate_tiny(
     limit: int | None = None,
     progress: Progress | None = None,
 ) -> list[BenchmarkResult]:
+    """One benchmark per family of the suite, through the held-out evaluator (the same questions for every run
+    and checkpoint), as percentages with per-sample records."""
     out = []
     for name in tiny_benchmarks(suite, train_families):
-        get_family(name)
-        qs = make_eval_set([name], per_level, TINY_EVAL_SEED)[: limit or None]
+        qs = heldout_questions([name], per_level)[: limit or None]
         if progress:
             progress(name, 0, len(qs))
-        comps = engine.generate([render(plain_prompt(q, closer)) for q in qs], params)
-        records, per_q, lev = [], [], {}
-        for q, cs in zip(qs, comps):
-            hits = []
-            for i, c in enumerate(cs):
-                reward, extracted = grade(c.text, q.answer)
-                hits.append(reward)
-                records.append(SampleRecord(name, q.id, i, c.text, extracted, reward == 1.0,
-                                            "rule" if extracted is not None else "no-answer"))
-            acc = 100.0 * sum(hits) / len(hits)
-            per_q.append(acc)
-            lev.setdefault(q.level, []).append(acc)
+        res = evaluate_questions(engine, render, qs, closer, samples=params.n, temperature=params.temperature,
+                                 top_p=params.top_p, max_new_tokens=params.max_new_tokens, top_k=params.top_k,
+                                 presence_penalty=params.presence_penalty)
+        records = [SampleRecord(name, q.id, i, text, extracted, reward == 1.0,
+                                "rule" if extracted is not None else "no-answer")
+                   for q, g in zip(qs, res.graded) for i, (text, reward, extracted) in enumerate(g)]
         if progress:
             progress(name, len(qs), len(qs))
         out.append(BenchmarkResult(
-            name=name, family=suite, n=len(qs), score=sum(per_q) / len(per_q) if per_q else 0.0,
-            by_level={k: sum(v) / len(v) for k, v in sorted(lev.items())}, records=records))
+            name=name, family=suite, n=len(qs), score=100.0 * res.accuracy,
+            by_level={k: 100.0 * v for k, v in res.by_level.items()}, records=records))
     return out
 
 
@@ -168,9 +162,9 @@ def evaluate_benchmark(
     if with_images and not getattr(engine, "supports_images", False):
         raise ValueError(f"{bench.name}: the model is text-only and this benchmark needs images; evaluate a "
                          "vision-language model (--model DIR) or drop the benchmark from the suite")
-    if any(getattr(it, "video", None) for it in items) and not getattr(engine, "supports_video", False):
-        raise ValueError(f"{bench.name}: this engine cannot read video; evaluate with rollout.engine=vllm on a "
-                         "GPU or drop the benchmark from the suite")
+    if any(getattr(it, "video", None) for it in items):
+        raise ValueError(f"{bench.name}: no rollout engine reads video yet (the data is in place); drop the "
+                         "benchmark from the suite")
     verdicts: list[tuple[Any, int, str, Verdict]] = []
     if progress:
         progress(bench.name, 0, len(items))
@@ -223,8 +217,7 @@ def split_suites(spec: str | Sequence[str]) -> list[str]:
 
 def plan_suites(spec: str | Sequence[str]) -> tuple[list[str], list]:
     """(tiny suite names, paper Benchmark objects) for a suite spec; ValueError naming the valid choices."""
-    tiny, paper, seen = [], [], set()
-    rest = []
+    tiny, paper, rest = [], [], []
     for p in split_suites(spec):
         if p.lower() in TINY_SUITES:
             tiny.append(p.lower())
@@ -234,10 +227,7 @@ def plan_suites(spec: str | Sequence[str]) -> tuple[list[str], list]:
         from zppo_core.eval.benchmarks import resolve_suite
 
         try:
-            for b in resolve_suite(",".join(rest)):
-                if b.name not in seen:
-                    seen.add(b.name)
-                    paper.append(b)
+            paper = resolve_suite(",".join(rest))  # order kept, duplicates dropped
         except ValueError as err:
             raise ValueError(f"{err} (offline tiny suites: {', '.join(TINY_SUITES)})") from None
     if not tiny and not paper:
@@ -245,10 +235,10 @@ def plan_suites(spec: str | Sequence[str]) -> tuple[list[str], list]:
     return tiny, paper
 
 
-def sampling_from(ev, max_new_tokens: int | None = None) -> SamplingParams:
+def sampling_from(ev) -> SamplingParams:
     """The evaluation decoding of an `eval` config section (temperature 0.6, top-p 0.95, top-k 20, ...)."""
     return SamplingParams(n=ev.samples, temperature=ev.temperature, top_p=ev.top_p, top_k=ev.top_k,
-                          presence_penalty=ev.presence_penalty, max_new_tokens=max_new_tokens or ev.max_new_tokens)
+                          presence_penalty=ev.presence_penalty, max_new_tokens=ev.max_new_tokens)
 
 
 def evaluate_suites(
@@ -278,10 +268,6 @@ def evaluate_suites(
 
     root = data_dir or ev.data_dir or default_data_dir()
     for bench in paper:
-        if root is None:
-            report.skipped[bench.name] = (f"{bench.name}: no data directory given; pass --data-dir D (or set "
-                                          f"ZPPO_DATA_DIR) with {bench.dataset_id} saved in D/{bench.folder}")
-            continue
         if data_path(bench, root) is None:
             report.skipped[bench.name] = missing_message(bench, root)
             continue

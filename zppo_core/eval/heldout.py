@@ -1,10 +1,11 @@
 """Held-out accuracy on the synthetic families (tiny scale): questions from the families' evaluation split,
 which training streams never yield, sampled with the paper's evaluation temperature and graded by the rule
-grader. Used at the end of every tiny run (and by `zppo eval` later for the offline suites)."""
+grader. Used at the end of every tiny run, by `prepare` to measure the student, and by the offline eval suites
+(`tiny`, `tiny-ood`) of `zppo eval` and periodic eval."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.rollout.base import Engine, SamplingParams
@@ -19,6 +20,8 @@ class HeldoutResult:
     by_level: dict[int, float]
     n_questions: int
     per_question: list[float]
+    graded: list[list[tuple[str, float, str | None]]] = field(default_factory=list)  # per question, per sample:
+    # (response text, reward, extracted answer)
 
 
 def heldout_questions(families: list[str], per_level: int, seed: int = 12345) -> list[Question]:
@@ -34,13 +37,17 @@ def evaluate_questions(
     temperature: float = 0.6,
     top_p: float = 0.95,
     max_new_tokens: int = 64,
+    top_k: int = 0,
+    presence_penalty: float = 0.0,
 ) -> HeldoutResult:
     """Mean@`samples` accuracy (pass@1 estimated over samples), overall, per family and per level."""
     outs = engine.generate(
         [render(plain_prompt(q, closer)) for q in questions],
-        SamplingParams(n=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens),
+        SamplingParams(n=samples, temperature=temperature, top_p=top_p, top_k=top_k,
+                       presence_penalty=presence_penalty, max_new_tokens=max_new_tokens),
     )
-    per_q = [sum(grade(c.text, q.answer)[0] for c in comps) / samples for q, comps in zip(questions, outs)]
+    graded = [[(c.text, *grade(c.text, q.answer)) for c in comps] for q, comps in zip(questions, outs)]
+    per_q = [sum(r for _, r, _ in g) / samples for g in graded]
     fam: dict[str, list[float]] = {}
     lev: dict[int, list[float]] = {}
     for q, a in zip(questions, per_q):
@@ -53,4 +60,5 @@ def evaluate_questions(
         by_level={k: mean(v) for k, v in sorted(lev.items())},
         n_questions=len(questions),
         per_question=per_q,
+        graded=graded,
     )

@@ -153,12 +153,7 @@ def _load(cfg: ZPPOConfig, path: str | None, who: str, log: Callable[[str], None
     def rend(text) -> list[int]:
         key = text if isinstance(text, str) else json.dumps(text)
         if key not in cache:
-            if processor is None:
-                cache[key] = render(tok, text)
-            else:  # the chat template is the processor's
-                messages = text if isinstance(text, list) else [{"role": "user", "content": text}]
-                chat = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-                cache[key] = tok(chat, add_special_tokens=False)["input_ids"]
+            cache[key] = render(tok, text, processor)  # a VLM's chat template is its processor's
         return cache[key]
 
     if processor is None:
@@ -190,10 +185,6 @@ class LazyEngine:
     def render(self, text: str) -> list[int]:
         return self._ensure()[1](text)
 
-    @property
-    def loaded(self) -> bool:
-        return self._engine is not None
-
 
 def evaluate_target(
     target: EvalTarget,
@@ -208,6 +199,7 @@ def evaluate_target(
     """Evaluate, write results.json + samples.jsonl, log to MLflow. `judge`: teacher | none | a model dir."""
     t0 = time.perf_counter()
     cfg = target.cfg
+    out = out_dir or _default_out(target, suite)
     if judge not in ("teacher", "none") and not (Path(judge).expanduser() / "config.json").is_file():
         raise ConfigError(f"--judge {judge}: use teacher, none, or a local Hugging Face model directory")
     if cfg.run.threads:
@@ -221,7 +213,6 @@ def evaluate_target(
         root = data_dir or cfg.eval.data_dir or default_data_dir()
         if not any(data_path(b, root) for b in paper):  # nothing to evaluate: say what is missing, load nothing
             report = EvalReport(skipped={b.name: missing_message(b, root) for b in paper})
-            out = out_dir or _default_out(target, suite)
             write_results(out, target, suite, report, {})
             return EvalOutcome(report, out, None, target, time.perf_counter() - t0, {})
     engine, render = _load(cfg, target.model_path, "student", log)
@@ -238,7 +229,6 @@ def evaluate_target(
         judge=judge_engine, judge_render=judge_engine.render if judge_engine else None,
         scale=_reference_key(target), data_dir=data_dir, progress=progress,
     )
-    out = out_dir or _default_out(target, suite)
     fam_ref = family_reference(target, report)
     write_results(out, target, suite, report, fam_ref)
     run_id = log_to_mlflow(target, suite, report, out) if track and cfg.tracking.enabled else None

@@ -53,11 +53,12 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def render(tokenizer, text: str | list[dict]) -> list[int]:
+def render(tokenizer, text: str | list[dict], templater=None) -> list[int]:
     """User message (or a whole conversation, a list of {role, content}) -> prompt token ids through the
-    model's chat template (generation prompt added)."""
+    model's chat template (generation prompt added). `templater`: what holds the chat template when it is not
+    the tokenizer (a vision-language model's processor)."""
     messages = text if isinstance(text, list) else [{"role": "user", "content": text}]
-    chat = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    chat = (templater or tokenizer).apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return tokenizer(chat, add_special_tokens=False)["input_ids"]
 
 
