@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from zppo_core.config import ConfigError
-from zppo_cli.orchestration.sweep_spec import SweepSpec, check_against_config, load_sweep, nested
+from zppo_cli.orchestration.sweep_spec import SweepSpec, check_against_config, load_sweep
 
 SWEEP_FILE = "sweep.json"
 LOCK_FILE = "sweep.lock"
@@ -101,29 +101,19 @@ class SweepPlan:
         """The resolved config of one trial: the base (preset + method + sweep set + --set) plus the params."""
         from zppo_core.config import load_config
 
-        base = self.base_cfg.model_dump()
-        extra: dict[str, Any] = {}
-        for p in self.spec.params:
-            extra = _merge(extra, nested(p.field, p.config_value(params[p.name], base)))
+        searched = [f"{field}={json.dumps(value)}" for field, value in self.config_values(params).items()]
         run: dict[str, Any] = {"run_dir": str(run_dir)}
         if self.threads:
             run["threads"] = self.threads
         tags = dict(self.base_cfg.tracking.tags)
         tags.update({"zppo.sweep": self.spec.name, "optuna.study": self.study, "optuna.trial_number": str(number)})
-        extra = _merge(extra, {"run": run, "tracking": {"parent_run_id": parent_run_id, "tags": tags}})
-        return load_config(self.spec.scale, method=self.spec.method, overrides=self.spec.set + self.user_sets,
-                           extra=extra)
+        return load_config(self.spec.scale, method=self.spec.method,
+                           overrides=self.spec.set + self.user_sets + searched,
+                           extra={"run": run, "tracking": {"parent_run_id": parent_run_id, "tags": tags}})
 
     def config_values(self, params: dict[str, Any]) -> dict[str, Any]:
         base = self.base_cfg.model_dump()
         return {p.field: p.config_value(params[p.name], base) for p in self.spec.params if p.name in params}
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def plan_sweep(name: str, scale: str, trials: int | None = None, parallel: int | None = None,

@@ -13,26 +13,13 @@ import os
 
 def ensure_store(uri: str | None, experiment: str) -> str | None:
     """Open the tracking store and create `experiment` if missing; returns the store URI (None if unreachable)."""
-    import logging
+    from zppo_core.tracking.mlflow_tracker import ensure_store as prepare, resolve_uri
 
-    from zppo_core.tracking.mlflow_tracker import resolve_uri
-
-    for name in ("alembic", "mlflow.store.db.utils"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    resolved, artifact_location = resolve_uri(uri)
     try:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=resolved)
-        if client.get_experiment_by_name(experiment) is None:
-            try:
-                client.create_experiment(experiment, artifact_location=artifact_location)
-            except Exception:
-                if client.get_experiment_by_name(experiment) is None:  # not a lost race: a real problem
-                    raise
+        return prepare(uri, experiment)
     except Exception as err:  # the job reports it properly if its node cannot reach the store either
         if os.environ.get("ZPPO_DEBUG"):
             raise
-        print(f"note: MLflow store {resolved} not prepared here ({type(err).__name__}); the job will open it")
+        print(f"note: MLflow store {resolve_uri(uri)[0]} not prepared here ({type(err).__name__}); the job will "
+              "open it")
         return None
-    return resolved

@@ -30,6 +30,34 @@ def resolve_uri(uri: str | None) -> tuple[str, str | None]:
     return f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()
 
 
+def get_or_create_experiment(client, experiment: str, artifact_location: str | None) -> str:
+    """The experiment's id, creating it when missing (another process creating it at the same moment is fine)."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(experiment, artifact_location=artifact_location)
+    except Exception:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:  # not a lost race: a real problem
+            raise
+        return exp.experiment_id
+
+
+def ensure_store(uri: str | None, experiment: str) -> str:
+    """Open the tracking store (a fresh sqlite store runs its schema migrations now) and create `experiment` if
+    missing; returns the resolved URI. Lets a launcher do both once, before parallel jobs race on them."""
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    for name in ("alembic", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    resolved, artifact_location = resolve_uri(uri)
+    get_or_create_experiment(MlflowClient(tracking_uri=resolved), experiment, artifact_location)
+    return resolved
+
+
 class MlflowTracker:
     def __init__(
         self,
@@ -49,12 +77,7 @@ class MlflowTracker:
         self.uri, artifact_location = resolve_uri(uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         if run_id is None:
-            exp = self.client.get_experiment_by_name(experiment)
-            exp_id = (
-                exp.experiment_id
-                if exp is not None
-                else self.client.create_experiment(experiment, artifact_location=artifact_location)
-            )
+            exp_id = get_or_create_experiment(self.client, experiment, artifact_location)
             all_tags = dict(tags or {})
             if parent_run_id:
                 all_tags["mlflow.parentRunId"] = parent_run_id
