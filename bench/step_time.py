@@ -101,10 +101,11 @@ class ZppoBench:
     """zppo's real Trainer (GRPO method, transformers engine, NullTracker), timed one train_step at a time."""
 
     def __init__(self, cfg, tokenizer, run_dir: Path):
+        from zppo_core.rollout import make_engine
         from zppo_core.tracking import NullTracker
         from zppo_core.train.loop import Trainer
         from zppo_core.train.methods.registry import build_method
-        from zppo_core.train.run import make_engine, make_stream
+        from zppo_core.train.run import make_stream
 
         self.cfg = cfg
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -377,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
 
     transformers.logging.set_verbosity_error()
     from zppo_core.algo.reformulate import plain_prompt
+    from zppo_core.models.load import render
     from zppo_core.models.tiny import build_char_tokenizer
-    from zppo_core.train.loop import render
     from zppo_core.train.run import make_stream
 
     cfg = build_config(args)

@@ -63,7 +63,7 @@ def ls(
                 t.add_row(name, desc)
             console.print(t)
         if what in (None, "suites"):
-            from zppo_core.eval.benchmarks import SUITES
+            from zppo_core.suites.benchmarks import SUITES
 
             t = Table(title="eval suites (zppo eval --suite)")
             t.add_column("suite")

@@ -66,11 +66,12 @@ def eval_(
         if limit is not None:
             sets.append(f"eval.limit={limit}")
         from zppo_core.eval.run import evaluate_target, resolve_target
+        from zppo_core.train.run import prepare_tiny
 
         target = resolve_target(run=run, checkpoint=checkpoint, model=model, scale=scale, overrides=sets)
         spec = suite or ("tiny,tiny-ood" if target.cfg.model.student == "tiny" else "all")
         try:
-            from zppo_core.eval.evaluate import plan_suites
+            from zppo_core.suites.evaluate import plan_suites
 
             tiny, paper = plan_suites(spec)
         except ValueError as err:
@@ -89,7 +90,7 @@ def eval_(
         with progress:
             try:
                 outcome = evaluate_target(target, spec, data_dir=str(data_dir) if data_dir else None, judge=judge,
-                                          out_dir=out, progress=on_progress,
+                                          out_dir=out, progress=on_progress, prepare=prepare_tiny,
                                           log=lambda s: progress.console.print(f"[dim]{s}[/]", highlight=False))
             except ValueError as err:
                 raise ConfigError(str(err)) from None
@@ -107,6 +108,7 @@ def eval_job(run: Optional[str], checkpoint: Optional[str], model: Optional[str]
     """The Slurm/local job behind `zppo eval --executor ...` (JSON-able arguments only; rerunnable: a requeued
     attempt evaluates again and rewrites the same outputs)."""
     from zppo_core.eval.run import evaluate_target, resolve_target
+    from zppo_core.train.run import prepare_tiny
 
     target = resolve_target(run=Path(run) if run else None, checkpoint=checkpoint, model=model, scale=scale,
                             overrides=overrides)
@@ -116,7 +118,7 @@ def eval_job(run: Optional[str], checkpoint: Optional[str], model: Optional[str]
             print(f"zppo: {name} {done}/{total}", flush=True)
 
     outcome = evaluate_target(target, suite, data_dir=data_dir, judge=judge, out_dir=Path(out), progress=progress,
-                              log=lambda s: print(f"zppo: {s}", flush=True))
+                              log=lambda s: print(f"zppo: {s}", flush=True), prepare=prepare_tiny)
     for r in outcome.report.results:
         print(f"zppo: {r.name} ({r.family}) n={r.n} score={r.score:.1f}", flush=True)
     for msg in outcome.report.skipped.values():
@@ -129,11 +131,11 @@ def _submit(target, spec: str, sets: list[str], which: dict, data_dir, judge: st
             profile, slurm, wait: bool, dry_run: bool) -> int:
     """`eval --executor slurm|debug`: submit `eval_job` with the same arguments; outputs go where they would
     locally (printed now, so the user knows where to look)."""
-    from zppo_core.eval.run import _default_out
+    from zppo_core.eval.run import default_out
     from zppo_cli.orchestration import JobSpec, slurm_params, submit
     from zppo_cli.orchestration.cli import follow_submitted, print_dry_run, print_submitted
 
-    out_dir = (out or _default_out(target, spec)).expanduser().absolute()
+    out_dir = (out or default_out(target, spec)).expanduser().absolute()
     name = f"zppo-eval-{target.label}".replace("@", "-")
     params = slurm_params(profile, target.cfg.scale, slurm or [], name) if executor == "slurm" else None
     job_dir = out_dir.with_name(out_dir.name + ".job")
@@ -171,8 +173,8 @@ def _submit(target, spec: str, sets: list[str], which: dict, data_dir, judge: st
 def _plan(target, spec, tiny, paper, data_dir) -> None:
     from rich.table import Table
 
-    from zppo_core.eval.data import data_path, default_data_dir
-    from zppo_core.eval.evaluate import tiny_benchmarks
+    from zppo_core.suites.data import data_path, default_data_dir
+    from zppo_core.suites.evaluate import tiny_benchmarks
 
     root = Path(data_dir) if data_dir else default_data_dir()
     console.print(f"model: {target.model_path or 'tiny (prepared student)'}  ·  suite: {spec}  ·  data dir: {root}")

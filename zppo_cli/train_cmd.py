@@ -59,14 +59,16 @@ def train(
 ) -> None:
     """Train a student with GRPO, ZPPO or a baseline (tiny scale runs on a CPU in minutes; --executor slurm submits)."""
     with user_errors():
-        from zppo_core.config import config_from_file, dump_config
+        from zppo_core.config import dump_config
 
         from zppo_cli.orchestration.cli import check_executor_options
 
         check_executor_options(executor, profile, slurm, wait)
 
         if resume is not None:
-            cfg = config_from_file(resume / "config.yaml") if (resume / "config.yaml").is_file() else None
+            from zppo_core.run_dir import RunDir
+
+            cfg = RunDir(resume).read_config() if RunDir(resume).is_run() else None
             if cfg is None:
                 from zppo_core.config import ConfigError
 
@@ -101,8 +103,8 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
     import shutil
 
     from zppo_core.config import ConfigError, dump_config
-    from zppo_core.train.checkpoint import write_atomic
-    from zppo_core.train.run import CONFIG_FILE, default_run_dir, preflight
+    from zppo_core.run_dir import CONFIG_FILE, RunDir, write_atomic
+    from zppo_core.train.run import default_run_dir, preflight
     from zppo_cli.orchestration import JobSpec, require_slurm, slurm_params, submit
     from zppo_cli.orchestration.cli import follow_submitted, print_dry_run, print_submitted
 
@@ -137,11 +139,11 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
     if resume is None:
         if not (cfg.model.requires_cuda or cfg.model.device == "cuda" or cfg.rollout.engine == "vllm"):
             preflight(cfg, rd, resume=False)  # everything checkable here (GPU presets are checked on the node)
-        elif rd.exists() and any(rd.iterdir()):
+        elif not RunDir(rd).is_empty():
             raise ConfigError(f"run dir {rd} already exists and is not empty; use --resume {rd} or another --run-dir")
-        config_path = job_dir / CONFIG_FILE
+        config_path = job_dir / CONFIG_FILE  # the job's copy; the run writes its own config.yaml when it starts
     else:
-        config_path = rd / CONFIG_FILE
+        config_path = RunDir(rd).config_path
     if executor == "slurm" and cfg.tracking.enabled:
         from zppo_cli.orchestration.tracking import ensure_store
 

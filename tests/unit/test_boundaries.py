@@ -19,8 +19,11 @@ FORBIDDEN = {
     "zppo_core/tasks": ["zppo_core.train", "zppo_core.eval", "zppo_core.rollout", "zppo_core.models", "torch"],
     "zppo_core/types.py": ["zppo_core.", "torch"],
     "zppo_core/rollout": ["zppo_core.train", "zppo_core.eval"],
-    "zppo_core/models": ["zppo_core.eval"],
     "zppo_core/tracking": ["zppo_core.train", "zppo_core.eval", "torch"],
+    "zppo_core/suites": ["zppo_core.train", "zppo_core.eval", "zppo_core.models"],
+    "zppo_core/models": ["zppo_core.train", "zppo_core.eval"],
+    "zppo_core/train": ["zppo_core.eval"],
+    "zppo_core/eval": ["zppo_core.train"],
     "zppo_core": ["zppo_cli", "typer", "submitit", "optuna"],
 }
 ONLY_IN = {"mlflow": {"zppo_core/tracking/mlflow_tracker.py"}, "vllm": {"zppo_core/rollout/vllm_engine.py"}}

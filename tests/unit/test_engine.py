@@ -9,7 +9,7 @@ from zppo_core.models.logprobs import completion_logprobs
 from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model
 from zppo_core.rollout.base import Engine, SamplingParams
 from zppo_core.rollout.hf import TransformersEngine
-from zppo_core.train.loop import render
+from zppo_core.models.load import render
 
 
 def _setup():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from zppo_core.eval.benchmarks import (
+from zppo_core.suites.benchmarks import (
     BENCHMARKS,
     BY_NAME,
     FAMILY_AVERAGES,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from zppo_core.eval.benchmarks import BY_NAME
-from zppo_core.eval.data import (
+from zppo_core.suites.benchmarks import BY_NAME
+from zppo_core.suites.data import (
     ENV_VAR,
     MAX_PIXELS,
     MIN_PIXELS,
@@ -23,7 +23,7 @@ from zppo_core.eval.data import (
     load_items,
     missing_message,
 )
-from zppo_core.eval.scoring import score
+from zppo_core.suites.scoring import score
 
 MMLU_ROWS = [
     {"question": "2 + 2 = ?", "subject": "elementary_mathematics", "choices": ["3", "4", "5", "22"], "answer": 1},
@@ -322,7 +322,7 @@ def test_iter_items_streams_and_limit_counts_expanded_items(tmp_path):
     rows = [{"image": "fig.png", "reasoning_q": f"r{i}?", "reasoning_a": "x", "descriptive_q1": f"d{i}?",
              "descriptive_a1": "y"} for i in range(3)]
     _jsonl(folder / "validation.jsonl", rows)
-    from zppo_core.eval.data import iter_items
+    from zppo_core.suites.data import iter_items
 
     stream = iter_items(BY_NAME["CharXiv"], tmp_path)
     assert next(stream).meta["question"] == "r0?"
@@ -383,6 +383,6 @@ def test_other_option_layouts_and_multi_turn_rows(tmp_path):
     (mc,) = load_items(BY_NAME["MultiChallenge"], tmp_path)
     assert mc.meta["messages"] == conv and mc.prompt.endswith("Suggest a dinner.") and "boxed" not in mc.prompt
     assert "Is the dinner vegan?" in mc.meta["judge_answer"] and "YES" in mc.meta["judge_answer"]
-    from zppo_core.eval.scoring import judge_prompt
+    from zppo_core.suites.scoring import judge_prompt
 
     assert "Is the dinner vegan?" in judge_prompt(mc, "Tofu curry.", BY_NAME["MultiChallenge"])

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zppo_core.eval.benchmarks import BY_NAME
-from zppo_core.eval.data import EvalItem
-from zppo_core.eval.scoring import (
+from zppo_core.suites.benchmarks import BY_NAME
+from zppo_core.suites.data import EvalItem
+from zppo_core.suites.scoring import (
     LETTERS,
     Verdict,
     extract_choice,
@@ -243,7 +243,7 @@ def test_judge_path_with_a_tiny_real_model_malformed_output_is_wrong():
     from zppo_core.config.schema import TinyModelSpec
     from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model
     from zppo_core.rollout.hf import TransformersEngine
-    from zppo_core.train.loop import render
+    from zppo_core.models.load import render
 
     tok = build_char_tokenizer()
     spec = TinyModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,

@@ -247,7 +247,7 @@ def test_vllm_logprobs_match_training_forward(tmp_path, tok):
     engine = ve.VLLMEngine.from_model(model, tok, cfg, gpu_memory_utilization=0.3, enforce_eager=True)
     assert isinstance(engine, Engine)
 
-    from zppo_core.train.loop import render
+    from zppo_core.models.load import render
 
     prompts = [render(tok, t) for t in ["Compute 1+2.", "Solve 3x+5=20. Think.", "Hi"]]  # different lengths
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,13 +70,14 @@ def train_run(config: str, run_dir: str) -> dict[str, Any]:
 
     First attempt: a new run from `config`. A requeued attempt: `train --resume` from the latest checkpoint. An
     attempt that was stopped before its first checkpoint left a partial run dir (config, run.json, metrics):
-    it is discarded (with its MLflow run) and the run starts again, since nothing was saved to resume from.
+    it is discarded (with its MLflow run) and the run starts again, since nothing was saved to resume from
+    (`RunDir.resume_or_start`).
     """
     from zppo_core.config import config_from_file
-    from zppo_core.train.checkpoint import latest_checkpoint
+    from zppo_core.run_dir import RunDir
     from zppo_core.train.run import train
 
-    rd = Path(run_dir)
+    rd = RunDir(run_dir)
     total: list[int] = [0]
 
     def log(msg: str) -> None:
@@ -88,42 +88,27 @@ def train_run(config: str, run_dir: str) -> dict[str, Any]:
               f"reward {m.get('train/reward_mean', float('nan')):.3f} {m.get('perf/step_time_s', 0.0):.2f}s/step",
               flush=True)
 
-    if latest_checkpoint(rd) is not None:
-        cfg = config_from_file(rd / "config.yaml")
+    if rd.resume_or_start(log):
+        cfg = rd.read_config()
         total[0] = cfg.run.steps
-        log(f"resuming {rd} from {latest_checkpoint(rd).name}")
-        res = train(None, run_dir=rd, resume=True, on_step=on_step, log=log)
+        log(f"resuming {rd.path} from {rd.latest_checkpoint().name}")
+        res = train(None, run_dir=rd.path, resume=True, on_step=on_step, log=log)
     else:
-        if rd.exists() and any(rd.iterdir()):
-            discard_partial_run(rd, log)
         cfg = config_from_file(config)
         total[0] = cfg.run.steps
-        log(f"starting {rd} ({cfg.method}, scale {cfg.scale}, {cfg.run.steps} steps, seed {cfg.run.seed})")
-        res = train(cfg, run_dir=rd, resume=False, on_step=on_step, log=log)
+        log(f"starting {rd.path} ({cfg.method}, scale {cfg.scale}, {cfg.run.steps} steps, seed {cfg.run.seed})")
+        res = train(cfg, run_dir=rd.path, resume=False, on_step=on_step, log=log)
     last = res.history[-1] if res.history else {}
-    log(f"done: {rd} ({cfg.run.steps} steps); MLflow run {res.mlflow_run_id}")
+    log(f"done: {rd.path} ({cfg.run.steps} steps); MLflow run {res.mlflow_run_id}")
     return {"run_dir": str(res.run_dir), "mlflow_run_id": res.mlflow_run_id, "steps": cfg.run.steps,
             "final": {k: float(v) for k, v in last.items()}}
 
 
 def discard_partial_run(rd: Path, log: Callable[[str], None]) -> None:
-    """Remove a run dir that has no checkpoint (and mark its MLflow run deleted). Refuses anything else."""
-    from zppo_core.train.checkpoint import latest_checkpoint
+    """`RunDir(rd).discard_partial(log)`, for callers holding a path (the sweep's trial worker)."""
+    from zppo_core.run_dir import RunDir
 
-    if latest_checkpoint(rd) is not None or not (rd / "config.yaml").is_file():
-        raise RuntimeError(f"refusing to discard {rd}: it has a checkpoint or is not a zppo run directory")
-    meta_path = rd / "run.json"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("mlflow_run_id"):
-                from mlflow.tracking import MlflowClient
-
-                MlflowClient(tracking_uri=meta.get("tracking_uri")).delete_run(meta["mlflow_run_id"])
-        except Exception as err:  # the run dir still goes; a stray MLflow run is only clutter
-            log(f"could not delete the earlier MLflow run ({err})")
-    log(f"discarding {rd}: an earlier attempt stopped before its first checkpoint")
-    shutil.rmtree(rd)
+    RunDir(rd).discard_partial(log)
 
 
 def echo(**kwargs: Any) -> dict[str, Any]:

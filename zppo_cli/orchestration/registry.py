@@ -57,24 +57,15 @@ class JobRecord:
         return JobPaths(self.folder, job_id=self.job_id, task_id=0)
 
     def mlflow_run_id(self) -> str | None:
-        if not self.run_dir:
-            return None
-        meta = Path(self.run_dir) / "run.json"
-        try:
-            return json.loads(meta.read_text()).get("mlflow_run_id")
-        except (OSError, ValueError):
-            return None
+        from zppo_core.run_dir import RunDir
+
+        return RunDir(self.run_dir).mlflow_run_id if self.run_dir else None
 
     def last_step(self) -> int:
         """The last step logged in the run dir's metrics.jsonl (0 if none yet)."""
-        if not self.run_dir:
-            return 0
-        path = Path(self.run_dir) / "metrics.jsonl"
-        try:
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-            return int(json.loads(lines[-1])["step"]) if lines else 0
-        except (OSError, ValueError, KeyError, IndexError):
-            return 0
+        from zppo_core.run_dir import RunDir
+
+        return RunDir(self.run_dir).last_step() if self.run_dir else 0
 
 
 def append(records: list[JobRecord]) -> None:

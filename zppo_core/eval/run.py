@@ -10,6 +10,10 @@ Outside a run, scores go to a new MLflow run tagged `zppo.kind=eval` and `zppo.m
 Results: `results.json` (per benchmark: n, score, paper reference, delta; family averages; skipped benchmarks
 with the reason) and `samples.jsonl` (benchmark, question id, sample, response, extracted answer, verdict,
 how it was decided), written atomically into the output directory.
+
+Models come from `zppo_core.models.load` and engines from `zppo_core.rollout.make_engine`. The prepared tiny
+pair (a `tiny` scale's base student, a tiny run's teacher as judge) is built by `train.prepare`, which eval does
+not import: the caller passes `prepare` (zppo_cli passes `train.run.prepare_tiny`).
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from zppo_core.config import ConfigError, apply_overrides, config_from_file, load_config
+from zppo_core.config import ConfigError, apply_overrides, load_config
 from zppo_core.config.schema import ZPPOConfig
-from zppo_core.eval.evaluate import EvalReport, Progress, evaluate_suites, plan_suites
-from zppo_core.train.checkpoint import write_atomic
+from zppo_core.models.load import PromptRenderer, load_model, resolve_model
+from zppo_core.run_dir import RunDir, write_atomic
+from zppo_core.suites.evaluate import EvalReport, Progress, evaluate_suites, plan_suites
+
+Prepare = Callable[[ZPPOConfig, Callable[[str], None]], Path]  # (cfg, log) -> the prepared tiny pair's directory
 
 # our method name -> the paper's row in its family-average tables
 PAPER_METHOD = {"base": "Base", "grpo": "GRPO", "grpo_buffer": "GRPO†", "grpo_both": "GRPO+Both (no buffer)",
@@ -65,17 +72,15 @@ def resolve_target(
     if checkpoint is not None and run is None:
         raise ConfigError("--checkpoint picks a checkpoint of a run; add --run RUN_DIR")
     if run is not None:
-        run = Path(run)
-        if not (run / "config.yaml").is_file():
+        rd = RunDir(run)
+        if not rd.is_run():
             raise ConfigError(f"--run {run}: no config.yaml there (not a zppo run directory); pass a directory "
                               "created by `zppo train`")
-        cfg = config_from_file(run / "config.yaml")
-        cfg = apply_overrides(cfg, overrides or [])
-        ckpt = _checkpoint_dir(run, checkpoint)
-        meta = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
-        step = int(ckpt.name.split("_")[-1])
-        return EvalTarget("run", f"{run.name}@{step}", cfg, str(ckpt / "model"), run, step,
-                          meta.get("mlflow_run_id"), cfg.method)
+        cfg = apply_overrides(rd.read_config(), overrides or [])
+        ckpt = _checkpoint_dir(rd, checkpoint)
+        step = RunDir.step_of(ckpt)
+        return EvalTarget("run", f"{rd.name}@{step}", cfg, str(ckpt / "model"), rd.path, step,
+                          rd.mlflow_run_id, cfg.method)
     cfg = load_config(scale, overrides=list(overrides or []))
     if model is not None:
         p = Path(model).expanduser()
@@ -85,87 +90,40 @@ def resolve_target(
         return EvalTarget("model", p.name, cfg, str(p))
     if cfg.model.student == "tiny":
         return EvalTarget("scale", "tiny-base", cfg, None)
-    from zppo_core.train.run import _resolve_model
-
-    return EvalTarget("scale", f"{scale}-base", cfg, _resolve_model(cfg.model.student, "model.student"))
+    return EvalTarget("scale", f"{scale}-base", cfg, resolve_model(cfg.model.student, "model.student"))
 
 
-def _checkpoint_dir(run: Path, checkpoint: str | None) -> Path:
-    from zppo_core.train.checkpoint import latest_checkpoint
-
-    root = run / "checkpoints"
+def _checkpoint_dir(rd: RunDir, checkpoint: str | None) -> Path:
     if checkpoint in (None, "latest"):
-        ckpt = latest_checkpoint(run)
+        ckpt = rd.latest_checkpoint()
         if ckpt is None:
-            raise ConfigError(f"--run {run}: no checkpoint yet; wait for the first one (run.checkpoint_every) or "
-                              "train longer")
+            raise ConfigError(f"--run {rd.path}: no checkpoint yet; wait for the first one (run.checkpoint_every) "
+                              "or train longer")
         return ckpt
     try:
         step = int(checkpoint)
     except ValueError:
         raise ConfigError(f"--checkpoint {checkpoint!r}: give a step number or 'latest'") from None
-    ckpt = root / f"step_{step:06d}"
+    ckpt = rd.checkpoint(step)
     if not (ckpt / "model").is_dir():
-        have = sorted(p.name for p in root.glob("step_*")) if root.is_dir() else []
+        have = [p.name for p in rd.checkpoint_dirs()]
         raise ConfigError(f"--checkpoint {step}: {ckpt} does not exist; available: {', '.join(have) or 'none'}")
     return ckpt
 
 
-def _load(cfg: ZPPOConfig, path: str | None, who: str, log: Callable[[str], None]):
-    """(engine, render) for a model directory, or for the prepared tiny student/teacher when path is None.
-    A vision-language model (its config has a `vision_config`) is loaded with AutoModelForImageTextToText and
-    its AutoProcessor, which the engine uses to feed images."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+def _load(cfg: ZPPOConfig, path: str | None, who: str, log: Callable[[str], None], prepare: Prepare | None):
+    """(engine, render) for a model directory, or for the prepared tiny student/teacher when path is None. A
+    vision-language model comes with its processor, which the engine uses to feed images and `render` as its chat
+    template."""
+    from zppo_core.rollout import make_engine
 
-    from zppo_core.train.loop import render
-    from zppo_core.train.run import _device, make_engine
-
-    hf_logging.disable_progress_bar()
     if path is None:
-        from zppo_core.train.prepare import ensure_prepared, is_prepared
-
-        if not is_prepared(cfg):
-            log("preparing the tiny student and teacher (SFT, cached for later runs)...")
-        path = str(ensure_prepared(cfg, log) / who)
-    dtype = torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
-    processor = None
-    if getattr(AutoConfig.from_pretrained(path), "vision_config", None) is not None:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        try:
-            processor = AutoProcessor.from_pretrained(path)
-        except (AttributeError, ImportError, TypeError, ValueError) as err:
-            raise ConfigError(f"{path}: a vision-language model whose processor does not load ({err}); the "
-                              "Qwen-VL processors need torchvision (pip install torchvision)") from None
-        tok = processor.tokenizer
-        model_cls = AutoModelForImageTextToText
-    else:
-        tok = AutoTokenizer.from_pretrained(path)
-        model_cls = AutoModelForCausalLM
-    tok.padding_side = "left"
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    model = model_cls.from_pretrained(path, dtype=dtype).to(_device(cfg)).eval()
-    cache: dict[str, list[int]] = {}
-
-    def rend(text) -> list[int]:
-        key = text if isinstance(text, str) else json.dumps(text)
-        if key not in cache:
-            cache[key] = render(tok, text, processor)  # a VLM's chat template is its processor's
-        return cache[key]
-
-    if processor is None:
-        return make_engine(cfg, model, tok), rend
-    if cfg.rollout.engine == "vllm":
-        from zppo_core.rollout.vllm_engine import VLLMEngine
-
-        # image placeholders expand to many tokens (up to 1280 per image at the paper's pixel bounds)
-        return VLLMEngine.from_model(model, tok, cfg, processor=processor, max_prompt_len=8192), rend
-    from zppo_core.rollout.hf import TransformersEngine
-
-    return TransformersEngine(model, tok, batch_size=cfg.rollout.batch_size, processor=processor), rend
+        if prepare is None:
+            raise ConfigError(f"the tiny {who} is built by `zppo prepare`; pass prepare=zppo_core.train.run."
+                              "prepare_tiny to evaluate_target (zppo eval does)")
+        path = str(prepare(cfg, log) / who)
+    m = load_model(path, cfg)
+    return make_engine(cfg, m.model, m.tokenizer, m.processor), PromptRenderer.of(m)
 
 
 class LazyEngine:
@@ -195,11 +153,13 @@ def evaluate_target(
     progress: Progress | None = None,
     log: Callable[[str], None] = lambda s: None,
     track: bool = True,
+    prepare: Prepare | None = None,
 ) -> EvalOutcome:
-    """Evaluate, write results.json + samples.jsonl, log to MLflow. `judge`: teacher | none | a model dir."""
+    """Evaluate, write results.json + samples.jsonl, log to MLflow. `judge`: teacher | none | a model dir.
+    `prepare(cfg, log)`: the prepared tiny pair's directory (needed only for tiny models; see the docstring)."""
     t0 = time.perf_counter()
     cfg = target.cfg
-    out = out_dir or _default_out(target, suite)
+    out = out_dir or default_out(target, suite)
     if judge not in ("teacher", "none") and not (Path(judge).expanduser() / "config.json").is_file():
         raise ConfigError(f"--judge {judge}: use teacher, none, or a local Hugging Face model directory")
     if cfg.run.threads:
@@ -208,22 +168,20 @@ def evaluate_target(
         torch.set_num_threads(cfg.run.threads)
     tiny, paper = plan_suites(suite)  # bad suite names fail before any model is loaded
     if not tiny and paper:
-        from zppo_core.eval.data import data_path, default_data_dir, missing_message
+        from zppo_core.suites.data import data_path, default_data_dir, missing_message
 
         root = data_dir or cfg.eval.data_dir or default_data_dir()
         if not any(data_path(b, root) for b in paper):  # nothing to evaluate: say what is missing, load nothing
             report = EvalReport(skipped={b.name: missing_message(b, root) for b in paper})
             write_results(out, target, suite, report, {})
             return EvalOutcome(report, out, None, target, time.perf_counter() - t0, {})
-    engine, render = _load(cfg, target.model_path, "student", log)
+    engine, render = _load(cfg, target.model_path, "student", log, prepare)
     judge_engine = None
     if judge == "teacher":
-        from zppo_core.train.run import _resolve_model
-
-        teacher = None if cfg.model.teacher == "tiny" else _resolve_model(cfg.model.teacher, "model.teacher")
-        judge_engine = LazyEngine(lambda: _load(cfg, teacher, "teacher", log))
+        teacher = None if cfg.model.teacher == "tiny" else resolve_model(cfg.model.teacher, "model.teacher")
+        judge_engine = LazyEngine(lambda: _load(cfg, teacher, "teacher", log, prepare))
     elif judge != "none":
-        judge_engine = LazyEngine(lambda: _load(cfg, str(Path(judge).expanduser()), "judge", log))
+        judge_engine = LazyEngine(lambda: _load(cfg, str(Path(judge).expanduser()), "judge", log, prepare))
     report = evaluate_suites(
         engine, render, suite, cfg.eval, train_families=list(cfg.data.families), closer=cfg.data.closer,
         judge=judge_engine, judge_render=judge_engine.render if judge_engine else None,
@@ -246,7 +204,7 @@ def _reference_key(target: EvalTarget) -> str | None:
 
 
 def family_reference(target: EvalTarget, report: EvalReport) -> dict[str, float | None]:
-    from zppo_core.eval.benchmarks import FAMILY_AVERAGES
+    from zppo_core.suites.benchmarks import FAMILY_AVERAGES
 
     row = FAMILY_AVERAGES.get(PAPER_METHOD.get(target.method if target.kind == "run" else "base", ""), {})
     return {fam: row.get(fam, {}).get(target.cfg.scale) for fam in report.family_averages()}
@@ -257,9 +215,10 @@ def _slug(suite: str) -> str:
     return s[:60] or "suite"
 
 
-def _default_out(target: EvalTarget, suite: str) -> Path:
+def default_out(target: EvalTarget, suite: str) -> Path:
+    """The run's eval/step_N-<suite>/ for a run's checkpoint, else evals/<label>-<suite>-<time>/."""
     if target.run_dir is not None:
-        return target.run_dir / "eval" / f"step_{target.step:06d}-{_slug(suite)}"
+        return RunDir(target.run_dir).eval_dir(target.step, _slug(suite))
     return Path("evals") / f"{target.label}-{_slug(suite)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -289,8 +248,7 @@ def log_to_mlflow(target: EvalTarget, suite: str, report: EvalReport, out: Path)
     cfg = target.cfg
     metrics = report.metrics()
     if target.kind == "run" and target.mlflow_run_id:
-        meta = json.loads((target.run_dir / "run.json").read_text()) if target.run_dir else {}
-        uri = meta.get("tracking_uri") or cfg.tracking.uri
+        uri = (RunDir(target.run_dir).tracking_uri if target.run_dir else None) or cfg.tracking.uri
         status = MlflowTracker.run_status(target.mlflow_run_id, uri)
         tracker = MlflowTracker(cfg.tracking.experiment, uri=uri, run_id=target.mlflow_run_id)
         tracker.log_metrics(metrics, step=target.step or 0)

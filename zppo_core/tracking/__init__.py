@@ -11,7 +11,8 @@ from typing import Any, Protocol
 
 
 class Tracker(Protocol):
-    run_id: str | None
+    run_id: str | None  # the tracked run's id (None: nothing is tracked)
+    uri: str | None  # the store it lives in, recorded in run.json so a resumed run finds it
 
     def log_params(self, params: dict[str, str]) -> None: ...
 
@@ -27,9 +28,14 @@ class Tracker(Protocol):
 
     def finish(self, status: str = "FINISHED") -> None: ...
 
+    def delete(self) -> None:
+        """Remove the run from the store (a run whose setup failed, or a discarded partial run)."""
+        ...
+
 
 class NullTracker:
     run_id: str | None = None
+    uri: str | None = None
 
     def log_params(self, params: dict[str, str]) -> None:
         pass
@@ -51,3 +57,13 @@ class NullTracker:
 
     def finish(self, status: str = "FINISHED") -> None:
         pass
+
+    def delete(self) -> None:
+        pass
+
+
+def delete_run(run_id: str, uri: str | None = None) -> None:
+    """Delete a tracked run by id (e.g. the run.json of a discarded partial run dir names it)."""
+    from zppo_core.tracking.mlflow_tracker import delete_run as delete
+
+    delete(run_id, uri)

@@ -139,6 +139,16 @@ class MlflowTracker:
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
 
+    def delete(self) -> None:
+        self.client.delete_run(self.run_id)
+
+
+def delete_run(run_id: str, uri: str | None = None) -> None:
+    """Mark an existing run deleted (MLflow keeps it in the trash until `mlflow gc`)."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=resolve_uri(uri)[0]).delete_run(run_id)
+
 
 def _jsonable(v: Any) -> Any:
     if isinstance(v, (list, tuple)):

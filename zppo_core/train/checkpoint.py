@@ -1,4 +1,4 @@
-"""Atomic full-state checkpoints with a `latest` pointer.
+"""Atomic full-state checkpoints with a `latest` pointer (paths from `zppo_core.run_dir.RunDir`).
 
 Layout under `<run_dir>/checkpoints/`:
 
@@ -20,18 +20,14 @@ from typing import Any
 
 import torch
 
-LATEST = "latest"
+from zppo_core.run_dir import STATE_FILE, RunDir, checkpoint_name, write_atomic
+
+__all__ = ["CheckpointError", "latest_checkpoint", "load_optimizer", "load_state", "load_weights",
+           "require_checkpoint", "save_checkpoint", "write_atomic"]
 
 
 class CheckpointError(ValueError):
     """A user-facing checkpoint problem (one line, names the fix)."""
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a small file so readers see the old or the new content, never a partial one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -48,9 +44,10 @@ def _fsync_dir(path: Path) -> None:
 def save_checkpoint(
     run_dir: Path, step: int, model, tokenizer, optimizer, state: dict[str, Any], keep: int = 2
 ) -> Path:
-    root = Path(run_dir) / "checkpoints"
+    rd = RunDir(run_dir)
+    root = rd.checkpoints
     root.mkdir(parents=True, exist_ok=True)
-    name = f"step_{step:06d}"
+    name = checkpoint_name(step)
     tmp = root / f".tmp-{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -60,7 +57,7 @@ def save_checkpoint(
         model.save_pretrained(tmp / "model")
         tokenizer.save_pretrained(tmp / "model")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(state, tmp / "state.pt")
+        torch.save(state, tmp / STATE_FILE)
         _fsync_dir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -73,9 +70,9 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    write_atomic(root / LATEST, name + "\n")
+    rd.point_latest(final)
     _fsync_dir(root)
-    _prune(root, keep)
+    _prune(rd, keep)
     return final
 
 
@@ -85,26 +82,21 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _prune(root: Path, keep: int) -> None:
-    steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_"))
-    for p in steps[:-keep]:
+def _prune(rd: RunDir, keep: int) -> None:
+    for p in rd.checkpoint_dirs()[:-keep]:
         shutil.rmtree(p, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    root = Path(run_dir) / "checkpoints"
-    pointer = root / LATEST
-    if not pointer.is_file():
-        return None
-    path = root / pointer.read_text().strip()
-    return path if (path / "state.pt").is_file() else None
+    """`RunDir(run_dir).latest_checkpoint()` for callers holding a path."""
+    return RunDir(run_dir).latest_checkpoint()
 
 
 def require_checkpoint(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"resume dir {run_dir} does not exist; pass a run directory created by `zppo train`")
-    ckpt = latest_checkpoint(run_dir)
+    ckpt = RunDir(run_dir).latest_checkpoint()
     if ckpt is None:
         raise CheckpointError(
             f"resume dir {run_dir} has no checkpoint (no checkpoints/latest); start a new run with "
@@ -114,7 +106,7 @@ def require_checkpoint(run_dir: Path) -> Path:
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:
-    return torch.load(Path(ckpt) / "state.pt", weights_only=False)
+    return torch.load(Path(ckpt) / STATE_FILE, weights_only=False)
 
 
 def load_weights(model_dir: Path) -> dict[str, torch.Tensor]:

@@ -26,7 +26,6 @@ Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr)
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -38,8 +37,10 @@ import torch
 from zppo_core.algo.advantages import group_advantages, trivial_group_fraction
 from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
+from zppo_core.models.load import PromptRenderer
 from zppo_core.models.logprobs import completion_logprobs
 from zppo_core.rollout.base import Engine, SamplingParams
+from zppo_core.run_dir import RunDir
 from zppo_core.tasks.graders import grade
 from zppo_core.tracking import NullTracker, Tracker
 from zppo_core.train import checkpoint as ckpt_io
@@ -51,15 +52,6 @@ from zppo_core.types import Group, Question, Rollout
 class TrainState:
     step: int = 0  # completed rollout steps
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def render(tokenizer, text: str | list[dict], templater=None) -> list[int]:
-    """User message (or a whole conversation, a list of {role, content}) -> prompt token ids through the
-    model's chat template (generation prompt added). `templater`: what holds the chat template when it is not
-    the tokenizer (a vision-language model's processor)."""
-    messages = text if isinstance(text, list) else [{"role": "user", "content": text}]
-    chat = (templater or tokenizer).apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return tokenizer(chat, add_special_tokens=False)["input_ids"]
 
 
 class Trainer:
@@ -77,7 +69,7 @@ class Trainer:
         on_step: Callable[[int, dict[str, float]], None] | None = None,
     ):
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.run_dir = RunDir(run_dir)
         self.model = model
         self.tokenizer = tokenizer
         self.engine = engine
@@ -98,7 +90,7 @@ class Trainer:
             top_p=cfg.rollout.top_p,
             max_new_tokens=cfg.rollout.max_new_tokens,
         )
-        self._prompt_cache: dict[str, list[int]] = {}
+        self.render = PromptRenderer(tokenizer)  # user-message text -> prompt token ids (cached)
         self._next_group_id = 0
         torch.manual_seed(cfg.run.seed)
 
@@ -132,9 +124,9 @@ class Trainer:
         self.engine.sync_weights(self.model)
 
     def save_checkpoint(self) -> Path:
-        self.method.report(self.tracker, self.run_dir, self.state.step)
+        self.method.report(self.tracker, self.run_dir.path, self.state.step)
         return ckpt_io.save_checkpoint(
-            self.run_dir,
+            self.run_dir.path,
             self.state.step,
             self.model,
             self.tokenizer,
@@ -144,21 +136,13 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ rollouts
-    def _prompt_ids(self, text: str) -> list[int]:
-        ids = self._prompt_cache.get(text)
-        if ids is None:
-            ids = render(self.tokenizer, text)
-            if len(self._prompt_cache) < 100_000:
-                self._prompt_cache[text] = ids
-        return ids
-
     def _rollout_groups(
         self, engine: Engine, items: list[tuple[str, Question, str]], n: int, metas: list[dict] | None = None
     ) -> list[Group]:
         """items: (kind, question, prompt text). Returns one graded group per item."""
         if not items:
             return []
-        prompt_ids = [self._prompt_ids(text) for _, _, text in items]
+        prompt_ids = [self.render(text) for _, _, text in items]
         params = SamplingParams(
             n=n,
             temperature=self.sampling.temperature,
@@ -190,7 +174,7 @@ class Trainer:
         if not texts:
             return []
         outs = self.teacher.generate(
-            [self._prompt_ids(t) for t in texts], SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+            [self.render(t) for t in texts], SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
         )
         return [o[0].text for o in outs]
 
@@ -266,8 +250,7 @@ class Trainer:
 
     def _append_metrics_line(self, metrics: dict[str, float]) -> None:
         """One line per step in the run dir's metrics.jsonl (train and periodic-eval metrics together)."""
-        with open(self.run_dir / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
+        self.run_dir.append_metrics(self.state.step, metrics)
 
     def _micro_batches(self, rollouts: list[Rollout], chunk: list[int]) -> list[list[int]]:
         """Split a mini-batch into micro-batches of similar length (BCQ/NCQ prompts are much longer than plain
@@ -345,10 +328,10 @@ class Trainer:
 
     def final_eval(self) -> dict[str, float]:
         """Held-out accuracy (in-distribution families' eval split) at the end of a tiny run."""
-        from zppo_core.eval.heldout import evaluate_questions, heldout_questions
+        from zppo_core.suites.heldout import evaluate_questions, heldout_questions
 
         qs = heldout_questions(list(self.cfg.data.families), self.cfg.run.final_eval_per_level)
-        res = evaluate_questions(self.engine, lambda t: self._prompt_ids(t), qs, self.cfg.data.closer,
+        res = evaluate_questions(self.engine, self.render, qs, self.cfg.data.closer,
                                  max_new_tokens=self.cfg.rollout.max_new_tokens)
         metrics = {"eval/heldout/accuracy": res.accuracy}
         metrics.update({f"eval/heldout/level_{k}": v for k, v in res.by_level.items()})
@@ -360,12 +343,12 @@ class Trainer:
     # ------------------------------------------------------------------ run
     def periodic_eval(self) -> dict[str, float]:
         """The configured eval suites on the current policy, logged as eval/<family>/* at this step."""
-        from zppo_core.eval.evaluate import evaluate_suites
+        from zppo_core.suites.evaluate import evaluate_suites
 
         ev = self.cfg.eval
         report = evaluate_suites(
-            self.engine, self._prompt_ids, ev.suites, ev, train_families=list(self.cfg.data.families),
-            closer=self.cfg.data.closer, judge=self.teacher, judge_render=self._prompt_ids, scale=self.cfg.scale,
+            self.engine, self.render, ev.suites, ev, train_families=list(self.cfg.data.families),
+            closer=self.cfg.data.closer, judge=self.teacher, judge_render=self.render, scale=self.cfg.scale,
         )
         metrics = report.metrics()
         self.tracker.log_metrics(metrics, step=self.state.step)

@@ -136,7 +136,7 @@ def sft_examples(
 
 
 def _encode_pair(tokenizer, prompt: str, response: str) -> tuple[list[int], list[int]]:
-    from zppo_core.train.loop import render
+    from zppo_core.models.load import render
 
     p = render(tokenizer, prompt)
     r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -187,9 +187,9 @@ def sft(
 def measure(model, tokenizer, cfg: ZPPOConfig, n_questions: int, seed: int, samples: int = 8) -> dict[str, Any]:
     """Mean accuracy over `samples` training-temperature rollouts per training question, and the share of hard
     questions (mean accuracy < 0.5)."""
-    from zppo_core.eval.heldout import evaluate_questions
+    from zppo_core.models.load import render
     from zppo_core.rollout.hf import TransformersEngine
-    from zppo_core.train.loop import render
+    from zppo_core.suites.heldout import evaluate_questions
 
     qs = QuestionStream(cfg.data.families, cfg.data.levels, seed).next(n_questions)
     engine = TransformersEngine(model, tokenizer, batch_size=cfg.rollout.batch_size)

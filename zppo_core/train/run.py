@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from zppo_core.config import ConfigError, config_from_file, dump_config, flat_params
+from zppo_core.config import ConfigError, flat_params
 from zppo_core.config.schema import ZPPOConfig
-from zppo_core.train.checkpoint import write_atomic
-
-RUN_FILE = "run.json"
-CONFIG_FILE = "config.yaml"
+from zppo_core.models.load import resolve_model
+from zppo_core.run_dir import RunDir
 
 
 @dataclass
@@ -35,27 +33,6 @@ class RunResult:
 
 def default_run_dir(cfg: ZPPOConfig) -> Path:
     return Path("runs") / f"{cfg.method}-{cfg.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _resolve_model(ref: str, field: str) -> str:
-    """A local directory, or a hub id present in the local HF cache; else a one-line error."""
-    if ref == "tiny":
-        return ref
-    if Path(ref).expanduser().is_dir():
-        if not (Path(ref).expanduser() / "config.json").is_file():
-            raise ConfigError(f"{field}: {ref} has no config.json; point it at a Hugging Face model directory")
-        return str(Path(ref).expanduser())
-    if "/" in ref and not ref.startswith((".", "/", "~")):
-        try:
-            from huggingface_hub import snapshot_download
-
-            return snapshot_download(ref, local_files_only=True)
-        except Exception:
-            pass
-    raise ConfigError(
-        f"{field}: model '{ref}' is neither a local directory nor in the local Hugging Face cache; download it "
-        f"on a machine with hub access (huggingface-cli download {ref}) or --set {field}=/path/to/model"
-    )
 
 
 def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
@@ -76,8 +53,8 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
                 "rollout.engine=vllm but vLLM is not installed; pip install 'zppo[vllm]' on the GPU machine "
                 "or --set rollout.engine=transformers"
             )
-    _resolve_model(cfg.model.student, "model.student")
-    _resolve_model(cfg.model.teacher, "model.teacher")
+    resolve_model(cfg.model.student, "model.student")
+    resolve_model(cfg.model.teacher, "model.teacher")
     if cfg.model.student != "tiny":
         if cfg.data.path is None:
             raise ConfigError(
@@ -120,58 +97,6 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
     return rd
 
 
-def _device(cfg: ZPPOConfig) -> str:
-    import torch
-
-    if cfg.model.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg.model.device
-
-
-def load_models(cfg: ZPPOConfig, need_teacher: bool, log: Callable[[str], None]):
-    """(student model, tokenizer, teacher model or None, prepare report or None)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    dtype = torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
-    report = None
-    if cfg.model.student == "tiny":
-        from zppo_core.train.prepare import ensure_prepared, is_prepared
-
-        if not is_prepared(cfg):
-            log("preparing tiny student and teacher (SFT, cached for later runs)...")
-        prepared = ensure_prepared(cfg, log)
-        report = json.loads((prepared / "report.json").read_text())
-        student_path, teacher_path = str(prepared / "student"), str(prepared / "teacher")
-    else:
-        student_path = _resolve_model(cfg.model.student, "model.student")
-        teacher_path = _resolve_model(cfg.model.teacher, "model.teacher")
-    device = _device(cfg)
-    tokenizer = AutoTokenizer.from_pretrained(student_path)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    student = AutoModelForCausalLM.from_pretrained(student_path, dtype=dtype).to(device)
-    teacher = None
-    if need_teacher:
-        teacher = AutoModelForCausalLM.from_pretrained(teacher_path, dtype=dtype).to(device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-    return student, tokenizer, teacher, report
-
-
-def make_engine(cfg: ZPPOConfig, model, tokenizer):
-    if cfg.rollout.engine == "vllm":
-        from zppo_core.rollout.vllm_engine import VLLMEngine
-
-        return VLLMEngine.from_model(model, tokenizer, cfg)
-    from zppo_core.rollout.hf import TransformersEngine
-
-    return TransformersEngine(model, tokenizer, batch_size=cfg.rollout.batch_size)
-
-
 def make_stream(cfg: ZPPOConfig):
     if cfg.data.path:
         from zppo_core.tasks.jsonl_data import JsonlStream
@@ -200,6 +125,29 @@ def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None):
     )
 
 
+def prepare_tiny(cfg: ZPPOConfig, log: Callable[[str], None] = lambda s: None) -> Path:
+    """The prepared tiny pair's directory (student/, teacher/, report.json), preparing it first (SFT, cached for
+    later runs) when it is not yet. `zppo eval` gets it from its caller: eval does not import train."""
+    from zppo_core.train.prepare import ensure_prepared, is_prepared
+
+    if not is_prepared(cfg):
+        log("preparing tiny student and teacher (SFT, cached for later runs)...")
+    return ensure_prepared(cfg, log)
+
+
+def load_models(cfg: ZPPOConfig, need_teacher: bool, log: Callable[[str], None]):
+    """(student LoadedModel, teacher LoadedModel or None, prepare report or None)."""
+    from zppo_core.models.load import load_pair, model_paths
+
+    prepared = report = None
+    if cfg.model.student == "tiny":
+        prepared = prepare_tiny(cfg, log)
+        report = json.loads((prepared / "report.json").read_text())
+    student_path, teacher_path = model_paths(cfg, prepared)
+    student, teacher = load_pair(cfg, student_path, teacher_path if need_teacher else None)
+    return student, teacher, report
+
+
 def train(
     cfg: ZPPOConfig | None,
     run_dir: Path | None = None,
@@ -212,15 +160,15 @@ def train(
     t0 = time.perf_counter()
     if resume:
         assert run_dir is not None
-        preflight_cfg = cfg or config_from_file(Path(run_dir) / CONFIG_FILE)
-        rd = preflight(preflight_cfg, run_dir, resume=True)
-        cfg = preflight_cfg
+        cfg = cfg or RunDir(run_dir).read_config()
+        rd = RunDir(preflight(cfg, run_dir, resume=True))
     else:
         assert cfg is not None
-        rd = preflight(cfg, run_dir, resume=False)
+        rd = RunDir(preflight(cfg, run_dir, resume=False))
 
     import torch
 
+    from zppo_core.rollout import make_engine
     from zppo_core.train import checkpoint as ckpt_io
     from zppo_core.train.loop import Trainer
     from zppo_core.train.methods.registry import build_method
@@ -230,42 +178,42 @@ def train(
     created = not rd.exists()
     tracker = None
     try:
-        rd.mkdir(parents=True, exist_ok=True)
+        rd.path.mkdir(parents=True, exist_ok=True)
         if not resume:
-            write_atomic(rd / CONFIG_FILE, dump_config(cfg))
+            rd.write_config(cfg)
         method = build_method(cfg)
-        student, tokenizer, teacher_model, report = load_models(cfg, method.needs_teacher, log)
-
-        engine = make_engine(cfg, student, tokenizer)
-        teacher = make_engine(cfg, teacher_model, tokenizer) if teacher_model is not None else None
-        meta_path = rd / RUN_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        tracker = make_tracker(cfg, rd, meta.get("mlflow_run_id"))
+        student, teacher_model, report = load_models(cfg, method.needs_teacher, log)
+        engine = make_engine(cfg, student.model, student.tokenizer, student.processor)
+        teacher = make_engine(cfg, teacher_model.model, teacher_model.tokenizer, teacher_model.processor) \
+            if teacher_model is not None else None
+        tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id)
         if not resume:
             tracker.log_params(flat_params(cfg))
-            tracker.log_artifact(rd / CONFIG_FILE)
+            tracker.log_artifact(rd.config_path)
             if report is not None:
                 tracker.log_text(json.dumps(report, indent=2), "prepare/report.json")
                 tracker.log_metrics(
                     {"prepare/student_accuracy": report["student"]["accuracy"],
                      "prepare/student_hard_share": report["student"]["hard_share"],
                      "prepare/teacher_accuracy": report["teacher"]["accuracy"]}, step=0)
-            meta = {"mlflow_run_id": tracker.run_id, "tracking_uri": getattr(tracker, "uri", None),
-                    "method": cfg.method, "scale": cfg.scale, "seed": cfg.run.seed,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            write_atomic(meta_path, json.dumps(meta, indent=2))
+            rd.write_meta({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
+                           "method": cfg.method, "scale": cfg.scale, "seed": cfg.run.seed,
+                           "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         stream = make_stream(cfg)
-        trainer = Trainer(cfg, rd, student, tokenizer, engine, stream, method, tracker, teacher, on_step)
+        trainer = Trainer(cfg, rd.path, student.model, student.tokenizer, engine, stream, method, tracker, teacher,
+                          on_step)
         if resume:
-            ckpt = ckpt_io.require_checkpoint(rd)
-            trainer.load_checkpoint(ckpt)
-            _truncate_metrics(rd / "metrics.jsonl", trainer.state.step)
-            log(f"resumed {rd} at step {trainer.state.step}")
+            trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path))
+            rd.truncate_metrics(trainer.state.step)
+            log(f"resumed {rd.path} at step {trainer.state.step}")
     except BaseException:
         if tracker is not None and not resume:
-            _delete_run(tracker)
+            try:
+                tracker.delete()
+            except Exception:
+                pass
         if created:
-            shutil.rmtree(rd, ignore_errors=True)
+            shutil.rmtree(rd.path, ignore_errors=True)
         raise
     try:
         state = trainer.run(stop_after=stop_after)
@@ -275,27 +223,10 @@ def train(
     except BaseException:
         tracker.finish("FAILED")
         raise
-    stopped = getattr(trainer, "stopped_early", False)
+    stopped = trainer.stopped_early
     if stopped:
         tracker.set_tags({"zppo.stopped_early_at": str(state.step)})
     if state.step >= cfg.run.steps or stopped:
         tracker.finish("FINISHED")
-    return RunResult(rd, tracker.run_id, state.history, report, time.perf_counter() - t0, trainer.method.summary(),
-                     stopped_early=stopped)
-
-
-def _delete_run(tracker) -> None:
-    client = getattr(tracker, "client", None)
-    if client is not None and tracker.run_id:
-        try:
-            client.delete_run(tracker.run_id)
-        except Exception:
-            pass
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop local metric lines after the checkpoint step (those steps are recomputed)."""
-    if not path.is_file():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    write_atomic(path, "".join(ln + "\n" for ln in keep))
+    return RunResult(rd.path, tracker.run_id, state.history, report, time.perf_counter() - t0,
+                     trainer.method.summary(), stopped_early=stopped)

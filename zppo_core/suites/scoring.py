@@ -36,8 +36,8 @@ from zppo_core.rollout.base import SamplingParams
 from zppo_core.tasks.graders import answers_equal, extract_boxed
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zppo_core.eval.benchmarks import Benchmark
-    from zppo_core.eval.data import EvalItem
+    from zppo_core.suites.benchmarks import Benchmark
+    from zppo_core.suites.data import EvalItem
 
 __all__ = [
     "DEFAULT_JUDGE_TEMPLATE",

@@ -10,7 +10,7 @@ Scoring kinds (``Benchmark.scoring``), deterministic parsing first:
   paper's degree/percent retry); rows that carry options are scored as multiple choice instead.
 * ``"choice"``: a multiple-choice letter extracted from the response.
 * ``"exact"``: normalised string match against any accepted answer (InfoVQA, OCRBench v2; see
-  :mod:`zppo_core.eval.scoring`), never judged.
+  :mod:`zppo_core.suites.scoring`), never judged.
 * ``"official_judge"``: the benchmark's own judge prompt (``judge_template``) decides; no parsing.
 
 ``judge_fallback`` means "then judge": when deterministic parsing finds no answer, the teacher judges.

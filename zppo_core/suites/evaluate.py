@@ -5,9 +5,9 @@ Two kinds of benchmark share one driver:
 * **tiny suites** (offline, synthetic): `tiny` = the held-out split of the run's training families (one
   benchmark per family), `tiny-ood` = each training family's out-of-distribution counterpart
   (`tasks.OOD_OF`, e.g. modsum -> modsum_long: more terms than training ever shows). Graded by the rule grader.
-* **the paper's 31** (`eval/benchmarks.py`), read from a local data directory (`eval/data.py`), scored
+* **the paper's 31** (`suites/benchmarks.py`), read from a local data directory (`suites/data.py`), scored
   deterministically first and by an LLM judge (the teacher, temperature 0) only where parsing fails
-  (`eval/scoring.py`).
+  (`suites/scoring.py`).
 
 Scores are percentages (pass@1 estimated as mean@k over `samples`), like the paper's tables. Metric names:
 `eval/<family>/<benchmark>` and `eval/<family>/avg`, family in vlm | llm | video | tiny | tiny-ood, so the
@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from zppo_core.eval.heldout import evaluate_questions, heldout_questions
+from zppo_core.suites.heldout import evaluate_questions, heldout_questions
 from zppo_core.rollout.base import Engine, SamplingParams
 from zppo_core.tasks import OOD_OF
 
@@ -156,7 +156,7 @@ def evaluate_benchmark(
 ) -> BenchmarkResult:
     """One benchmark of the paper's registry on already-loaded items: sample, score deterministically, send
     only the undecided samples to the judge (or count them wrong when there is no judge)."""
-    from zppo_core.eval.scoring import Verdict, judge_verdicts, score
+    from zppo_core.suites.scoring import Verdict, judge_verdicts, score
 
     with_images = any(getattr(it, "images", None) for it in items)
     if with_images and not getattr(engine, "supports_images", False):
@@ -224,7 +224,7 @@ def plan_suites(spec: str | Sequence[str]) -> tuple[list[str], list]:
         else:
             rest.append(p)
     if rest:
-        from zppo_core.eval.benchmarks import resolve_suite
+        from zppo_core.suites.benchmarks import resolve_suite
 
         try:
             paper = resolve_suite(",".join(rest))  # order kept, duplicates dropped
@@ -264,7 +264,7 @@ def evaluate_suites(
                                             ev.per_level, ev.limit, progress))
     if not paper:
         return report
-    from zppo_core.eval.data import data_path, default_data_dir, load_items, missing_message
+    from zppo_core.suites.data import data_path, default_data_dir, load_items, missing_message
 
     root = data_dir or ev.data_dir or default_data_dir()
     for bench in paper:

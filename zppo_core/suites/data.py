@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zppo_core.eval.benchmarks import Benchmark
+from zppo_core.suites.benchmarks import Benchmark
 from zppo_core.tasks.jsonl_data import DataError, iter_jsonl_rows
 
 __all__ = [

@@ -1,0 +1,177 @@
+"""Where a model comes from and how it is loaded: the one place train, prepare and eval get their models.
+
+- `resolve_model(ref, field)`: `tiny` (the prepared pair, see `train/prepare.py`), a local Hugging Face model
+  directory, or a hub id already in the local HF cache; anything else is a `ConfigError` naming the fix (nothing
+  is ever downloaded).
+- `device(cfg)`, `torch_dtype(cfg)`: `model.device` (auto -> cuda when available) and `model.dtype`.
+- `load_model(path, cfg, trainable=...)`: a causal LM with its tokenizer, or — when the directory's config has a
+  `vision_config` — an image-text-to-text model with its `AutoProcessor` (whose tokenizer is used). A frozen model
+  (teacher, judge, an evaluated checkpoint) is in eval mode with gradients off; a trainable one (the student) is
+  returned as `from_pretrained` gives it. `tokenizer=` shares a tokenizer (the teacher uses the student's).
+- `render(tokenizer, text, templater)` / `PromptRenderer`: a user message (or a whole conversation) through the
+  model's chat template to prompt token ids; for a vision-language model the processor holds the template.
+
+Engines over a loaded model are built in `zppo_core.rollout.make_engine`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zppo_core.config import ConfigError
+from zppo_core.config.schema import ZPPOConfig
+
+TINY = "tiny"
+
+
+def resolve_model(ref: str, field: str) -> str:
+    """A local directory, or a hub id present in the local HF cache; else a one-line error. `tiny` passes through."""
+    if ref == TINY:
+        return ref
+    if Path(ref).expanduser().is_dir():
+        if not (Path(ref).expanduser() / "config.json").is_file():
+            raise ConfigError(f"{field}: {ref} has no config.json; point it at a Hugging Face model directory")
+        return str(Path(ref).expanduser())
+    if "/" in ref and not ref.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return snapshot_download(ref, local_files_only=True)
+        except Exception:
+            pass
+    raise ConfigError(
+        f"{field}: model '{ref}' is neither a local directory nor in the local Hugging Face cache; download it "
+        f"on a machine with hub access (huggingface-cli download {ref}) or --set {field}=/path/to/model"
+    )
+
+
+def device(cfg: ZPPOConfig) -> str:
+    """Where models train and sample: `model.device`, with auto = cuda when available, else cpu."""
+    if cfg.model.device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.model.device
+
+
+def torch_dtype(cfg: ZPPOConfig):
+    import torch
+
+    return torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
+
+
+def is_vision_language(path: str) -> bool:
+    """Whether a model directory holds a vision-language model (its config has a `vision_config`)."""
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(path), "vision_config", None) is not None
+
+
+@dataclass
+class LoadedModel:
+    """A model with what turns text into its inputs: the tokenizer (left padding, a pad token) and, for a
+    vision-language model, the processor (images, chat template)."""
+
+    model: Any
+    tokenizer: Any
+    processor: Any = None
+    path: str = ""
+
+    @property
+    def templater(self) -> Any:
+        """What holds the chat template: the processor of a vision-language model, else the tokenizer."""
+        return self.processor if self.processor is not None else self.tokenizer
+
+
+def load_tokenizer(path: str):
+    """The model directory's tokenizer, padded on the left for batched sampling (pad = eos when it has none)."""
+    from transformers import AutoTokenizer
+
+    return _padded(AutoTokenizer.from_pretrained(path))
+
+
+def _padded(tok):
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str, cfg: ZPPOConfig, trainable: bool = False, tokenizer: Any = None) -> LoadedModel:
+    """A model directory -> LoadedModel on `device(cfg)` in `torch_dtype(cfg)` (see the module docstring)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    processor = None
+    if is_vision_language(path):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        try:
+            processor = AutoProcessor.from_pretrained(path)
+        except (AttributeError, ImportError, TypeError, ValueError) as err:
+            raise ConfigError(f"{path}: a vision-language model whose processor does not load ({err}); the "
+                              "Qwen-VL processors need torchvision (pip install torchvision)") from None
+        tokenizer = _padded(processor.tokenizer)
+        model_cls = AutoModelForImageTextToText
+    else:
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path)
+        model_cls = AutoModelForCausalLM
+    model = model_cls.from_pretrained(path, dtype=torch_dtype(cfg)).to(device(cfg))
+    if not trainable:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+    return LoadedModel(model, tokenizer, processor, str(path))
+
+
+def model_paths(cfg: ZPPOConfig, prepared: Path | None = None) -> tuple[str, str]:
+    """(student, teacher) model directories: the prepared tiny pair in `prepared` (`train.prepare.ensure_prepared`)
+    for `tiny`, else `model.student` / `model.teacher` resolved."""
+    if cfg.model.student == TINY:
+        if prepared is None:
+            raise ConfigError("model.student=tiny: the tiny pair must be prepared first (zppo prepare --scale tiny)")
+        return str(Path(prepared) / "student"), str(Path(prepared) / "teacher")
+    return resolve_model(cfg.model.student, "model.student"), resolve_model(cfg.model.teacher, "model.teacher")
+
+
+def load_pair(cfg: ZPPOConfig, student_path: str, teacher_path: str | None) -> tuple[LoadedModel, LoadedModel | None]:
+    """The trainable student and, when a path is given, the frozen teacher sharing the student's tokenizer (the
+    pair is one model family; the tiny pair shares one character tokenizer)."""
+    student = load_model(student_path, cfg, trainable=True)
+    teacher = load_model(teacher_path, cfg, tokenizer=student.tokenizer) if teacher_path else None
+    return student, teacher
+
+
+def render(tokenizer, text: str | list[dict], templater=None) -> list[int]:
+    """User message (or a whole conversation, a list of {role, content}) -> prompt token ids through the
+    model's chat template (generation prompt added). `templater`: what holds the chat template when it is not
+    the tokenizer (a vision-language model's processor)."""
+    messages = text if isinstance(text, list) else [{"role": "user", "content": text}]
+    chat = (templater or tokenizer).apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(chat, add_special_tokens=False)["input_ids"]
+
+
+class PromptRenderer:
+    """`render` with a cache (the same prompts come back: replayed questions, eval sets): call it with a user
+    message or a conversation. At most `max_cache` prompts are kept; later ones are rendered each time."""
+
+    def __init__(self, tokenizer, templater=None, max_cache: int = 100_000):
+        self.tokenizer, self.templater, self.max_cache = tokenizer, templater, max_cache
+        self._cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def of(cls, loaded: LoadedModel) -> "PromptRenderer":
+        return cls(loaded.tokenizer, loaded.processor)
+
+    def __call__(self, text: str | list[dict]) -> list[int]:
+        key = text if isinstance(text, str) else json.dumps(text)
+        ids = self._cache.get(key)
+        if ids is None:
+            ids = render(self.tokenizer, text, self.templater)
+            if len(self._cache) < self.max_cache:
+                self._cache[key] = ids
+        return ids
