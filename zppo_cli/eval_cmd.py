@@ -210,7 +210,15 @@ def _fmt(v: Optional[float]) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
+def _comparable_cell(ref: Optional[float], comparable: bool, mark: str = "") -> str:
+    if ref is None:
+        return "-"
+    return "yes" if comparable else f"[yellow]no{mark}[/]"
+
+
 def _show(outcome) -> None:
+    """The results table: the paper's number beside each score, the `comparable` column saying whether the score
+    is measured as the paper's is, and a delta only where it is (the reasons are listed under the table)."""
     from rich.table import Table
 
     rep, target = outcome.report, outcome.target
@@ -219,24 +227,38 @@ def _show(outcome) -> None:
         title += f" · step {target.step}"
     t = Table(title=title)
     for c, j in (("benchmark", "left"), ("family", "left"), ("n", "right"), ("score", "right"),
-                 ("paper", "right"), ("delta", "right"), ("judged", "right")):
+                 ("paper", "right"), ("comparable", "left"), ("delta", "right"), ("judged", "right")):
         t.add_column(c, justify=j)
+    notes = []
     for r in rep.results:
-        delta = r.delta
+        mark = ""
+        if r.reference is not None and r.not_comparable:
+            notes.append((r.name, r.not_comparable))
+            mark = f" ({len(notes)})"
         t.add_row(r.name, r.family, str(r.n), f"{r.score:.1f}", _fmt(r.reference),
-                  "-" if delta is None else f"{delta:+.1f}", str(r.judged))
-    fams = rep.family_averages()
+                  _comparable_cell(r.reference, r.comparable, mark),
+                  "-" if r.delta is None else f"{r.delta:+.1f}", str(r.judged))
+    fams, fam_ok = rep.family_averages(), rep.family_comparable()
     if fams:
         t.add_section()
         for fam, v in fams.items():
             ref = outcome.family_reference.get(fam)
+            ok = fam_ok.get(fam, False)
             t.add_row(f"[bold]{fam} average[/]", fam, str(sum(r.n for r in rep.results if r.family == fam)),
-                      f"[bold]{v:.1f}[/]", _fmt(ref), "-" if ref is None else f"{v - ref:+.1f}", "")
+                      f"[bold]{v:.1f}[/]", _fmt(ref), _comparable_cell(ref, ok),
+                      f"{v - ref:+.1f}" if ref is not None and ok else "-", "")
     console.print(t)
+    for i, (name, why) in enumerate(notes, 1):
+        console.print(f"  ({i}) {name} not comparable with the paper: {why}", highlight=False, soft_wrap=True)
+    if any(ref is not None and not fam_ok.get(fam, False) for fam, ref in outcome.family_reference.items()):
+        console.print("  a family average is comparable only when all of the family's benchmarks are, each one "
+                      "comparable", highlight=False)
     for r in rep.results:
         if r.by_level:
             console.print(f"  {r.name} by level: " + ", ".join(f"L{k} {v:.0f}" for k, v in r.by_level.items()),
                           highlight=False)
+        if r.parts:
+            console.print(f"  {r.name}: " + ", ".join(f"{k} {v:.1f}" for k, v in r.parts.items()), highlight=False)
     if rep.skipped:
         console.print(f"[yellow]skipped {len(rep.skipped)}[/]:")
         for msg in rep.skipped.values():

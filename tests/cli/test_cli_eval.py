@@ -154,3 +154,38 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, monkeypatch, t
 def test_bad_checkpoint_step_names_the_available_ones(tiny_run):
     r = runner.invoke(app, ["eval", "--run", str(tiny_run), "--checkpoint", "7"], terminal_width=300)
     assert r.exit_code == 2 and "available: step_000002" in _norm(r.output)
+
+
+def test_results_table_shows_the_delta_only_for_comparable_rows(tmp_path, monkeypatch):
+    """A comparable score gets its delta; a score measured differently from the paper's (here OCRBench v2 with
+    types skipped) says "no" with the reason under the table and shows no delta; a family average with
+    benchmarks missing is not comparable either."""
+    import io
+
+    from rich.console import Console
+
+    import zppo_cli.eval_cmd as eval_cmd
+    from zppo_core.config import load_config
+    from zppo_core.suites.evaluate import BenchmarkResult, EvalReport
+    from zppo_core.eval.run import EvalOutcome, EvalTarget
+
+    out = io.StringIO()
+    monkeypatch.setattr(eval_cmd, "console", Console(file=out, width=250))
+    report = EvalReport(results=[
+        BenchmarkResult("AIME25", "LLM", 30, 30.0, reference=26.7),
+        BenchmarkResult("OCRBench-v2-EN", "VLM", 4, 87.5, reference=48.8, parts={"text detection": 66.7},
+                        not_comparable="1 item(s) skipped: no metric here for table parsing en (TEDS)",
+                        skipped_items={"no metric here for table parsing en (TEDS)": 1}),
+    ])
+    target = EvalTarget("model", "m", load_config("2b"), str(tmp_path))
+    eval_cmd._show(EvalOutcome(report, tmp_path, None, target, 1.0, {"LLM": 50.4, "VLM": 62.0}))
+    rows = [ln.replace("│", " ").strip() for ln in out.getvalue().splitlines()]
+    lines = {ln.split()[0]: ln for ln in rows if ln.startswith(("AIME25", "OCRBench"))}
+    assert "yes" in lines["AIME25"] and "+3.3" in lines["AIME25"]
+    assert "no (1)" in lines["OCRBench-v2-EN"] and "+" not in lines["OCRBench-v2-EN"].split("no (1)")[1]
+    text = _norm(out.getvalue())
+    assert "(1) OCRBench-v2-EN not comparable with the paper: 1 item(s) skipped: no metric here for table parsing en" \
+        " (TEDS)" in text
+    assert "comparable only when all of the family's benchmarks are" in text and "text detection 66.7" in text
+    fam = [ln for ln in rows if "LLM average" in ln][0]
+    assert "50.4" in fam and "-20.4" not in fam  # 1 of the 10 LLM benchmarks: no family delta

@@ -19,7 +19,6 @@ from zppo_core.suites.scoring import (
     final_text,
     judge_prompt,
     judge_verdicts,
-    normalize_exact,
     parse_verdict,
     score,
 )
@@ -133,29 +132,26 @@ def test_choice_extraction_finds_any_boxed_letter_in_range(n, data):
     assert extract_choice(f"{noise} \\boxed{{{letter}}}", n) == letter
 
 
-# ------------------------------------------------------------------------------------------ exact
+# ------------------------------------------------------------------------------------------ exact (InfoVQA: ANLS)
 @pytest.mark.parametrize(
-    "response, golds, ok",
+    "response, golds, anls",
     [
-        ("\\boxed{ New York. }", ["new york"], True),
-        ("Answer: \"NEW  york\"", ["New York"], True),
-        ("It shows a chart.\n**Blue**", ["blue", "navy"], True),
-        ("\\boxed{1,200}", ["1200"], True),
-        ("\\boxed{北京 市}", ["北京市"], True),
-        ("\\boxed{Boston}", ["New York"], False),
-        ("\\boxed{12}", ["120"], False),
+        ("\\boxed{ New York }", ["new york"], 1.0),
+        ("Answer: NEW  york", ["Boston", "New York"], 1.0),  # case and spaces normalised; the best answer counts
+        ("\\boxed{1,200}", ["1200"], 0.8),  # one edit in five characters
+        ("It shows a chart.\n**Blue**", ["blue"], 0.0),  # NL = 4/8 is not below the 0.5 threshold
+        ("\\boxed{Boston}", ["New York"], 0.0),
     ],
 )
-def test_exact_match_after_normalisation(response, golds, ok):
+def test_exact_benchmarks_score_with_anls(response, golds, anls):
     v = score(INFO, item(golds[0], answers=golds), response)
-    assert v.how == "exact" and v.correct is ok
+    assert v.how == "anls" and v.score == pytest.approx(anls) and v.correct is (anls == 1.0)
 
 
 def test_exact_empty_response_is_wrong_not_judged():
     v = score(INFO, item("x", answers=["x"]), "   ")
     assert v.correct is False and v.how == "no-answer"
     assert extract_short_answer("") is None
-    assert normalize_exact("  'Hello,  World!' ") == "hello, world"
 
 
 def test_official_judge_is_always_undecided():
@@ -196,8 +192,9 @@ def test_judge_prompt_carries_question_gold_response_and_official_template():
     p = judge_prompt(it, "<think>hmm</think>I say \\boxed{C} {response}")
     assert "Capital of Italy {x}?" in p and "C. Rome" in p and "I say \\boxed{C} {response}" in p
     assert "hmm" not in p and '{"correct": true}' in p
-    official = judge_prompt(item("42"), "\\boxed{41}", HLE)
-    assert "Humanity's Last Exam" in official and "42" in official and "\\boxed{41}" in official
+    official = judge_prompt(item("42"), "\\boxed{41}", HLE)  # HLE's own judge prompt
+    assert official.startswith("Judge whether the following [response] to [question] is correct")
+    assert "[correct_answer]: 42" in official and "[response]: \\boxed{41}" in official
     long = judge_prompt(item("1"), "x" * 20000 + "END")
     assert long.count("x") < 9000 and "END" in long
 
@@ -230,9 +227,11 @@ def test_judge_verdicts_uses_greedy_decoding_and_parses_each_reply():
     assert [v.correct for v in out] == [True, False, False]
     assert all(v.how == "judge" for v in out) and out[1].extracted == "8" and out[1].judge_output == "garbage"
     (prompts, params), = engine.calls
-    assert params.temperature == 0.0 and params.greedy and params.n == 1 and params.max_new_tokens == 33
-    assert len(prompts) == 3 and "Humanity's Last Exam" in rendered[2] and "Humanity" not in rendered[0]
-    assert judge_verdicts(engine, render, []) == [] and len(engine.calls) == 1
+    # greedy; the budget is the larger of the caller's and the protocol's (HLE's judge reasons first: 1024)
+    assert params.temperature == 0.0 and params.greedy and params.n == 1 and params.max_new_tokens == 1024
+    assert len(prompts) == 3 and "[correct_answer]: 42" in rendered[2] and "[correct_answer]" not in rendered[0]
+    assert judge_verdicts(engine, render, pairs[:1], max_new_tokens=33) and engine.calls[-1][1].max_new_tokens == 256
+    assert judge_verdicts(engine, render, []) == [] and len(engine.calls) == 2
 
 
 def test_judge_path_with_a_tiny_real_model_malformed_output_is_wrong():

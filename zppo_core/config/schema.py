@@ -249,6 +249,10 @@ class EvalConfig(_Section):
     data_dir: str | None = Field(
         None, description="Directory holding the benchmarks' local data (default: $ZPPO_DATA_DIR)."
     )
+    mmlu_redux_subset: Literal["ok", "all"] = Field(
+        "ok", description="MMLU-Redux rows to grade: 'ok' = those annotated correct (as lm-evaluation-harness, "
+        "fxmarty/mmlu-redux-2.0-ok); 'all' = every row against its original label."
+    )
     samples: int = Field(1, gt=0, description="Samples per item: pass@1 is estimated as mean@k (paper: 1).")
     temperature: float = Field(0.6, ge=0, description="Evaluation sampling temperature (paper: 0.6).")
     top_p: float = Field(0.95, gt=0, le=1, description="Evaluation nucleus sampling (paper: 0.95).")

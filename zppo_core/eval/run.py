@@ -233,7 +233,9 @@ def write_results(out: Path, target: EvalTarget, suite: str, report: EvalReport,
         "decoding": target.cfg.eval.model_dump(include={"samples", "temperature", "top_p", "top_k",
                                                         "presence_penalty", "max_new_tokens"}),
         "benchmarks": [r.summary() for r in report.results],
-        "family_averages": {k: {"score": round(v, 2), "reference": fam_ref.get(k)} for k, v in fams.items()},
+        "family_averages": {k: {"score": round(v, 2), "reference": fam_ref.get(k),
+                                "comparable": report.family_comparable().get(k, False) and fam_ref.get(k) is not None}
+                            for k, v in fams.items()},
         "skipped": report.skipped,
         "metrics": report.metrics(),
     }

@@ -5,13 +5,17 @@ Two kinds of benchmark share one driver:
 * **tiny suites** (offline, synthetic): `tiny` = the held-out split of the run's training families (one
   benchmark per family), `tiny-ood` = each training family's out-of-distribution counterpart
   (`tasks.OOD_OF`, e.g. modsum -> modsum_long: more terms than training ever shows). Graded by the rule grader.
-* **the paper's 31** (`suites/benchmarks.py`), read from a local data directory (`suites/data.py`), scored
-  deterministically first and by an LLM judge (the teacher, temperature 0) only where parsing fails
-  (`suites/scoring.py`).
+* **the paper's 31** (`eval/benchmarks.py`), read from a local data directory (`eval/data.py`), scored
+  deterministically first and by an LLM judge (the teacher, temperature 0) only where parsing fails, or always
+  with the benchmark's own judge prompt (`eval/scoring.py`, `eval/judges.py`).
 
-Scores are percentages (pass@1 estimated as mean@k over `samples`), like the paper's tables. Metric names:
-`eval/<family>/<benchmark>` and `eval/<family>/avg`, family in vlm | llm | video | tiny | tiny-ood, so the
-same benchmark logs under the same name whichever suite it was evaluated in.
+Scores are percentages, like the paper's tables: each benchmark's own headline (`eval/aggregate.py`) over its
+questions, each question keyed by (config, split, id) and scored as the mean over its `samples` (pass@1 as
+mean@k). A result says whether it is comparable with the paper's number (`BenchmarkResult.not_comparable`:
+the benchmark's metric is not fully reproduced, items were skipped, only a `--limit` subset ran, an official
+judge was missing); the delta is given only when it is. Metric names: `eval/<family>/<benchmark>` and
+`eval/<family>/avg`, family in vlm | llm | video | tiny | tiny-ood, so the same benchmark logs under the same
+name whichever suite it was evaluated in.
 """
 
 from __future__ import annotations
@@ -36,8 +40,11 @@ class SampleRecord:
     response: str
     extracted: str | None
     correct: bool
-    how: str  # rule | choice | exact | judge | no-answer
+    how: str  # rule | choice | exact | judge | no-answer | a metric name (anls, ocrbench_v2, mathvista ...)
     judge_output: str | None = None  # the judge's raw reply when the judge decided
+    config: str | None = None  # with `split` and `id`: which question of the benchmark this is
+    split: str | None = None
+    score: float | None = None  # the credit in [0, 1] (partial for ANLS, OCRBench v2, MM-Vet); None: correct
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -48,20 +55,32 @@ class BenchmarkResult:
     name: str
     family: str  # VLM | LLM | Video | tiny | tiny-ood
     n: int  # items
-    score: float  # percent, mean@k
+    score: float  # percent: the benchmark's headline (mean@k of its own metric)
     reference: float | None = None  # the paper's number at the evaluated scale, when there is one
     by_level: dict[int, float] = field(default_factory=dict)  # tiny suites: percent per level
     records: list[SampleRecord] = field(default_factory=list)
     judged: int = 0  # samples whose verdict came from the judge
+    parts: dict[str, float] = field(default_factory=dict)  # sub-scores (configs, categories, strict/loose ...)
+    not_comparable: str = ""  # why the score cannot be set beside the paper's number ("" when it can)
+    skipped_items: dict[str, int] = field(default_factory=dict)  # reason -> items left out (not evaluated)
+
+    @property
+    def comparable(self) -> bool:
+        """True when the paper has a number here and this score is measured as the paper's is."""
+        return self.reference is not None and not self.not_comparable
 
     @property
     def delta(self) -> float | None:
-        return None if self.reference is None else self.score - self.reference
+        return self.score - self.reference if self.comparable else None
 
     def summary(self) -> dict[str, Any]:
         return {"benchmark": self.name, "family": self.family, "n": self.n, "score": round(self.score, 2),
-                "reference": self.reference, "delta": None if self.delta is None else round(self.delta, 2),
-                "judged": self.judged, "by_level": {str(k): round(v, 2) for k, v in self.by_level.items()}}
+                "reference": self.reference, "comparable": self.comparable,
+                "not_comparable": self.not_comparable or None,
+                "delta": None if self.delta is None else round(self.delta, 2), "judged": self.judged,
+                "parts": {k: round(v, 2) for k, v in self.parts.items()},
+                "skipped_items": dict(self.skipped_items),
+                "by_level": {str(k): round(v, 2) for k, v in self.by_level.items()}}
 
 
 @dataclass
@@ -74,6 +93,20 @@ class EvalReport:
         for r in self.results:
             fam.setdefault(r.family, []).append(r.score)
         return {k: sum(v) / len(v) for k, v in fam.items()}
+
+    def family_comparable(self) -> dict[str, bool]:
+        """Per family: True when its average can be set beside the paper's family average (every benchmark of
+        the family in the registry was evaluated, each comparable)."""
+        from zppo_core.suites.benchmarks import BENCHMARKS
+
+        members: dict[str, int] = {}
+        for b in BENCHMARKS:
+            members[b.family] = members.get(b.family, 0) + 1
+        out = {}
+        for fam in self.family_averages():
+            rs = [r for r in self.results if r.family == fam]
+            out[fam] = len(rs) == members.get(fam, -1) and all(r.comparable for r in rs)
+        return out
 
     def metrics(self) -> dict[str, float]:
         out = {f"eval/{r.family.lower()}/{r.name}": r.score for r in self.results}
@@ -141,6 +174,35 @@ def image_messages(item) -> list[dict[str, Any]]:
     return [{"role": "user", "content": content + [{"type": "text", "text": item.prompt}]}]
 
 
+def unscorable(bench, item, engine) -> str | None:
+    """Why `item` is left out of `bench` on `engine` (counted, never sent to the model), or None: an image row
+    of a benchmark whose image rows are optional (HLE) on a text-only model; an OCRBench v2 task type whose
+    metric is not implemented here."""
+    if getattr(item, "images", None) and bench.image_rows_optional and not getattr(engine, "supports_images", False):
+        return "image questions on a text-only model"
+    if bench.metric == "ocrbench_v2":
+        from zppo_core.suites.metrics import ocrbench_v2_unsupported
+
+        why = ocrbench_v2_unsupported(item)
+        return f"no metric here for {why}" if why else None
+    return None
+
+
+def _not_comparable(bench, skipped: dict[str, int], complete: bool, limited: bool, judge: bool) -> str:
+    reasons = []
+    if bench.not_comparable:
+        reasons.append(bench.not_comparable)
+    if skipped:
+        reasons.append("; ".join(f"{n} item(s) skipped: {why}" for why, n in skipped.items()))
+    if not complete:
+        reasons.append("a part of the headline is missing")
+    if limited:
+        reasons.append("a subset (--limit)")
+    if bench.scoring == "official_judge" and not judge:
+        reasons.append("no judge (its official judge decides every answer)")
+    return "; ".join(reasons)
+
+
 def evaluate_benchmark(
     engine: Engine,
     render: Callable[[str], list[int]],
@@ -153,11 +215,25 @@ def evaluate_benchmark(
     scale: str | None = None,
     progress: Progress | None = None,
     chunk: int = 64,
+    limited: bool = False,
 ) -> BenchmarkResult:
     """One benchmark of the paper's registry on already-loaded items: sample, score deterministically, send
-    only the undecided samples to the judge (or count them wrong when there is no judge)."""
+    only the undecided samples to the judge (or count them wrong when there is no judge), then the benchmark's
+    own headline (:func:`zppo_core.suites.aggregate.aggregate`). Items the run cannot score are left out and
+    counted (:func:`unscorable`); `limited` says the items are a subset (``--limit``). Both make the score not
+    comparable with the paper's number."""
+    from zppo_core.suites.aggregate import aggregate
     from zppo_core.suites.scoring import Verdict, judge_verdicts, score
 
+    skipped: dict[str, int] = {}
+    kept = []
+    for it in items:
+        why = unscorable(bench, it, engine)
+        if why:
+            skipped[why] = skipped.get(why, 0) + 1
+        else:
+            kept.append(it)
+    items = kept
     with_images = any(getattr(it, "images", None) for it in items)
     if with_images and not getattr(engine, "supports_images", False):
         raise ValueError(f"{bench.name}: the model is text-only and this benchmark needs images; evaluate a "
@@ -188,18 +264,20 @@ def evaluate_benchmark(
         for k, v in zip(undecided, jv):
             it, i, text, old = verdicts[k]
             verdicts[k] = (it, i, text, Verdict(correct=bool(v.correct), extracted=old.extracted or v.extracted,
-                                                how="judge", judge_output=v.judge_output))
+                                                how="judge", judge_output=v.judge_output, score=v.score))
         judged = len(undecided)
-    records, per_item = [], {}
+    records: list[SampleRecord] = []
+    per_item: dict[tuple, tuple[Any, list[float]]] = {}
     for it, i, text, v in verdicts:
-        ok = bool(v.correct)
-        records.append(SampleRecord(bench.name, str(it.id), i, text, v.extracted, ok, v.how, v.judge_output))
-        per_item.setdefault(str(it.id), []).append(ok)
-    scores = [100.0 * sum(v) / len(v) for v in per_item.values()]
-    ref = bench.reference.get(scale) if scale else None
-    return BenchmarkResult(name=bench.name, family=bench.family, n=len(items),
-                           score=sum(scores) / len(scores) if scores else 0.0,
-                           reference=ref, records=records, judged=judged)
+        config, split, iid = it.key
+        records.append(SampleRecord(bench.name, iid, i, text, v.extracted, bool(v.correct), v.how, v.judge_output,
+                                    config, split, v.value))
+        per_item.setdefault(it.key, (it, []))[1].append(v.value)
+    headline, parts, complete = aggregate(bench, list(per_item.values()))
+    return BenchmarkResult(name=bench.name, family=bench.family, n=len(items), score=headline,
+                           reference=bench.reference.get(scale) if scale else None, records=records, judged=judged,
+                           parts=parts, skipped_items=skipped,
+                           not_comparable=_not_comparable(bench, skipped, complete, limited, judge is not None))
 
 
 # ---------------------------------------------------------------------------------------------- suites
@@ -271,10 +349,12 @@ def evaluate_suites(
         if data_path(bench, root) is None:
             report.skipped[bench.name] = missing_message(bench, root)
             continue
-        items = load_items(bench, root, limit=ev.limit)
+        subset = getattr(ev, bench.subset_option) if bench.subset_option else None
+        items = load_items(bench, root, limit=ev.limit, subset=subset)
+        limited = ev.limit is not None and len(items) >= ev.limit
         try:
             report.results.append(evaluate_benchmark(engine, render, bench, items, params, judge, judge_render,
-                                                     scale=scale, progress=progress))
+                                                     scale=scale, progress=progress, limited=limited))
         except ValueError as err:  # e.g. an image benchmark on a text-only model
             report.skipped[bench.name] = str(err)
     return report

@@ -143,7 +143,8 @@ _UNSUPPORTED = {
 }
 # task type -> the category whose mean enters the official average (OCRBench_v2/eval_scripts/get_score.py)
 OCRBENCH_V2_CATEGORY = {
-    **dict.fromkeys(("text recognition en", "fine-grained text recognition en", "full-page OCR en"), "text recognition"),
+    **dict.fromkeys(("text recognition en", "fine-grained text recognition en", "full-page OCR en"),
+                    "text recognition"),
     **dict.fromkeys(("text grounding en", "VQA with position en"), "text detection"),
     "text spotting en": "text spotting",
     **dict.fromkeys(("key information extraction en", "key information mapping en"), "relationship extraction"),
@@ -263,7 +264,8 @@ def _iou(a, b) -> float:
 
 
 def _last_box(text: str) -> list[int] | None:
-    hits = [tuple(map(int, m)) for m in re.findall(r"[\(\[]\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*[\)\]]", text)]
+    pattern = r"[\(\[]\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*[\)\]]"  # (x1, y1, x2, y2) or [...]
+    hits = [tuple(map(int, m)) for m in re.findall(pattern, text)]
     hits = [h for h in hits if all(0 <= n <= 1000 for n in h)]
     return list(hits[-1]) if hits else None
 

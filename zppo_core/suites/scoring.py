@@ -10,28 +10,29 @@
 * **choice**: :func:`extract_choice` finds an option letter (boxed letter, "Answer: C", "the answer is (C)",
   "(C)", the last standalone capital letter within range, or the text of an option); never a letter
   outside the options;
-* **exact** (InfoVQA, OCRBench v2): the answer is the last box, else the text after the last "answer:" /
-  "answer is", else the last non-empty line; correct when :func:`normalize_exact` of it equals that of any
-  accepted answer (Unicode NFKC, case-folded, whitespace collapsed, surrounding quotes/markdown and trailing
-  punctuation removed, all whitespace removed when CJK characters are present), or when both are plain numbers
-  with the same value. A binary stand-in for ANLS / the per-task OCRBench metrics; never judged;
+* **exact** (InfoVQA, OCRBench v2): the benchmark's metric (``Benchmark.metric``) on the answer; never judged;
 * **official_judge**: undecided (``correct=None``, ``how="official_judge"``): the judge always decides.
+
+A benchmark's own metric replaces these where it has one (:mod:`zppo_core.suites.metrics`: InfoVQA's ANLS,
+MathVista's normalisation by answer type, VLMs-are-Blind's answer formats, OCRBench v2's per-type metrics).
+A verdict carries a ``score`` in [0, 1] (partial credit: ANLS, OCRBench v2, MM-Vet's judge); ``correct`` is
+True only for full credit.
 
 When parsing finds no answer, the verdict is undecided (``correct=None``) if the benchmark falls back to the
 judge, else wrong; ``how="no-answer"`` either way. :func:`judge_verdicts` then asks the judge engine (the
-teacher, greedy) with :func:`judge_prompt` and reads a strict JSON verdict with :func:`parse_verdict`:
-anything malformed is wrong.
+teacher, greedy) with the benchmark's judge prompt (:mod:`zppo_core.suites.judges`: the official one where the
+benchmark publishes it, else the paper's strict JSON verdict) and reads its reply; anything unreadable is wrong.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from zppo_core.suites.judges import DEFAULT_TEMPLATE, JUDGES, JudgeSpec, parse_json_verdict
 from zppo_core.rollout.base import SamplingParams
 from zppo_core.tasks.graders import answers_equal, extract_boxed
 
@@ -48,7 +49,6 @@ __all__ = [
     "final_text",
     "judge_prompt",
     "judge_verdicts",
-    "normalize_exact",
     "parse_verdict",
     "score",
 ]
@@ -56,36 +56,42 @@ __all__ = [
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_JUDGED_RESPONSE_CHARS = 8000  # the judge sees the END of longer responses (where the final answer is)
 
-DEFAULT_JUDGE_TEMPLATE = (
-    "You are a strict grader. Decide whether the response below answers the question correctly. Judge only "
-    "its final answer against the reference answer: equivalent forms (fractions vs decimals, units, option "
-    "letter vs option text) count as correct; a missing, hedged or different final answer is incorrect.\n\n"
-    "Question: {question}\n\nReference answer: {answer}\n\nResponse: {response}\n\n"
-    'Reply with only a JSON object and nothing else: {"correct": true} if the response is correct, '
-    'otherwise {"correct": false}.'
-)
+DEFAULT_JUDGE_TEMPLATE = DEFAULT_TEMPLATE  # the paper's strict JSON verdict (zppo_core.suites.judges)
 
 
 @dataclass
 class Verdict:
     """How one response scored.
 
-    correct: True / False, or None when undecided (the judge must decide: an official-judge benchmark, or no
-      parsable answer on a benchmark with ``judge_fallback``).
+    correct: True (full credit) / False, or None when undecided (the judge must decide: an official-judge
+      benchmark, or no parsable answer on a benchmark with ``judge_fallback``).
     extracted: the answer parsing found (a letter for multiple choice), or None.
-    how: "rule" | "choice" | "exact" | "official_judge" | "no-answer" | "judge".
+    how: "rule" | "choice" | "exact" | "official_judge" | "no-answer" | "judge" | a metric name ("anls" ...).
     judge_output: the judge's raw reply, when the judge decided.
+    score: the credit in [0, 1] when it is partial (ANLS, OCRBench v2, MM-Vet); None: 1 if correct else 0.
     """
 
     correct: bool | None
     extracted: str | None
     how: str
     judge_output: str | None = None
+    score: float | None = None
 
     @property
     def needs_judge(self) -> bool:
         """True when only the judge can decide this verdict."""
         return self.correct is None
+
+    @property
+    def value(self) -> float:
+        """The credit in [0, 1] (an undecided verdict is 0)."""
+        if self.score is not None:
+            return float(self.score)
+        return 1.0 if self.correct else 0.0
+
+
+def _credit(how: str, value: float, extracted: str | None) -> Verdict:
+    return Verdict(value >= 1.0 - 1e-9, extracted, how, score=value)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -104,9 +110,6 @@ def final_text(response: str) -> str:
     return response
 
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-_TRAILING_PUNCT = ".。,，;；:：!！?？、"
-_QUOTES = "\"'`“”‘’「」『』*_ "
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox)\{([^{}]*)\}")
 
 
@@ -117,20 +120,6 @@ def _unwrap_latex(s: str) -> str:
     return s.replace("$", "")
 
 
-def normalize_exact(s: str) -> str:
-    """Normalise a short answer for exact matching (see the module docstring)."""
-    s = unicodedata.normalize("NFKC", _unwrap_latex(str(s))).casefold()
-    s = " ".join(s.split())
-    prev = None
-    while prev != s:
-        prev = s
-        s = s.strip(_QUOTES).rstrip(_TRAILING_PUNCT).strip()
-    if _CJK.search(s):
-        s = "".join(s.split())
-    return s
-
-
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)")
 _ANSWER_TAIL = re.compile(r"(?i:(?:final\s+)?answer(?:\s+is)?)\s*[:：]?\s*(.+)")
 
 
@@ -148,17 +137,6 @@ def extract_short_answer(response: str) -> str | None:
     return lines[-1] if lines else None
 
 
-def _exact_equal(pred: str, gold: str) -> bool:
-    p, g = normalize_exact(pred), normalize_exact(gold)
-    if not p or not g:
-        return False
-    if p == g:
-        return True
-    if _NUMBER.fullmatch(p) and _NUMBER.fullmatch(g):
-        return answers_equal(p, g)
-    return False
-
-
 # ------------------------------------------------------------------------------------------ multiple choice
 _LETTER_ALONE = re.compile(r"\(?\s*([A-Za-z])\s*\)?(?:\s*[.:：)\]]\s*(.*))?", re.DOTALL)
 _EXPLICIT = re.compile(
@@ -169,7 +147,14 @@ _STANDALONE = re.compile(r"(?<![A-Za-z0-9\\'])([A-Z])(?![A-Za-z0-9'’])")
 
 
 def _norm_text(s: str) -> str:
-    return normalize_exact(s)
+    """An option text for comparison: LaTeX text wrappers dropped, NFKC, case-folded, spaces collapsed, surrounding
+    quotes/markdown and trailing punctuation removed."""
+    s = " ".join(unicodedata.normalize("NFKC", _unwrap_latex(str(s))).casefold().split())
+    prev = None
+    while prev != s:
+        prev = s
+        s = s.strip("\"'`“”‘’*_ ").rstrip(".。,，;；:：!！?？、").strip()
+    return s
 
 
 def _letter_of(candidate: str, valid: str, choices: Sequence[str] | None) -> str | None:
@@ -251,15 +236,41 @@ def _undecided(bench: Benchmark, extracted: str | None = None) -> Verdict:
     return Verdict(None if bench.judge_fallback else False, extracted, "no-answer")
 
 
+def _metric_verdict(bench: Benchmark, item: EvalItem, response: str) -> Verdict:
+    from zppo_core.suites import metrics
+
+    text = final_text(response)
+    if bench.metric == "anls":
+        pred = extract_short_answer(response)
+        if pred is None or not pred.strip():
+            return _undecided(bench)
+        return _credit("anls", metrics.anls(pred, _golds(item)), pred)
+    if bench.metric == "ocrbench_v2":
+        if not text.strip():
+            return _undecided(bench)
+        return _credit("ocrbench_v2", metrics.ocrbench_v2_score(item, text.strip()), text.strip()[:200])
+    if bench.metric == "mathvista":
+        pred = extract_boxed(text)
+        norm = metrics.mathvista_normalize(pred, item) if pred else None
+        if norm is None:
+            return _undecided(bench, pred)
+        return Verdict(norm == str(item.answer).strip(), norm, "mathvista")
+    if bench.metric == "vlms_blind":
+        task = item.meta.get("task", "") if isinstance(item.meta, dict) else ""
+        got = metrics.vlms_blind_parse(text, task)
+        if got is None:
+            return _undecided(bench)
+        gold = str(item.answer).strip().lower()
+        return Verdict(got == (metrics.vlms_blind_parse(gold, task) or gold), got, "vlms_blind")
+    raise ValueError(f"{bench.name}: unknown metric {bench.metric!r}")
+
+
 def score(bench: Benchmark, item: EvalItem, response: str) -> Verdict:
     """Deterministic verdict for one response to `item` of `bench` (see the module docstring)."""
     if bench.scoring == "official_judge":
         return Verdict(None, extract_boxed(final_text(response)), "official_judge")
-    if bench.scoring == "exact":
-        pred = extract_short_answer(response)
-        if pred is None or not normalize_exact(pred):
-            return _undecided(bench)
-        return Verdict(any(_exact_equal(pred, g) for g in _golds(item)), pred, "exact")
+    if bench.metric != "default":
+        return _metric_verdict(bench, item, response)
     if item.choices:
         letter = extract_choice(response, len(item.choices), item.choices)
         if letter is None:
@@ -272,58 +283,30 @@ def score(bench: Benchmark, item: EvalItem, response: str) -> Verdict:
 
 
 # ------------------------------------------------------------------------------------------ judge
-def _gold_for_judge(item: EvalItem) -> str:
-    if isinstance(item.meta, dict) and item.meta.get("judge_answer"):
-        return str(item.meta["judge_answer"])
-    golds = _golds(item)
-    if item.choices:
-        letter = str(item.answer).strip().upper()
-        idx = LETTERS.find(letter) if len(letter) == 1 else -1
-        if 0 <= idx < len(item.choices):
-            return f"{letter}. {item.choices[idx]}"
-    return " | ".join(golds) if golds else str(item.answer)
+def judge_spec(bench: Benchmark | None) -> JudgeSpec:
+    """The judge protocol of `bench` (the paper's strict JSON verdict when it has none of its own)."""
+    return JUDGES[bench.judge if bench is not None else "default"]
 
 
-def _question_for_judge(item: EvalItem) -> str:
-    q = item.meta.get("question") if isinstance(item.meta, dict) else None
-    q = str(q) if q else item.prompt
-    if item.choices and isinstance(item.meta, dict) and item.meta.get("question"):
-        q += "\n" + "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(item.choices))
-    return q
-
-
-def judge_prompt(item: EvalItem, response: str, bench: Benchmark | None = None) -> str:
-    """The judge's user message for one (item, response): the benchmark's official template when it has one,
-    else :data:`DEFAULT_JUDGE_TEMPLATE`. It asks for ``{"correct": true|false}`` only. The response's reasoning
-    is dropped and only its last :data:`MAX_JUDGED_RESPONSE_CHARS` characters are shown."""
-    template = (bench.judge_template if bench is not None and bench.judge_template else None) or DEFAULT_JUDGE_TEMPLATE
+def _shown(response: str) -> str:
     shown = final_text(response).strip() or str(response or "").strip()
     if len(shown) > MAX_JUDGED_RESPONSE_CHARS:
         shown = "[...] " + shown[-MAX_JUDGED_RESPONSE_CHARS:]
-    # one pass over the placeholders, so braces inside the question or response are never re-substituted
-    values = {"{question}": _question_for_judge(item), "{answer}": _gold_for_judge(item), "{response}": shown}
-    return re.sub(r"\{question\}|\{answer\}|\{response\}", lambda m: values[m.group(0)], template)
+    return shown
 
 
-_FENCE = re.compile(r"```(?:json)?[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL | re.IGNORECASE)
+def judge_prompt(item: EvalItem, response: str, bench: Benchmark | None = None) -> str:
+    """The judge's user message for one (item, response): the benchmark's judge prompt (official where it
+    publishes one, else the paper's strict JSON verdict). The response's reasoning is dropped and only its last
+    :data:`MAX_JUDGED_RESPONSE_CHARS` characters are shown."""
+    return judge_spec(bench).build(item, _shown(response))
 
 
 def parse_verdict(text: str) -> bool:
-    """The judge's verdict: the boolean ``correct`` of a strict JSON object (surrounding whitespace, a
+    """The paper's judge verdict: the boolean ``correct`` of a strict JSON object (surrounding whitespace, a
     ```json fence and a leading closed ``<think>`` block are allowed). Anything else is malformed: False."""
-    if not isinstance(text, str):
-        return False
-    s = final_text(text).strip()
-    m = _FENCE.fullmatch(s)
-    if m:
-        s = m.group(1).strip()
-    try:
-        obj = json.loads(s)
-    except (ValueError, RecursionError):
-        return False
-    if not isinstance(obj, dict):
-        return False
-    verdict = obj.get("correct")
+    obj = parse_json_verdict(text, strict=True)
+    verdict = obj.get("correct") if obj else None
     return verdict if isinstance(verdict, bool) else False
 
 
@@ -337,21 +320,26 @@ def judge_verdicts(
     """Judge each (item, response) or (item, response, bench) with one greedy completion of `engine`.
 
     `render` turns the judge's user message into prompt token ids (the judge model's chat template). The
-    third tuple element, when given, overrides `bench` (whose official template, if any, is used). Returns
-    one Verdict per pair, in order: ``how="judge"``, ``correct`` from :func:`parse_verdict` (malformed =
-    False), ``extracted`` the response's last box, ``judge_output`` the judge's reply.
+    third tuple element, when given, overrides `bench` (whose judge protocol is used). Returns one Verdict per
+    pair, in order: ``how="judge"``, ``score`` the credit read from the reply (unreadable = 0), ``correct``
+    full credit, ``extracted`` the response's last box, ``judge_output`` the judge's reply. The budget is the
+    larger of `max_new_tokens` and what the protocol asks for (HLE's judge writes its reasoning first).
     """
     if not items_and_responses:
         return []
-    prompts = []
+    specs, prompts = [], []
     for entry in items_and_responses:
-        item, response = entry[0], entry[1]
         b = entry[2] if len(entry) > 2 and entry[2] is not None else bench
-        prompts.append(render(judge_prompt(item, response, b)))
-    params = SamplingParams(n=1, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens)
+        spec = judge_spec(b)
+        specs.append(spec)
+        prompts.append(render(spec.build(entry[0], _shown(entry[1]))))
+    budget = max([max_new_tokens] + [s.max_new_tokens for s in specs])
+    params = SamplingParams(n=1, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=budget)
     outs = engine.generate(prompts, params)
     verdicts = []
-    for entry, completions in zip(items_and_responses, outs, strict=True):
+    for entry, spec, completions in zip(items_and_responses, specs, outs, strict=True):
         text = completions[0].text if completions else ""
-        verdicts.append(Verdict(parse_verdict(text), extract_boxed(final_text(entry[1])), "judge", judge_output=text))
+        credit = min(1.0, max(0.0, float(spec.parse(text, entry[0]))))
+        verdicts.append(Verdict(credit >= 1.0, extract_boxed(final_text(entry[1])), "judge", judge_output=text,
+                                score=credit))
     return verdicts
