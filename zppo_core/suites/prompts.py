@@ -7,7 +7,8 @@
   ``query``: "Hint: Please answer the question requiring a floating-point number with one decimal place …
   Choices: (A) …"); only the boxed-answer instruction is added;
 * ``as_is``: the row's text unchanged (VLMs are Blind: its prompt sets the answer format, "{n}" or Yes/No, and a
-  \\boxed instruction would contradict it; OCRBench v2: the question says the output form, as in lmms-eval);
+  \\boxed instruction would contradict it; OCRBench v2: the question says the output form, as in lmms-eval;
+  MM-Vet: the question alone, as its own inference scripts send it);
 * ``babyvision``: question, "Choices:" and "(A) option" lines, then "Think about the question and give your
   final answer in \\boxed{Answer} format." (lmms-eval ``tasks/babyvision``);
 * ``charxiv``: the official question texts (:mod:`zppo_core.suites.charxiv`);
