@@ -107,6 +107,11 @@ def test_eval_model_dir_on_local_benchmark_files(prepared, test_overrides, tmp_p
                         for s in mmlu)
     assert got["MMLU"]["judged"] == len(mmlu) and got["MMLU"]["score"] == 0.0
     assert all(s["how"] in ("rule", "no-answer", "judge") for s in samples if s["benchmark"] == "AIME25")
+    # a sample names its question: config and split beside the id (AIME25's row ids repeat across its configs)
+    aime = {(s["config"], s["split"], s["id"]) for s in samples if s["benchmark"] == "AIME25"}
+    assert aime == {("AIME2025-I", "test", "0"), ("AIME2025-II", "test", "0")}
+    assert all(0.0 <= s["score"] <= 1.0 for s in samples)
+    assert got["AIME25"]["comparable"] is False and got["AIME25"]["delta"] is None  # tiny: no paper number
     runs = MlflowClient().search_runs(
         [MlflowClient().get_experiment_by_name("zppo").experiment_id],
         filter_string=f"tags.`zppo.model` = '{student}'")
