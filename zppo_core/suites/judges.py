@@ -15,9 +15,11 @@ Where a benchmark publishes its judge, its text is used as published; the source
                           of five: see :mod:`zppo_core.suites.charxiv`)
 ``mmvet``                 yuweihao/MM-Vet ``mm-vet_evaluator.py`` few-shot table; the reply's first token is a
                           correctness score 0.0–1.0 (partial credit)
-``hle``                   centerforaisafety/hle ``hle_eval/run_judge_results.py`` JUDGE_PROMPT (the official
-                          run asks for structured output; here the reply's ``correct: yes|no`` line, or a JSON
-                          object with ``correct``, is read)
+``hle``                   centerforaisafety/hle ``hle_eval/run_judge_results.py`` JUDGE_PROMPT, as public ports
+                          of that script quote it (with its ``0|\\%|`` LaTeX residue; the repository itself was not
+                          reachable from here); the official
+                          run asks for structured output, here the reply's ``correct: yes|no`` line (or a JSON
+                          object with ``correct``) is read
 ``multichallenge``        ScaleAI MultiChallenge ``src/evaluator.py`` JUDGE_PROMPT (criteria = TARGET_QUESTION;
                           the sample passes when the YES/NO verdict equals PASS_CRITERIA)
 ``mmvu``                  yale-nlp/MMVU ``utils/eval_utils.py`` instructions (multiple-choice / open-ended),
