@@ -148,25 +148,14 @@ def check_keys(data: dict[str, Any], source: str) -> None:
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """['time_min=5', 'setup=[a, b]'] -> dict; values parse as YAML."""
-    import yaml
+    """['time_min=5', 'setup=[a, b]'] -> dict; values parse as YAML (the config's `--set` parser, flat keys)."""
+    from zppo_core.config.overrides import OverrideError, parse_overrides as parse
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--slurm '{item}' is not key=value; write e.g. --slurm time_min=60")
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            parsed = value
-        if isinstance(parsed, str) and key in FRIENDLY and FRIENDLY[key][0] != str:
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        out[key] = parsed
+    try:
+        out = parse(items, example="--slurm time_min=60", dotted=False,
+                    numeric=lambda key: key in FRIENDLY and FRIENDLY[key][0] != str)
+    except OverrideError as err:
+        raise ConfigError(f"--slurm {err}") from None
     check_keys(out, "--slurm")
     return out
 

@@ -11,7 +11,6 @@ of another field (capacity relative to the questions per step): the config gets 
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from zppo_core.config import ConfigError
+from zppo_core.config import ConfigError, check_field
+from zppo_core.config.overrides import deep_merge, flat_keys, nest
 
 REPO_SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
 SAMPLERS = ("tpe", "grid", "random")
@@ -140,34 +140,6 @@ def get_path(tree: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def nested(dotted: str, value: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    node = out
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return out
-
-
-def check_field(dotted: str, where: str) -> None:
-    """A dotted config field must exist in the schema (and be a leaf)."""
-    from zppo_core.config.schema import ZPPOConfig
-
-    model: Any = ZPPOConfig
-    parts = dotted.split(".")
-    for i, part in enumerate(parts):
-        fields = getattr(model, "model_fields", None)
-        if fields is None or part not in fields:
-            parent = ".".join(parts[:i])
-            valid = sorted(fields) if fields else []
-            hint = f"; valid keys{' in ' + parent if parent else ''}: {', '.join(valid)}" if valid else ""
-            raise ConfigError(f"{where}: '{dotted}' is not a config field{hint}")
-        model = fields[part].annotation
-    if hasattr(model, "model_fields"):
-        raise ConfigError(f"{where}: '{dotted}' is a config section, not a field; name one of its fields")
-
-
 def resolve_path(name: str) -> Path:
     """A sweep name (sweeps/NAME.yaml) or a path to a YAML file."""
     p = Path(name).expanduser()
@@ -184,16 +156,6 @@ def resolve_path(name: str) -> Path:
 def _valid() -> str:
     names = list(list_sweeps())
     return ", ".join(names) if names else f"none in {sweeps_dir()}"
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "grid":
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def load_sweep(name: str, scale: str) -> SweepSpec:
@@ -225,7 +187,7 @@ def load_sweep(name: str, scale: str) -> SweepSpec:
     if bad:
         raise ConfigError(f"sweep {sname}: unknown key 'scales.{scale}.{bad[0]}'; valid: {', '.join(sorted(SCALE_KEYS))}")
     top = {k: v for k, v in raw.items() if k != "scales"}
-    merged = _merge(top, sec)
+    merged = deep_merge(top, sec, replace=frozenset({"grid"}))
 
     obj = merged.get("objective") or {}
     metric, direction = obj.get("metric"), obj.get("direction", "maximize")
@@ -329,7 +291,7 @@ def check_against_config(spec: SweepSpec, base_cfg, user_sets: list[str]) -> Non
     grid value valid (schema and method rules, as a trial would load it), and an objective some step reports."""
     from zppo_core.config import load_config, parse_overrides
 
-    pinned = _flat_keys(parse_overrides(user_sets))
+    pinned = flat_keys(parse_overrides(user_sets))
     for p in spec.params:
         if p.field in pinned:
             raise ConfigError(f"--set {p.field} conflicts with the swept parameter '{p.name}' of sweep {spec.name}; "
@@ -343,7 +305,7 @@ def check_against_config(spec: SweepSpec, base_cfg, user_sets: list[str]) -> Non
         for v in values:
             try:
                 load_config(spec.scale, method=spec.method, overrides=spec.set + user_sets,
-                            extra=nested(p.field, p.config_value(v, base)))
+                            extra=nest(p.field, p.config_value(v, base)))
             except ConfigError as err:
                 raise ConfigError(f"sweep {spec.name}: space.{p.name} value {v!r} is not valid for {p.field} "
                                   f"({err}); fix the range or choices") from None
@@ -358,13 +320,3 @@ def check_against_config(spec: SweepSpec, base_cfg, user_sets: list[str]) -> Non
         if ev.every > base_cfg.run.steps:
             raise ConfigError(f"sweep {spec.name}: eval.every={ev.every} > run.steps={base_cfg.run.steps}: no step "
                               "reports the objective; lower eval.every or raise run.steps")
-
-
-def _flat_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
-    out: set[str] = set()
-    for k, v in tree.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        out.add(key)
-        if isinstance(v, dict):
-            out |= _flat_keys(v, key)
-    return out

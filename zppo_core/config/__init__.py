@@ -16,9 +16,11 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
+from zppo_core.config import overrides as ov
 from zppo_core.config.schema import ZPPOConfig
 
-__all__ = ["ConfigError", "ZPPOConfig", "list_presets", "load_config", "parse_overrides", "dump_config"]
+__all__ = ["ConfigError", "ZPPOConfig", "apply_overrides", "check_field", "config_from_file", "dump_config",
+           "flat_params", "list_presets", "load_config", "parse_overrides"]
 
 PRESETS = ("tiny", "0.8b", "2b", "4b", "9b")
 
@@ -45,45 +47,10 @@ def _read_preset(name: str) -> dict[str, Any]:
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """['a.b=1', 'c=x'] -> nested dict; values parsed as YAML scalars/lists (so 1e-5, true, null, [1,2] work)."""
-    tree: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"override '{item}' is not key=value; write e.g. --set optim.lr=1e-5")
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            parsed = value
-        if isinstance(parsed, str):  # YAML 1.1 reads "1e-5" as a string; numbers should be numbers
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override '{item}' conflicts with an earlier override of '{part}'")
-            node = child
-        node[parts[-1]] = parsed
-    return tree
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and not _is_level_map(k):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def _is_level_map(key: str) -> bool:
-    # level-weight maps are replaced whole by an override, not merged key by key
-    return key in ("levels", "student_levels", "teacher_levels")
+    try:
+        return ov.parse_overrides(items)
+    except ov.OverrideError as err:
+        raise ConfigError(f"override {err}") from None
 
 
 def _one_line(err: ValidationError, source: str) -> str:
@@ -102,13 +69,21 @@ def _one_line(err: ValidationError, source: str) -> str:
 
 
 def _valid_keys(dotted_parent: str) -> list[str]:
-    model: Any = ZPPOConfig
-    for part in [p for p in dotted_parent.split(".") if p]:
-        field = model.model_fields.get(part)
-        if field is None or not hasattr(field.annotation, "model_fields"):
-            return []
-        model = field.annotation
-    return sorted(model.model_fields)
+    node, rest = ov.walk_schema(dotted_parent, ZPPOConfig)
+    return [] if rest else ov.section_keys(node)
+
+
+def check_field(dotted: str, where: str) -> None:
+    """A dotted config field must exist in the schema and be a leaf; else ConfigError naming the valid keys."""
+    node, rest = ov.walk_schema(dotted, ZPPOConfig)
+    if rest:
+        parts = dotted.split(".")
+        parent = ".".join(parts[: len(parts) - len(rest)])
+        valid = ov.section_keys(node)
+        hint = f"; valid keys{' in ' + parent if parent else ''}: {', '.join(valid)}" if valid else ""
+        raise ConfigError(f"{where}: '{dotted}' is not a config field{hint}")
+    if ov.is_section(node):
+        raise ConfigError(f"{where}: '{dotted}' is a config section, not a field; name one of its fields")
 
 
 def load_config(
@@ -124,9 +99,9 @@ def load_config(
     if method is not None:
         raw["method"] = method
     override_list = list(overrides)
-    raw = _merge(raw, parse_overrides(override_list))
+    raw = ov.deep_merge(raw, parse_overrides(override_list))
     if extra:
-        raw = _merge(raw, extra)
+        raw = ov.deep_merge(raw, extra)
     source = f"preset '{scale}'" + (" with --set overrides" if override_list else "")
     try:
         cfg = ZPPOConfig.model_validate(raw)
@@ -141,7 +116,7 @@ def apply_overrides(cfg: ZPPOConfig, overrides: Iterable[str]) -> ZPPOConfig:
     override_list = list(overrides)
     if not override_list:
         return cfg
-    raw = _merge(cfg.model_dump(mode="json"), parse_overrides(override_list))
+    raw = ov.deep_merge(cfg.model_dump(mode="json"), parse_overrides(override_list))
     try:
         new = ZPPOConfig.model_validate(raw)
     except ValidationError as err:
@@ -188,7 +163,7 @@ def flat_params(cfg: ZPPOConfig) -> dict[str, str]:
     out: dict[str, str] = {}
 
     def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict) and not _is_level_map(prefix.rsplit(".", 1)[-1]):
+        if isinstance(node, dict) and prefix.rsplit(".", 1)[-1] not in ov.LEVEL_MAPS:
             for k, v in node.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
         else:
