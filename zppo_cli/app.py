@@ -34,7 +34,7 @@ def ls(
 
     with user_errors():
         from zppo_core.config import ConfigError, list_presets
-        from zppo_core.train.methods.registry import METHOD_HELP
+        from zppo_core.config.methods import METHOD_HELP
 
         sections = ("presets", "methods", "families", "suites", "sweeps")
         if what is not None and what not in sections:

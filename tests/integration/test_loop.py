@@ -39,6 +39,26 @@ def test_two_steps_change_parameters_and_log_finite_metrics(prepared, test_overr
     assert (res.run_dir / "config.yaml").is_file()
     lines = (res.run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2]
+    # the final held-out eval runs before the last metrics line and the last checkpoint: both carry it
+    last = json.loads(lines[-1])
+    assert 0.0 <= last["eval/heldout/accuracy"] <= 1.0 and last == res.history[-1]
+    ptr = (res.run_dir / "checkpoints" / "latest").read_text().strip()
+    state = torch.load(res.run_dir / "checkpoints" / ptr / "state.pt", weights_only=False)
+    assert state["history"][-1] == last
+
+
+def test_hard_frac_counts_groups_below_tau(prepared, test_overrides, tmp_path):
+    """train/hard_frac is the share of plain groups with mean accuracy < τ (zppo.tau); τ changes nothing else in
+    GRPO, so two runs of one seed differ only there."""
+    runs = {tau: train(_cfg(test_overrides, "run.steps=2", "run.final_eval_per_level=0", f"zppo.tau={tau}"),
+                       run_dir=tmp_path / f"tau{tau}").history for tau in (0.25, 1.0)}
+
+    def rest(rows):
+        return [{k: v for k, v in r.items() if k != "train/hard_frac" and not k.startswith("perf/")} for r in rows]
+
+    assert rest(runs[0.25]) == rest(runs[1.0])
+    low, high = [r["train/hard_frac"] for r in runs[0.25]], [r["train/hard_frac"] for r in runs[1.0]]
+    assert all(a <= b for a, b in zip(low, high)) and low != high
 
 
 def test_mlflow_run_holds_config_metrics_and_tags(prepared, test_overrides, tmp_path):

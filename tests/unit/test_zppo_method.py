@@ -142,7 +142,8 @@ def test_replay_selection_and_buffer_refresh_from_plain_only():
     plain = [group(i, q(i), [0, 1, 2, 3, 4, 8, 8, 8][i]) for i in range(8)]
     bcq_all_correct = group(50, q(0), 8, kind="bcq")
     bcq_all_correct.meta = {"order": ["teacher", "student"], "candidate_answers": ["7", "100"]}
-    metrics = m.observe(plain, plain + [bcq_all_correct], c)
+    m.observe(plain, plain + [bcq_all_correct], c)
+    metrics = c.metrics
     assert m.buffer.ids() == ["q0", "q1", "q2", "q3"]  # plain r̄ < 0.5 admitted; BCQ success counts for nothing
     assert metrics["zppo/admitted"] == 4 and metrics["zppo/buffer_size"] == 4
     assert metrics["zppo/bcq_accuracy"] == 1.0 and metrics["zppo/bcq_match_positive"] == 1.0
@@ -150,7 +151,9 @@ def test_replay_selection_and_buffer_refresh_from_plain_only():
     prompts = m.select_prompts([q(i) for i in range(10, 18)], c2)
     replayed = [x.id for x in prompts[8:]]
     assert len(replayed) == 2 and len(set(replayed)) == 2 and set(replayed) <= {"q0", "q1", "q2", "q3"}
-    metrics = m.observe([group(0, q(int(replayed[0][1:])), 6)], [], c2)
+    assert sorted(c2.replayed) == sorted(replayed)  # the step's plan carries what select_prompts drew
+    m.observe([group(0, q(int(replayed[0][1:])), 6)], [], c2)
+    metrics = c2.metrics
     assert metrics["zppo/graduated"] == 1 and replayed[0] not in m.buffer
 
 

@@ -126,7 +126,7 @@ def apply_overrides(cfg: ZPPOConfig, overrides: Iterable[str]) -> ZPPOConfig:
 
 
 def _check_method(cfg: ZPPOConfig) -> None:
-    from zppo_core.train.methods.registry import validate
+    from zppo_core.config.methods import validate
 
     try:
         validate(cfg)

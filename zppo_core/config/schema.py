@@ -13,9 +13,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-METHODS = ("grpo",)  # extended by zppo_core.train.methods.registry as methods land; validated there too
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 

@@ -1,6 +1,6 @@
 """Replay-buffer reports: the per-question graduation table, plots (matplotlib) and sample prompts.
 
-Written into `<run_dir>/reports/` and logged as artifacts of the run (overwritten at every checkpoint, so the
+Written into the run's `reports/` directory (`RunDir.reports`) and logged as artifacts of the run (overwritten at every checkpoint, so the
 latest state is always there):
   graduation/table.json        MLflow table: question id, entry step, entry bin, accuracy history, fate, ...
   graduation/buffer_size.png   buffer size over steps
@@ -101,13 +101,13 @@ def samples_markdown(samples: list[dict[str, Any]]) -> str:
 
 def write_reports(
     tracker,
-    run_dir: Path,
+    out_dir: Path,
     table: list[dict[str, Any]] | None,
     fates_by_bin: dict[float, dict[str, int]] | None,
     buffer_sizes: list[tuple[int, int]],
     samples: list[dict[str, Any]],
 ) -> Path:
-    rep = run_dir / "reports"
+    rep = Path(out_dir)
     (rep / "graduation").mkdir(parents=True, exist_ok=True)
     (rep / "samples").mkdir(parents=True, exist_ok=True)
     if table is not None:

@@ -14,13 +14,21 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
   7. Update: the step's rollouts are shuffled and split into I equal mini-batches; one AdamW step on each
      (grad-norm clipped), micro-batches gradient-accumulated with a token-level normaliser per mini-batch.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
-  9. Sync the rollout engine's weights, log metrics, evaluate the `eval.suites` every `eval.every` steps,
-     checkpoint on schedule (every `run.checkpoint_every` steps and every `run.checkpoint_minutes`).
+  9. Sync the rollout engine's weights; the step's train and method metrics go to the tracker.
 
-`on_step(step, metrics)` sees each step's metrics (periodic-eval ones included); when it returns True the
-loop checkpoints and stops early (a sweep's pruner uses this).
+The step tail (`run`), after every step:
 
-The loop never looks at the method's name: a method is the four hooks of `methods/base.py`.
+  10. Evaluate: the `eval.suites` every `eval.every` steps; after the last step the held-out eval
+      (`run.final_eval_per_level`, synthetic data), so the last metrics line and checkpoint carry eval/heldout/*.
+  11. Log: the step's line in `metrics.jsonl` (train, method and eval metrics together), then `on_step(step,
+      metrics)`, which may ask the run to stop (a sweep's pruner does).
+  12. Checkpoint: the method's reports, then a full checkpoint, every `run.checkpoint_every` steps, after
+      `run.checkpoint_minutes` of wall clock, after the last step and before stopping early.
+  13. Stop when `on_step` asked for it (or after `stop_after` steps, used to test interruption).
+
+The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (three step
+hooks, a loss, its state and its reports). Periodic and final evaluation come from `zppo_core.suites`, which sits
+below train (the loop never imports `zppo_core.eval`, and eval never imports train).
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
 """
 
@@ -92,6 +100,8 @@ class Trainer:
         )
         self.render = PromptRenderer(tokenizer)  # user-message text -> prompt token ids (cached)
         self._next_group_id = 0
+        self._last_checkpoint = time.monotonic()
+        self.stopped_early = False  # on_step asked to stop before run.steps
         torch.manual_seed(cfg.run.seed)
 
     # ------------------------------------------------------------------ state
@@ -124,7 +134,6 @@ class Trainer:
         self.engine.sync_weights(self.model)
 
     def save_checkpoint(self) -> Path:
-        self.method.report(self.tracker, self.run_dir.path, self.state.step)
         return ckpt_io.save_checkpoint(
             self.run_dir.path,
             self.state.step,
@@ -219,10 +228,10 @@ class Trainer:
         upd = self._update(rollouts, adv)
         update_time = time.perf_counter() - t_upd
 
-        # step 8: the method observes the plain groups (buffer refresh)
-        method_metrics = self.method.observe(plain, groups, ctx)
+        # step 8: the method observes the plain groups (buffer refresh); its metrics are in ctx.metrics
+        self.method.observe(plain, groups, ctx)
 
-        # step 9: sync weights, metrics, checkpoint
+        # step 9: sync weights, the step's metrics
         self.engine.sync_weights(self.model)
         self.state.step += 1
         step_time = time.perf_counter() - t0
@@ -231,7 +240,7 @@ class Trainer:
         metrics = {
             "train/reward_mean": float(rewards.mean()),
             "train/accuracy": sum(plain_rewards) / max(len(plain_rewards), 1),
-            "train/hard_frac": sum(g.mean_reward < 0.5 for g in plain) / max(len(plain), 1),
+            "train/hard_frac": sum(g.mean_reward < cfg.zppo.tau for g in plain) / max(len(plain), 1),
             "train/trivial_group_frac": trivial_group_fraction(rewards, gids),
             "train/groups": float(len(groups)),
             "train/rollouts": float(len(rollouts)),
@@ -242,15 +251,11 @@ class Trainer:
             "perf/rollout_time_s": rollout_time,
             "perf/update_time_s": update_time,
             "perf/rollout_tokens_per_s": gen_tokens / max(rollout_time, 1e-9),
-            **method_metrics,
+            **ctx.metrics,
         }
         self.state.history.append({"step": self.state.step, **metrics})
         self.tracker.log_metrics(metrics, step=self.state.step)
         return metrics
-
-    def _append_metrics_line(self, metrics: dict[str, float]) -> None:
-        """One line per step in the run dir's metrics.jsonl (train and periodic-eval metrics together)."""
-        self.run_dir.append_metrics(self.state.step, metrics)
 
     def _micro_batches(self, rollouts: list[Rollout], chunk: list[int]) -> list[list[int]]:
         """Split a mini-batch into micro-batches of similar length (BCQ/NCQ prompts are much longer than plain
@@ -326,21 +331,7 @@ class Trainer:
         out["perf/train_tokens"] = total_tokens
         return out
 
-    def final_eval(self) -> dict[str, float]:
-        """Held-out accuracy (in-distribution families' eval split) at the end of a tiny run."""
-        from zppo_core.suites.heldout import evaluate_questions, heldout_questions
-
-        qs = heldout_questions(list(self.cfg.data.families), self.cfg.run.final_eval_per_level)
-        res = evaluate_questions(self.engine, self.render, qs, self.cfg.data.closer,
-                                 max_new_tokens=self.cfg.rollout.max_new_tokens)
-        metrics = {"eval/heldout/accuracy": res.accuracy}
-        metrics.update({f"eval/heldout/level_{k}": v for k, v in res.by_level.items()})
-        metrics.update({f"eval/heldout/{k}": v for k, v in res.by_family.items()})
-        self.tracker.log_metrics(metrics, step=self.state.step)
-        self.state.history[-1].update(metrics)
-        return metrics
-
-    # ------------------------------------------------------------------ run
+    # ------------------------------------------------------------------ the step tail (steps 10-13)
     def periodic_eval(self) -> dict[str, float]:
         """The configured eval suites on the current policy, logged as eval/<family>/* at this step."""
         from zppo_core.suites.evaluate import evaluate_suites
@@ -357,31 +348,64 @@ class Trainer:
             self.tracker.log_text("\n".join(report.skipped.values()), "eval/skipped.txt")
         return metrics
 
+    def final_eval(self) -> dict[str, float]:
+        """Held-out accuracy (in-distribution families' eval split) at the end of a tiny run."""
+        from zppo_core.suites.heldout import evaluate_questions, heldout_questions
+
+        qs = heldout_questions(list(self.cfg.data.families), self.cfg.run.final_eval_per_level)
+        res = evaluate_questions(self.engine, self.render, qs, self.cfg.data.closer,
+                                 max_new_tokens=self.cfg.rollout.max_new_tokens)
+        metrics = {"eval/heldout/accuracy": res.accuracy}
+        metrics.update({f"eval/heldout/level_{k}": v for k, v in res.by_level.items()})
+        metrics.update({f"eval/heldout/{k}": v for k, v in res.by_family.items()})
+        self.tracker.log_metrics(metrics, step=self.state.step)
+        self.state.history[-1].update(metrics)
+        return metrics
+
+    def _eval_step(self) -> dict[str, float]:
+        """Step 10: the eval suites every `eval.every` steps; the held-out eval after the last step (synthetic
+        data only), so the last metrics line and the last checkpoint carry eval/heldout/*."""
+        cfg, step, out = self.cfg, self.state.step, {}
+        if cfg.eval.every and cfg.eval.suites and step % cfg.eval.every == 0:
+            out.update(self.periodic_eval())
+        if step == cfg.run.steps and cfg.run.final_eval_per_level and not cfg.data.path:
+            out.update(self.final_eval())
+        return out
+
+    def _log_step(self, metrics: dict[str, float], stop_after: int | None) -> bool:
+        """Step 11: the step's line in metrics.jsonl, then `on_step`. True when the run should stop now: `on_step`
+        asked for it (e.g. a pruned sweep trial) or `stop_after` steps are done (interruption tests)."""
+        self.run_dir.append_metrics(self.state.step, metrics)
+        stop = bool(self.on_step(self.state.step, metrics)) if self.on_step is not None else False
+        self.stopped_early = stop and self.state.step < self.cfg.run.steps
+        return stop or (stop_after is not None and self.state.step >= stop_after)
+
+    def _checkpoint_step(self, stopping: bool) -> None:
+        """Step 12: the method's reports and a checkpoint every `run.checkpoint_every` steps, after
+        `run.checkpoint_minutes` of wall clock, after the last step, and before stopping early."""
+        cfg, step = self.cfg, self.state.step
+        minutes_due = (cfg.run.checkpoint_minutes is not None
+                       and time.monotonic() - self._last_checkpoint >= 60 * cfg.run.checkpoint_minutes)
+        if stopping or minutes_due or step % cfg.run.checkpoint_every == 0 or step == cfg.run.steps:
+            self.method.report(self.tracker, self.run_dir.reports, step)
+            self.save_checkpoint()
+            self._last_checkpoint = time.monotonic()
+
     # ------------------------------------------------------------------ run
     def run(self, stop_after: int | None = None) -> TrainState:
         """Train until `run.steps`, until `stop_after` completed steps (used to test interruption), or until
         `on_step` returns True (stopped early, e.g. a pruned sweep trial). Sets `self.stopped_early`."""
-        cfg = self.cfg
         self.stopped_early = False
-        last_ckpt = time.monotonic()
-        while self.state.step < cfg.run.steps:
-            metrics = self.train_step()
-            step = self.state.step
-            if cfg.eval.every and cfg.eval.suites and step % cfg.eval.every == 0:
-                metrics.update(self.periodic_eval())
-            self._append_metrics_line(metrics)
-            minutes_due = (cfg.run.checkpoint_minutes is not None
-                           and time.monotonic() - last_ckpt >= 60 * cfg.run.checkpoint_minutes)
-            saved = False
-            if step % cfg.run.checkpoint_every == 0 or step == cfg.run.steps or minutes_due:
-                self.save_checkpoint()
-                last_ckpt, saved = time.monotonic(), True
-            stop = bool(self.on_step(step, metrics)) if self.on_step is not None else False
-            if step == cfg.run.steps and cfg.run.final_eval_per_level and not cfg.data.path:
-                self.final_eval()
-            if stop or (stop_after is not None and step >= stop_after):
-                if not saved:
-                    self.save_checkpoint()
-                self.stopped_early = stop and step < cfg.run.steps
+        self._last_checkpoint = time.monotonic()
+        while self.state.step < self.cfg.run.steps:
+            metrics = self.train_step()  # steps 1-9
+            # step 10: evaluate
+            metrics.update(self._eval_step())
+            # step 11: log (metrics.jsonl, on_step)
+            stop = self._log_step(metrics, stop_after)
+            # step 12: checkpoint
+            self._checkpoint_step(stopping=stop)
+            # step 13: stop
+            if stop:
                 break
         return self.state

@@ -3,6 +3,9 @@
 `preflight` checks everything that can be checked before any compute or any file is created (CUDA, model
 paths, data, run directory); `train` then builds the pieces and runs the loop. A run that fails during setup
 removes the run directory and MLflow run it created, so bad input leaves nothing half-written behind.
+
+Models load through `zppo_core.models.load`, engines come from `zppo_core.rollout.make_engine`, and every file of
+the run directory is written and read through `zppo_core.run_dir.RunDir`.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
             raise ConfigError(str(err)) from None
         return Path(run_dir)
     rd = Path(run_dir) if run_dir is not None else (Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg))
-    if rd.exists() and any(rd.iterdir()):
+    if not RunDir(rd).is_empty():
         raise ConfigError(f"run dir {rd} already exists and is not empty; use --resume {rd} or another --run-dir")
     parent = rd if rd.exists() else rd.parent
     while not parent.exists() and parent != parent.parent:

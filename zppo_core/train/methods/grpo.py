@@ -8,6 +8,7 @@ says "no replay, no extra prompts, nothing to remember".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from zppo_core.train.methods.base import ExtraPrompt, PPOObjective, StepContext
@@ -26,8 +27,8 @@ class GRPO:
     def extra_prompts(self, plain: list[Group], ctx: StepContext) -> list[ExtraPrompt]:
         return []
 
-    def observe(self, plain: list[Group], groups: list[Group], ctx: StepContext) -> dict[str, float]:
-        return {}
+    def observe(self, plain: list[Group], groups: list[Group], ctx: StepContext) -> None:
+        pass
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -35,7 +36,7 @@ class GRPO:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
-    def report(self, tracker: Any, run_dir: Any, step: int) -> None:
+    def report(self, tracker: Any, out_dir: Path, step: int) -> None:
         pass
 
     def summary(self) -> dict[str, Any]:

@@ -38,9 +38,9 @@ from zppo_core.algo.reformulate import (
     truncate_candidate,
 )
 from zppo_core.algo.replay_buffer import ReplayBuffer
+from zppo_core.config.methods import slots
 from zppo_core.tasks.graders import answers_equal
 from zppo_core.train.methods.base import ExtraPrompt, PPOObjective, StepContext
-from zppo_core.train.methods.registry import slots
 from zppo_core.types import Group, Question
 
 COMPRESS_PROMPT = (
@@ -79,8 +79,6 @@ class ZPPOMethod:
     # state (checkpointed)
     buffer_sizes: list[tuple[int, int]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
-    _replayed: set[str] = field(default_factory=set)
-    _step_stats: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, cfg, objective: PPOObjective, name: str, buffer: bool, bcq: bool, ncq: bool) -> "ZPPOMethod":
@@ -115,8 +113,6 @@ class ZPPOMethod:
 
     # ---------------------------------------------------------------- step 2
     def select_prompts(self, new: list[Question], ctx: StepContext) -> list[Question]:
-        self._replayed = set()
-        self._step_stats = {}
         if self.buffer is None or not len(self.buffer):
             return list(new)
         new_ids = {q.id for q in new}
@@ -124,7 +120,7 @@ class ZPPOMethod:
         k = min(self.replay_slots, len(pool))
         chosen = ctx.rng.sample(pool, k) if k else []
         replay = [self.buffer.entry(qid).question for qid in chosen]
-        self._replayed = set(chosen)
+        ctx.replayed = list(chosen)
         return list(new) + replay
 
     # ---------------------------------------------------------------- step 4
@@ -153,8 +149,8 @@ class ZPPOMethod:
 
     def extra_prompts(self, plain: list[Group], ctx: StepContext) -> list[ExtraPrompt]:
         hard = [g for g in plain if g.mean_reward < self.tau]
-        self._step_stats["zppo/hard"] = float(len(hard))
-        self._step_stats["zppo/replayed"] = float(len(self._replayed))
+        ctx.metrics["zppo/hard"] = float(len(hard))
+        ctx.metrics["zppo/replayed"] = float(len(ctx.replayed))
         cap = self.aug_slots
         if cap == 0 or not hard:
             return []
@@ -165,10 +161,10 @@ class ZPPOMethod:
             assert ctx.teacher_sample is not None
             tgroups = ctx.teacher_sample([g.question for g in kept], self.teacher_group_size)
             n_roll = sum(len(t.rollouts) for t in tgroups)
-            self._step_stats["zppo/teacher_accuracy"] = sum(t.mean_reward * len(t.rollouts) for t in tgroups) / max(
+            ctx.metrics["zppo/teacher_accuracy"] = sum(t.mean_reward * len(t.rollouts) for t in tgroups) / max(
                 n_roll, 1
             )
-            self._step_stats["zppo/teacher_solved_frac"] = sum(t.mean_reward > 0 for t in tgroups) / max(
+            ctx.metrics["zppo/teacher_solved_frac"] = sum(t.mean_reward > 0 for t in tgroups) / max(
                 len(tgroups), 1
             )
             for g, t in zip(kept, tgroups):
@@ -212,8 +208,8 @@ class ZPPOMethod:
         return compressed if same else truncate_candidate(raw, self.candidate_max_chars)
 
     # ---------------------------------------------------------------- step 8
-    def observe(self, plain: list[Group], groups: list[Group], ctx: StepContext) -> dict[str, float]:
-        m = dict(self._step_stats)
+    def observe(self, plain: list[Group], groups: list[Group], ctx: StepContext) -> None:
+        m = ctx.metrics
         m.setdefault("zppo/hard", float(sum(g.mean_reward < self.tau for g in plain)))
         bcq = [g for g in groups if g.kind == "bcq"]
         ncq = [g for g in groups if g.kind == "ncq"]
@@ -254,7 +250,6 @@ class ZPPOMethod:
             m["zppo/graduated"] = float(len(report.graduated))
             m["zppo/evicted"] = float(len(report.evicted))
             self.buffer_sizes.append((ctx.step, report.size))
-        return m
 
     def _keep_samples(self, bcq: list[Group], ncq: list[Group]) -> None:
         for kind, gs in (("bcq", bcq), ("ncq", ncq)):
@@ -288,12 +283,12 @@ class ZPPOMethod:
             return {}
         return {"fates_by_entry_bin": self.buffer.fates_by_entry_bin(), "buffer_size": len(self.buffer)}
 
-    def report(self, tracker: Any, run_dir: Path, step: int) -> None:
+    def report(self, tracker: Any, out_dir: Path, step: int) -> None:
         from zppo_core.tracking.graduation import write_reports
 
         write_reports(
             tracker,
-            Path(run_dir),
+            Path(out_dir),
             table=self.buffer.graduation_table() if self.buffer is not None else None,
             fates_by_bin=self.buffer.fates_by_entry_bin() if self.buffer is not None else None,
             buffer_sizes=self.buffer_sizes,
