@@ -34,6 +34,10 @@ validated when loaded, before any compute (:class:`TemplateError`).
 
 This module lives below ``tasks`` in the import layering, so it finds the final box itself
 (:func:`boxed_answer`, the same rule as ``tasks.graders.extract_boxed``; a test checks they agree).
+
+Why this file is long: escaping, truncation, the template type with its load-time validation, the two built-in
+templates and the three builders are one contract (what a reformulated prompt may contain and look like);
+splitting them would put the escaping rules and the templates that rely on them in different files.
 """
 
 from __future__ import annotations

@@ -50,6 +50,9 @@ ours, and importing it costs ~1.7 s. These families are a few lines each, exact,
 question).
 
 Nothing here imports torch.
+
+Why this file is long: seven families are small classes sharing a base (generation, canonical solution, slips,
+misconceptions) and one question stream; they are read and tested side by side (tests/unit/test_synthetic.py).
 """
 
 from __future__ import annotations
