@@ -39,49 +39,35 @@ def ls(
         sections = ("presets", "methods", "families", "suites", "sweeps")
         if what is not None and what not in sections:
             raise ConfigError(f"unknown list '{what}'; valid: {', '.join(sections)}")
+
+        def show(title: str, columns: tuple[str, str], rows: dict[str, str]) -> None:
+            t = Table(title=title)
+            for c in columns:
+                t.add_column(c)
+            for name, desc in rows.items():
+                t.add_row(name, desc)
+            console.print(t)
+
         if what in (None, "presets"):
-            t = Table(title="presets (--scale)")
-            t.add_column("scale")
-            t.add_column("what it runs")
-            for name, desc in list_presets().items():
-                t.add_row(name, desc)
-            console.print(t)
+            show("presets (--scale)", ("scale", "what it runs"), list_presets())
         if what in (None, "methods"):
-            t = Table(title="methods (--method)")
-            t.add_column("method")
-            t.add_column("what it does")
-            for name, desc in METHOD_HELP.items():
-                t.add_row(name, desc)
-            console.print(t)
+            show("methods (--method)", ("method", "what it does"), METHOD_HELP)
         if what in (None, "families"):
             from zppo_core.tasks import list_families
 
-            t = Table(title="task families (tiny scale)")
-            t.add_column("family")
-            t.add_column("description")
-            for name, desc in list_families().items():
-                t.add_row(name, desc)
-            console.print(t)
+            show("task families (tiny scale)", ("family", "description"), list_families())
         if what in (None, "suites"):
             from zppo_core.suites.benchmarks import SUITES
 
-            t = Table(title="eval suites (zppo eval --suite)")
-            t.add_column("suite")
-            t.add_column("benchmarks")
-            t.add_row("tiny", "offline: held-out questions of the run's training families (e.g. modsum)")
-            t.add_row("tiny-ood", "offline: each training family's out-of-distribution counterpart (modsum -> modsum_long)")
-            for name, benches in SUITES.items():
-                t.add_row(name, ", ".join(b.name for b in benches))
-            console.print(t)
+            show("eval suites (zppo eval --suite)", ("suite", "benchmarks"), {
+                "tiny": "offline: held-out questions of the run's training families (e.g. modsum)",
+                "tiny-ood": "offline: each training family's out-of-distribution counterpart (modsum -> modsum_long)",
+                **{name: ", ".join(b.name for b in benches) for name, benches in SUITES.items()}})
         if what in (None, "sweeps"):
             from zppo_cli.orchestration.sweep_spec import list_sweeps, sweeps_dir
 
-            t = Table(title=f"sweeps (zppo sweep NAME; definitions in {sweeps_dir()})")
-            t.add_column("sweep")
-            t.add_column("what it searches")
-            for name, desc in list_sweeps().items():
-                t.add_row(name, desc)
-            console.print(t)
+            show(f"sweeps (zppo sweep NAME; definitions in {sweeps_dir()})", ("sweep", "what it searches"),
+                 list_sweeps())
 
 
 @app.command("ui")
