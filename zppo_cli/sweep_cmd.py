@@ -1,7 +1,8 @@
-"""`zppo sweep NAME …` (Optuna sweeps over a definition in sweeps/) and `zppo sweep show NAME`.
+"""`zppo sweep NAME …` (Optuna sweeps over a definition in sweeps/) and `zppo sweep show NAME [--json]`.
 
-`zppo sweep buffer --trials 6` is short for `zppo sweep run buffer --trials 6`. Optuna, torch and mlflow are
-imported inside the command bodies only.
+`zppo sweep buffer --trials 6` is short for `zppo sweep run buffer --trials 6`. The sweep itself
+(`zppo_cli.orchestration.sweep`) returns data and reports events; this module draws them: the live trials table,
+the events, the best configuration. Optuna, torch and mlflow are imported inside the command bodies only.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from zppo_cli.options import DryRun, Executor, Profile, Scale, Set, SlurmSet, console, err_console, user_errors
@@ -65,9 +67,11 @@ def run(
         if dry_run:
             _print_plan(plan)
             return
-        code = Sweep(plan, console, err_console).run()
-    if code:
-        raise typer.Exit(code)
+        with _LiveView() as view:
+            outcome = Sweep(plan, view).run()
+        _print_outcome(outcome)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
 
 
 def _print_plan(plan) -> None:
@@ -98,14 +102,122 @@ def _print_plan(plan) -> None:
     console.print("# nothing run, nothing created", style="dim")
 
 
+# ------------------------------------------------------------------------------------------------ drawing
+_STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
+_LEVEL_STYLE = {"error": "red", "warning": "yellow", "detail": "dim"}
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _trials_table(space: list[dict], rows: list[dict], title: str, best_trial: Optional[int]):
+    """The trials table from `report.trial_rows` rows (running rows may carry step/total_steps)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    table.add_column("state")
+    for p in space:
+        table.add_column(p["name"] + (f" (→{p['field'].split('.')[-1]})" if p["per"] else ""), justify="right")
+    table.add_column("step", justify="right")
+    table.add_column("last eval", justify="right")
+    table.add_column("objective", justify="right")
+    table.add_column("note")
+    for row in rows:
+        state = row["state"]
+        cells = [str(row["trial"]), f"[{_STATE_STYLE.get(state, '')}]{state.lower()}[/]"]
+        for p in space:
+            v = row.get(p["name"])
+            cells.append("-" if v is None else (f"{_fmt(v)} ({row.get(p['field'])})" if p["per"] else _fmt(v)))
+        if "step" in row:
+            cells.append(f"{row['step']}/{row['total_steps']}" if row.get("total_steps") else str(row["step"]))
+        else:
+            cells.append("-" if row["last_step"] is None else str(row["last_step"]))
+        cells.append("-" if row["last_eval"] is None else f"{row['last_eval']:.2f}")
+        cells.append("-" if row["value"] is None else f"{row['value']:.2f}" +
+                     (" ★" if row["trial"] == best_trial else ""))
+        note = row.get("error") or ""
+        if row.get("retry_of") is not None:
+            note = f"retry of {row['retry_of']}" + (f"; {note}" if note else "")
+        cells.append(note[:60])
+        table.add_row(*cells)
+    return table
+
+
+def _print_best(space: list[dict], best: Optional[dict], metric: str, direction: str) -> None:
+    if best is None:
+        console.print("no trial has completed yet: no best configuration")
+        return
+    console.print(f"[bold]best trial {best['trial']}[/]: {metric} = {best['value']:.2f} ({direction})",
+                  highlight=False)
+    for p in space:
+        v = best["params"].get(p["name"])
+        extra = f"   ({p['name']} = {_fmt(v)} × {p['per']})" if p["per"] else ""
+        console.print(f"  {p['field']} = {best['config'].get(p['field'])}{extra}", highlight=False)
+    console.print("train it:", highlight=False)
+    console.print(f"  {best['train_command']}", highlight=False, markup=False, soft_wrap=True)
+
+
+class _LiveView:
+    """The sweep's observer: events as lines on stderr above a live trials table (rich Live, transient)."""
+
+    def __enter__(self):
+        from rich.live import Live
+
+        self.live = Live(console=err_console, refresh_per_second=2, transient=True)
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.live.__exit__(*exc)
+
+    def event(self, ev) -> None:
+        style = _LEVEL_STYLE.get(ev.level)
+        err_console.print(ev.text if style is None else f"[{style}]{escape(ev.text)}[/]", highlight=False,
+                          soft_wrap=True, markup=style is not None)
+
+    def progress(self, snap: dict) -> None:
+        self.live.update(_trials_table(snap["space"], snap["trials"], snap["title"], snap["best_trial"]))
+
+
+def _print_outcome(out) -> None:
+    snap = out.snapshot
+    if out.status == "KILLED":
+        err_console.print(f"continue with: {out.resume_command} (finished trials are kept; interrupted ones resume "
+                          "from their checkpoints)", highlight=False, soft_wrap=True)
+        return
+    if out.status != "FINISHED":
+        return
+    console.print(_trials_table(snap["space"], snap["trials"], snap["title"], snap["best_trial"]))
+    _print_best(snap["space"], out.best, snap["metric"], snap["direction"])
+    for name, note in out.plot_notes.items():
+        console.print(f"[dim]plot {escape(name)}: {escape(note)}[/]", highlight=False)
+    console.print(f"sweep dir: {out.sweep_dir}  ·  {out.seconds:.0f}s  ·  {out.show_command}", highlight=False)
+
+
 @app.command("show")
 def show(
     name: str = typer.Argument(..., help="The sweep (e.g. buffer) or a study name (e.g. buffer-tiny)."),
     scale: str = Scale,
     study: Optional[str] = Study,
+    as_json: bool = typer.Option(False, "--json", help="Print the sweep as one JSON object (for scripts)."),
 ) -> None:
     """Print a sweep's trials, its best configuration and the `zppo train` command that trains it."""
     with user_errors():
-        from zppo_cli.orchestration.sweep import show as show_sweep
+        from zppo_cli.orchestration.sweep import show_data
 
-        show_sweep(name, scale, study, console)
+        data = show_data(name, scale, study)
+    if as_json:
+        import json
+
+        print(json.dumps(data, indent=2))
+        return
+    console.print(_trials_table(data["space"], data["trials"], f"sweep {data['study']} · {data['direction']} "
+                                f"{data['metric']}", data["best"]["trial"] if data["best"] else None))
+    console.print(f"{len(data['trials'])} trials (" + ", ".join(f"{v} {k}" for k, v in data["counts"].items()) +
+                  f") of a budget of {data['budget']} · storage {data['storage']} · sweep dir {data['sweep_dir']}",
+                  highlight=False)
+    if data.get("parent_run_id"):
+        console.print(f"MLflow parent run {data['parent_run_id']}", highlight=False)
+    _print_best(data["space"], data["best"], data["metric"], data["direction"])

@@ -96,6 +96,16 @@ def test_buffer_sweep_parallel_nested_runs_show_and_resume(sweep_sets):
     assert f"zppo.capacity = {max(1, round(best.params['capacity'] * 4))}" in text
     assert f"zppo.tau = {best.params['tau']}" in text
     assert "--set zppo.tau=" in text and "3 trials (3 complete)" in text
+    # show --json: the same facts as data
+    j = runner.invoke(app, ["sweep", "show", "buffer", "--json"])
+    assert j.exit_code == 0, j.output
+    data = json.loads(j.stdout)
+    assert data["study"] == "buffer-tiny" and data["counts"] == {"complete": 3} and data["budget"] == 3
+    assert [row["trial"] for row in data["trials"]] == [t.number for t in study.trials]
+    assert [row["value"] for row in data["trials"]] == [t.value for t in study.trials]
+    assert data["best"]["trial"] == best.number and data["best"]["params"] == best.params
+    assert data["best"]["config"]["zppo.capacity"] == max(1, round(best.params["capacity"] * 4))
+    assert data["best"]["train_command"] in text and data["parent_run_id"] == parent.info.run_id
 
     # a second start of the same sweep is refused; --resume with the same budget runs nothing new
     again = runner.invoke(app, ["sweep", "buffer", "--trials", "3", *_args(sweep_sets)])
@@ -181,7 +191,7 @@ def test_worker_prunes_below_the_median_of_earlier_trials(sweep_sets, tmp_path):
                                                                     f"zppo.tau={trial.params['tau']}"],
                       extra={"tracking": {"enabled": False}})
     (tdir / "config.yaml").write_text(dump_config(cfg))
-    spec = {"study": "median", "storage": storage, "trial_id": trial._trial_id, "number": trial.number,
+    spec = {"study": "median", "storage": storage, "number": trial.number,
             "metric": "eval/tiny-ood/avg", "direction": "maximize", "params": dict(trial.params),
             "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
             "config": str(tdir / "config.yaml"), "run_dir": str(tdir / "median-t002")}

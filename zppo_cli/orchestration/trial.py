@@ -3,7 +3,7 @@
     python -m zppo_cli.orchestration.trial TRIAL_DIR/trial.json      (local sweeps: one process per trial)
     zppo_cli.orchestration.trial:run_trial(spec=...)                 (Slurm sweeps: the submitit job target)
 
-`trial.json` (written by the sweep) names the storage, study, trial id, objective metric, pruner and the trial's
+`trial.json` (written by the sweep) names the storage, study, trial number, objective metric, pruner and the trial's
 resolved config and run dir (TRIAL_DIR/<study>-t<nnn>). The sweep asked for the trial and tells Optuna the outcome;
 this worker only reports intermediate values (every step that carries the objective metric, i.e. every periodic
 eval) and stops the run early when the pruner says so (`on_step` returns True: the run checkpoints and finishes
@@ -37,6 +37,11 @@ def open_storage(spec: str):
     from optuna.storages.journal import JournalFileBackend
 
     return JournalStorage(JournalFileBackend(str(Path(spec).expanduser())))
+
+
+def trial_id_of(storage, study_name: str, number: int) -> int:
+    """The storage's id of trial `number` of a study (Optuna's public storage API; trial numbers are per study)."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
 
 
 def build_pruner(p: dict[str, Any]):
@@ -88,10 +93,10 @@ def run_trial(spec: str) -> dict[str, Any]:
         print(f"zppo trial {s['number']}: {msg}", flush=True)
 
     try:
-        study = optuna.load_study(study_name=s["study"], storage=open_storage(s["storage"]),
-                                  pruner=build_pruner(s.get("pruner") or {}),
+        storage = open_storage(s["storage"])
+        study = optuna.load_study(study_name=s["study"], storage=storage, pruner=build_pruner(s.get("pruner") or {}),
                                   sampler=optuna.samplers.RandomSampler())
-        trial = optuna.trial.Trial(study, s["trial_id"])
+        trial = optuna.trial.Trial(study, trial_id_of(storage, s["study"], s["number"]))
         cfg = config_from_file(s["config"])
         pruned_at: list[int] = []
 
