@@ -203,6 +203,71 @@ def test_worker_prunes_below_the_median_of_earlier_trials(sweep_sets, tmp_path):
     assert list(reported) == [1] and reported[1] <= 100.0
 
 
+def test_worker_refuses_a_superseded_launch_and_a_finished_trial(tmp_path):
+    """A worker whose launch id is no longer the trial's (the sweep relaunched the trial, e.g. its Slurm job stayed
+    queued after its sweep process died), or whose trial is already finished, exits without touching anything."""
+    import optuna
+
+    from zppo_cli.orchestration.trial import open_storage, run_trial
+
+    storage = str(tmp_path / "optuna.journal")
+    study = optuna.create_study(study_name="s", storage=open_storage(storage), direction="maximize")
+    dist = {"tau": optuna.distributions.FloatDistribution(0.25, 0.75)}
+    live, done = study.ask(fixed_distributions=dist), study.ask(fixed_distributions=dist)
+    live.set_user_attr("launch", "current")
+    study.tell(done.number, 1.0)
+    for trial, launch, why in ((live, "older", "superseded by launch current"), (done, None, "already COMPLETE")):
+        tdir = tmp_path / f"t{trial.number}"
+        tdir.mkdir()
+        spec = {"study": "s", "storage": storage, "number": trial.number, "sweep_dir": str(tmp_path),
+                "metric": "m", "params": {}, "config": str(tdir / "no-config.yaml"), "run_dir": str(tdir / "run")}
+        (tdir / "trial.json").write_text(json.dumps(spec))
+        res = run_trial(str(tdir / "trial.json"), launch)
+        assert res["state"] == "skipped" and why in res["error"], res
+        assert sorted(p.name for p in tdir.iterdir()) == ["trial.json"]  # no result.json, no run dir
+    assert "heartbeat" not in study.trials[live.number].user_attrs
+
+
+def test_a_driver_lock_is_held_exactly_while_its_process_lives(tmp_path):
+    """Another sweep process learns that a sweep process is gone from its free driver lock (SIGKILL included)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.orchestration.conftest import poll
+    from zppo_cli.orchestration.sweep.liveness import DriverLock, driver_alive
+
+    code = ("import sys, time\nfrom pathlib import Path\nfrom zppo_cli.orchestration.sweep.liveness import DriverLock\n"
+            "d = DriverLock(Path(sys.argv[1])); d.acquire(); print(d.id, flush=True); time.sleep(600)\n")
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        other = child.stdout.readline().strip()
+        assert driver_alive(tmp_path, other) and driver_alive(tmp_path, other)  # checking does not take it
+        mine = DriverLock(tmp_path)
+        mine.acquire()
+        assert driver_alive(tmp_path, mine.id) and mine.id != other
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+        poll(lambda: not driver_alive(tmp_path, other), 30, "the killed process's lock to be free")
+        mine.release()
+        assert not driver_alive(tmp_path, mine.id) and not driver_alive(tmp_path, None)
+    finally:
+        child.kill()
+
+
+def test_debug_executor_runs_each_trial_in_the_sweep_process(sweep_sets):
+    """--executor debug: the trial runs inside the sweep process (no worker process, no launch.json), through the
+    same launch, worker start-up check and tell as any other trial."""
+    r = runner.invoke(app, ["sweep", "buffer", "--trials", "1", "--executor", "debug", *_args(sweep_sets)],
+                      terminal_width=200)
+    assert r.exit_code == 0, r.output
+    study, _ = _study("buffer-tiny")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    tdir = Path("runs/sweeps/buffer-tiny/trials/0000")
+    assert json.loads((tdir / "result.json").read_text())["value"] == study.trials[0].value
+    assert not (tdir / "launch.json").exists() and not (tdir / "worker.log").exists()
+
+
 def test_slurm_sweep_runs_trials_as_a_job_array(slurm_cluster, sweep_sets):
     """--executor slurm: trials launched together are one Slurm job array on the local cluster; each task is the
     resumable trial job, reports to the same journal storage and nests its MLflow run under the parent."""

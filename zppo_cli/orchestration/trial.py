@@ -1,7 +1,7 @@
 """One sweep trial: an ordinary zppo training run that reports its objective to the Optuna study.
 
-    python -m zppo_cli.orchestration.trial TRIAL_DIR/trial.json      (local sweeps: one process per trial)
-    zppo_cli.orchestration.trial:run_trial(spec=...)                 (Slurm sweeps: the submitit job target)
+    python -m zppo_cli.orchestration.trial TRIAL_DIR/trial.json [LAUNCH_ID]   (local sweeps: a process per trial)
+    zppo_cli.orchestration.trial:run_trial(spec=..., launch=...)              (Slurm sweeps: the submitit job target)
 
 `trial.json` (written by the sweep) names the storage, study, trial number, objective metric, pruner and the trial's
 resolved config and run dir (TRIAL_DIR/<study>-t<nnn>). The sweep asked for the trial and tells Optuna the outcome;
@@ -10,10 +10,14 @@ eval) and stops the run early when the pruner says so (`on_step` returns True: t
 its MLflow run). The outcome goes to TRIAL_DIR/result.json, which the sweep reads.
 
 A requeued (preempted) or relaunched trial resumes its run from the latest checkpoint, like `zppo train --resume`.
+While it trains, the worker records a heartbeat in the trial (user attr `heartbeat`, see sweep/liveness.py), so a
+sweep process that did not launch it can tell whether it still runs. Ctrl-C (SIGINT) writes result.json with state
+`interrupted`: the sweep relaunches such a trial instead of counting it as failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -73,13 +77,19 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(data, indent=2))
 
 
-def run_trial(spec: str) -> dict[str, Any]:
-    """Run (or resume) the trial described by `spec` (its trial.json). Returns and writes the result."""
+def run_trial(spec: str, launch: str | None = None) -> dict[str, Any]:
+    """Run (or resume) the trial described by `spec` (its trial.json). Returns and writes the result.
+
+    `launch` is the id the sweep gave this launch of the trial (trial user attr `launch`): a launch that was
+    superseded (the sweep relaunched the trial, e.g. a Slurm job that stayed pending after its sweep process died)
+    and a trial already finished in the study exit at once, without touching the run or result.json."""
     import optuna
 
     from zppo_core.config import config_from_file
     from zppo_core.train.checkpoint import latest_checkpoint
     from zppo_core.train.run import train
+
+    from zppo_cli.orchestration.sweep.liveness import Heartbeat, heartbeat_interval, sweep_lock
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec_path = Path(spec)
@@ -94,9 +104,22 @@ def run_trial(spec: str) -> dict[str, Any]:
 
     try:
         storage = open_storage(s["storage"])
+        trial_id = trial_id_of(storage, s["study"], s["number"])
+
+        def beat(t: float) -> None:
+            storage.set_trial_user_attr(trial_id, "heartbeat", t)
+
+        # under the sweep lock, so a sweep process deciding whether this trial's worker lives sees this first beat
+        with sweep_lock(Path(s["sweep_dir"])) if s.get("sweep_dir") else contextlib.nullcontext():
+            stale = _not_to_run(storage.get_trial(trial_id), launch)
+            if not stale:
+                beat(time.time())
+        if stale:
+            log(f"{stale}; nothing to do")
+            return {"state": "skipped", "error": stale}
         study = optuna.load_study(study_name=s["study"], storage=storage, pruner=build_pruner(s.get("pruner") or {}),
                                   sampler=optuna.samplers.RandomSampler())
-        trial = optuna.trial.Trial(study, trial_id_of(storage, s["study"], s["number"]))
+        trial = optuna.trial.Trial(study, trial_id)
         cfg = config_from_file(s["config"])
         pruned_at: list[int] = []
 
@@ -113,16 +136,17 @@ def run_trial(spec: str) -> dict[str, Any]:
             log(line)
             return False
 
-        if latest_checkpoint(rd) is not None:
-            log(f"resuming {rd} from {latest_checkpoint(rd).name}")
-            res = train(None, run_dir=rd, resume=True, on_step=on_step, log=log)
-        else:
-            if rd.exists() and any(rd.iterdir()):
-                from zppo_cli.orchestration.jobs import discard_partial_run
+        with Heartbeat(beat, float(s.get("heartbeat_s") or heartbeat_interval()), log):
+            if latest_checkpoint(rd) is not None:
+                log(f"resuming {rd} from {latest_checkpoint(rd).name}")
+                res = train(None, run_dir=rd, resume=True, on_step=on_step, log=log)
+            else:
+                if rd.exists() and any(rd.iterdir()):
+                    from zppo_cli.orchestration.jobs import discard_partial_run
 
-                discard_partial_run(rd, log)
-            log(f"starting {rd} ({', '.join(f'{k}={v}' for k, v in s['params'].items())})")
-            res = train(cfg, run_dir=rd, resume=False, on_step=on_step, log=log)
+                    discard_partial_run(rd, log)
+                log(f"starting {rd} ({', '.join(f'{k}={v}' for k, v in s['params'].items())})")
+                res = train(cfg, run_dir=rd, resume=False, on_step=on_step, log=log)
         value, at = objective_of(res.history, metric)
         if res.stopped_early:
             state, error = "pruned", None
@@ -136,6 +160,9 @@ def run_trial(spec: str) -> dict[str, Any]:
         result = {"state": state, "value": value, "step": at, "error": error, "run_dir": str(rd),
                   "mlflow_run_id": res.mlflow_run_id, "steps_done": len(res.history), "seconds": time.time() - t0}
     except KeyboardInterrupt:
+        # not a failure: the sweep (or its --resume, or another sweep process) relaunches it from its checkpoint
+        _write(tdir / RESULT_FILE, {"state": "interrupted", "value": None, "error": None, "run_dir": str(rd),
+                                    "seconds": time.time() - t0})
         log("interrupted; the sweep's --resume continues this trial from its checkpoint")
         raise
     except BaseException as err:  # the trial failed: say why in result.json (the sweep marks it FAIL)
@@ -147,6 +174,16 @@ def run_trial(spec: str) -> dict[str, Any]:
     _write(tdir / RESULT_FILE, result)
     log(f"{state}: {metric} = {value}" + (f" (pruned at step {pruned_at[0]})" if pruned_at else ""))
     return result
+
+
+def _not_to_run(ft, launch: str | None) -> str | None:
+    """Why this worker must not run its trial (it is finished, or this launch was superseded), or None."""
+    if ft.state.is_finished():
+        return f"trial {ft.number} is already {ft.state.name} in the study"
+    current = ft.user_attrs.get("launch")
+    if launch and current and current != launch:
+        return f"this launch ({launch}) of trial {ft.number} was superseded by launch {current}"
+    return None
 
 
 def _annotate_child(cfg, run_id: str, s: dict[str, Any], state: str, value: float | None, at: int | None) -> None:
@@ -166,11 +203,11 @@ def _annotate_child(cfg, run_id: str, s: dict[str, Any], state: str, value: floa
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m zppo_cli.orchestration.trial TRIAL_DIR/trial.json", file=sys.stderr)
+    if len(args) not in (1, 2):
+        print("usage: python -m zppo_cli.orchestration.trial TRIAL_DIR/trial.json [LAUNCH_ID]", file=sys.stderr)
         return 2
     try:
-        run_trial(args[0])
+        run_trial(*args)
     except KeyboardInterrupt:
         return 130
     except BaseException:

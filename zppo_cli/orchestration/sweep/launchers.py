@@ -3,8 +3,12 @@
     launcher = make_launcher(plan)          # local → LocalLauncher; slurm, debug → SubmititLauncher
     launcher.launch(runs)                   # start these trials (each runs `trial.py` on its trial.json)
     launcher.finished(runs)                 # {number: None (see result.json) | why it ended without one}
-    launcher.adopt(run)                     # a trial launched by an earlier sweep process: still alive? follow it
+    launcher.adopt(run)                     # a Slurm trial of a sweep process that is gone: still queued/running?
     launcher.interrupt(runs)                # Ctrl-C: local trials checkpoint and stop; Slurm trials keep running
+
+Every launch carries an id (`Running.launch`, also the trial's user attr `launch`); the worker refuses to run a
+launch that was superseded. A trial launched by a sweep process that is gone is followed through the worker's
+heartbeat (liveness.py) by whichever sweep process claims it, on this machine or another.
 
 `SubmititLauncher` goes through `submit.submit()` (submitit's SlurmExecutor: trials launched together form one job
 array, a preempted trial is requeued and resumes; `debug` runs the trial in this process).
@@ -14,11 +18,9 @@ process is started in the caller's process group without a session of its own, s
 it together with the sweep, and on SIGINT it kills its tasks with SIGKILL one second later. A trial then loses the
 step it was in and its MLflow run is never closed, where the sweep needs Ctrl-C to reach the sweep first and each
 trial to checkpoint and finish its MLflow run as KILLED. Its jobs also end after `timeout_min` (2 minutes unless
-set), a job unpickled by a later process has no handle on its process (state "NO PROCESS AND NO RESULT"), so a
-resumed or second sweep process could not tell a live trial from a dead one, and the task's output goes to
-submitit's folder instead of the trial's `worker.log`. So a local trial is one `python -m
-zppo_cli.orchestration.trial` process in a session of its own; its pid (checked against /proc/<pid>/cmdline, so a
-reused pid is not taken for it) lets any later sweep process on this machine follow it.
+set), a job unpickled by a later process has no handle on its process (state "NO PROCESS AND NO RESULT"), and the
+task's output goes to submitit's folder instead of the trial's `worker.log`. So a local trial is one `python -m
+zppo_cli.orchestration.trial` process in a session of its own, started and awaited with `subprocess`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,8 +50,9 @@ class Running:
     total_steps: int
     study: str = "sweep"
     proc: Any = None            # subprocess.Popen (local)
-    pid: int | None = None      # adopted local worker (no Popen)
     record: Any = None          # registry.JobRecord (slurm); False: debug, already ran
+    launch: str | None = None   # this launch's id (the worker refuses a superseded one)
+    follow: bool = False        # launched by a sweep process that is gone: followed through its heartbeat
     started: float = field(default_factory=time.time)
 
     @property
@@ -83,16 +87,6 @@ def _launch_info(r: Running) -> dict[str, Any]:
         return {}
 
 
-def pid_alive(pid: int, spec_path: Path) -> bool:
-    """True while `pid` is the trial worker of `spec_path` (not a process that reused the pid)."""
-    try:
-        os.kill(pid, 0)
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except (OSError, ValueError):
-        return False
-    return TRIAL_MODULE in cmd and str(spec_path) in cmd
-
-
 class LocalLauncher:
     """One OS process per trial (its own session, so a Ctrl-C reaches the sweep first and it stops them)."""
 
@@ -101,17 +95,14 @@ class LocalLauncher:
     def launch(self, runs: list[Running]) -> None:
         for r in runs:
             with open(r.tdir / "worker.log", "ab") as log:
-                r.proc = subprocess.Popen([sys.executable, "-m", TRIAL_MODULE, str(r.spec_path)],
+                r.proc = subprocess.Popen([sys.executable, "-m", TRIAL_MODULE, str(r.spec_path), r.launch or ""],
                                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           start_new_session=True)
-            (r.tdir / LAUNCH_FILE).write_text(json.dumps({"executor": "local", "pid": r.proc.pid}))
+            (r.tdir / LAUNCH_FILE).write_text(json.dumps({"executor": "local", "host": socket.gethostname(),
+                                                          "pid": r.proc.pid, "launch": r.launch}))
 
     def adopt(self, r: Running) -> bool:
-        info = _launch_info(r)
-        if info.get("executor") == "local" and pid_alive(int(info["pid"]), r.spec_path):
-            r.pid = int(info["pid"])
-            return True
-        return False
+        return False  # a live local worker of a sweep process that is gone is followed through its heartbeat
 
     def finished(self, runs: list[Running]) -> dict[int, str | None]:
         out: dict[int, str | None] = {}
@@ -121,18 +112,16 @@ class LocalLauncher:
                 if rc is not None:
                     out[r.number] = None if rc == 0 else (f"worker exited with code {rc}" if rc > 0 else
                                                           f"worker killed by signal {-rc}")
-            elif r.pid is not None and not pid_alive(r.pid, r.spec_path):
-                out[r.number] = "worker process ended"
         return out
 
     def interrupt(self, runs: list[Running], grace_s: float = 60.0) -> None:
         """SIGINT every worker (its run checkpoints and marks its MLflow run KILLED), wait for them."""
         for r in runs:
-            pid = r.proc.pid if r.proc is not None else r.pid
-            try:
-                os.killpg(pid, signal.SIGINT) if r.proc is not None else os.kill(pid, signal.SIGINT)
-            except OSError:
-                pass
+            if r.proc is not None:
+                try:
+                    os.killpg(r.proc.pid, signal.SIGINT)
+                except OSError:
+                    pass
         deadline = time.monotonic() + grace_s
         for r in runs:
             if r.proc is not None:
@@ -155,7 +144,7 @@ class SubmititLauncher:
 
         p = self.plan
         name = f"zppo-sweep-{p.study}"
-        specs = [JobSpec(f"{TRIAL_MODULE}:run_trial", {"spec": str(r.spec_path.absolute())},
+        specs = [JobSpec(f"{TRIAL_MODULE}:run_trial", {"spec": str(r.spec_path.absolute()), "launch": r.launch},
                          name=f"{name}-t{r.number}", kind="trial", run_dir=str(r.run_dir.absolute()),
                          total_steps=r.total_steps, resume_hint=p.resume_command) for r in runs]
         folder = (p.sweep_dir / "jobs").absolute()
@@ -171,7 +160,8 @@ class SubmititLauncher:
         subs = submit(specs, executor=self.kind, params=params, folder=folder, name=name)
         for r, s in zip(runs, subs):
             r.record = s.record
-            (r.tdir / LAUNCH_FILE).write_text(json.dumps({"executor": self.kind, "job_id": s.job_id}))
+            (r.tdir / LAUNCH_FILE).write_text(json.dumps({"executor": self.kind, "job_id": s.job_id,
+                                                          "launch": r.launch}))
 
     def adopt(self, r: Running) -> bool:
         from zppo_cli.orchestration import registry

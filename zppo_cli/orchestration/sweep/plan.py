@@ -13,6 +13,9 @@ Sweep directory (default `runs/sweeps/<study>/`):
     optuna.journal    the default storage (Optuna JournalStorage on a file; safe with several processes)
     trials/0003/      trial.json, config.yaml, worker.log, launch.json, result.json and the run dir <study>-t003/
     plots/, best.json written at the end (also logged to the MLflow parent run)
+    sweep.lock, drivers/   the sweep lock and one lock per running sweep process (liveness.py)
+
+`build_sampler` makes the plan's Optuna sampler.
 """
 
 from __future__ import annotations
@@ -233,3 +236,22 @@ def load_sweep_state(name: str, scale: str, study: str | None = None) -> tuple[P
             return d, json.loads((d / SWEEP_FILE).read_text())
     raise ConfigError(f"no sweep '{cands[-1]}' in {SWEEPS_ROOT}/; run `zppo sweep {Path(name).stem} --scale {scale}` "
                       f"first, or pass --study NAME ({known_studies()})")
+
+
+def build_sampler(spec: SweepSpec, parallel: int, seed_offset: int = 0):
+    import optuna
+
+    s = spec.sampler
+    seed = s.get("seed")
+    seed = None if seed is None else int(seed) + seed_offset
+    if s["name"] == "grid":
+        class AskTellGridSampler(optuna.samplers.GridSampler):
+            # GridSampler stops an optimize() loop when the grid is done; with ask/tell the budget does that
+            def after_trial(self, study, trial, state, values):  # noqa: D401
+                return None
+
+        return AskTellGridSampler(spec.grid, seed=seed)
+    if s["name"] == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(s.get("n_startup_trials", 4)),
+                                      multivariate=bool(s.get("multivariate", True)), constant_liar=parallel > 1)
