@@ -147,6 +147,7 @@ def run_trial(spec: str, launch: str | None = None) -> dict[str, Any]:
                     discard_partial_run(rd, log)
                 log(f"starting {rd} ({', '.join(f'{k}={v}' for k, v in s['params'].items())})")
                 res = train(cfg, run_dir=rd, resume=False, on_step=on_step, log=log)
+        _report_missing(trial, storage.get_trial(trial_id).intermediate_values, res.history, metric)
         value, at = objective_of(res.history, metric)
         if res.stopped_early:
             state, error = "pruned", None
@@ -174,6 +175,15 @@ def run_trial(spec: str, launch: str | None = None) -> dict[str, Any]:
     _write(tdir / RESULT_FILE, result)
     log(f"{state}: {metric} = {value}" + (f" (pruned at step {pruned_at[0]})" if pruned_at else ""))
     return result
+
+
+def _report_missing(trial, reported: dict[int, float], history: list[dict[str, float]], metric: str) -> None:
+    """Report the objective values of steps the study does not have: a resumed run's steps logged and checkpointed
+    by an earlier attempt that was killed before its `on_step` reported them."""
+    for row in history:
+        v, step = row.get(metric), int(row.get("step", 0))
+        if step not in reported and v is not None and math.isfinite(float(v)):
+            trial.report(float(v), step)
 
 
 def _not_to_run(ft, launch: str | None) -> str | None:
