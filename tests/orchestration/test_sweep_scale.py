@@ -88,16 +88,15 @@ def _run_dir(sdir: Path, n: int) -> Path:
 
 
 def _steps(rd: Path) -> list[int]:
-    path = rd / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(ln)["step"] for ln in path.read_text().splitlines() if ln.strip()]
+    from zppo_core.run_dir import RunDir
+
+    return [row["step"] for row in RunDir(rd).metrics()]
 
 
 def _kill_when(sdir: Path, victims: dict[int, int], timeout_s: float) -> dict[int, int]:
     """SIGKILL each victim trial's worker once its run has logged step `k` (victims: number -> k) and has a
     checkpoint, before it finishes. Returns {number: the step it was killed after}."""
-    from zppo_core.train.checkpoint import latest_checkpoint
+    from zppo_core.run_dir import RunDir
 
     killed: dict[int, int] = {}
 
@@ -109,7 +108,7 @@ def _kill_when(sdir: Path, victims: dict[int, int], timeout_s: float) -> dict[in
             assert not (tdir / "result.json").is_file(), f"trial {n} finished before its kill point (step {k})"
             rd = _run_dir(sdir, n)
             steps = _steps(rd)
-            if steps and steps[-1] >= k and latest_checkpoint(rd) is not None and (tdir / "launch.json").is_file():
+            if steps and steps[-1] >= k and RunDir(rd).latest_checkpoint() is not None and (tdir / "launch.json").is_file():
                 os.kill(json.loads((tdir / "launch.json").read_text())["pid"], signal.SIGKILL)
                 killed[n] = steps[-1]
         return len(killed) == len(victims)

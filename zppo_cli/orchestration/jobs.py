@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from pathlib import Path
 from typing import Any, Callable
 
 from submitit.helpers import Checkpointable, DelayedSubmission
@@ -102,13 +101,6 @@ def train_run(config: str, run_dir: str) -> dict[str, Any]:
     log(f"done: {rd.path} ({cfg.run.steps} steps); MLflow run {res.mlflow_run_id}")
     return {"run_dir": str(res.run_dir), "mlflow_run_id": res.mlflow_run_id, "steps": cfg.run.steps,
             "final": {k: float(v) for k, v in last.items()}}
-
-
-def discard_partial_run(rd: Path, log: Callable[[str], None]) -> None:
-    """`RunDir(rd).discard_partial(log)`, for callers holding a path (the sweep's trial worker)."""
-    from zppo_core.run_dir import RunDir
-
-    RunDir(rd).discard_partial(log)
 
 
 def echo(**kwargs: Any) -> dict[str, Any]:

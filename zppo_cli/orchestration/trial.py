@@ -72,7 +72,7 @@ def objective_of(history: list[dict[str, float]], metric: str) -> tuple[float | 
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    from zppo_core.train.checkpoint import write_atomic
+    from zppo_core.run_dir import write_atomic
 
     write_atomic(path, json.dumps(data, indent=2))
 
@@ -86,7 +86,7 @@ def run_trial(spec: str, launch: str | None = None) -> dict[str, Any]:
     import optuna
 
     from zppo_core.config import config_from_file
-    from zppo_core.train.checkpoint import latest_checkpoint
+    from zppo_core.run_dir import RunDir
     from zppo_core.train.run import train
 
     from zppo_cli.orchestration.sweep.liveness import Heartbeat, heartbeat_interval, sweep_lock
@@ -137,17 +137,17 @@ def run_trial(spec: str, launch: str | None = None) -> dict[str, Any]:
             return False
 
         with Heartbeat(beat, float(s.get("heartbeat_s") or heartbeat_interval()), log):
-            if latest_checkpoint(rd) is not None:
-                log(f"resuming {rd} from {latest_checkpoint(rd).name}")
+            run = RunDir(rd)
+            if run.resume_or_start(log):
+                ckpt = run.latest_checkpoint()
+                log(f"resuming {rd} from {ckpt.name}")
+                # steps an earlier attempt logged and checkpointed but was killed before reporting
+                done = [row for row in run.metrics() if int(row.get("step", 0)) <= RunDir.step_of(ckpt)]
+                _report_missing(trial, storage.get_trial(trial_id).intermediate_values, done, metric)
                 res = train(None, run_dir=rd, resume=True, on_step=on_step, log=log)
             else:
-                if rd.exists() and any(rd.iterdir()):
-                    from zppo_cli.orchestration.jobs import discard_partial_run
-
-                    discard_partial_run(rd, log)
                 log(f"starting {rd} ({', '.join(f'{k}={v}' for k, v in s['params'].items())})")
                 res = train(cfg, run_dir=rd, resume=False, on_step=on_step, log=log)
-        _report_missing(trial, storage.get_trial(trial_id).intermediate_values, res.history, metric)
         value, at = objective_of(res.history, metric)
         if res.stopped_early:
             state, error = "pruned", None
@@ -177,9 +177,9 @@ def run_trial(spec: str, launch: str | None = None) -> dict[str, Any]:
     return result
 
 
-def _report_missing(trial, reported: dict[int, float], history: list[dict[str, float]], metric: str) -> None:
-    """Report the objective values of steps the study does not have: a resumed run's steps logged and checkpointed
-    by an earlier attempt that was killed before its `on_step` reported them."""
+def _report_missing(trial, reported: dict[int, float], history: list[dict[str, Any]], metric: str) -> None:
+    """Report the objective values of steps the study does not have (the loop writes a step's metrics line and
+    checkpoint before `on_step` reports it: an attempt killed in between left them unreported)."""
     for row in history:
         v, step = row.get(metric), int(row.get("step", 0))
         if step not in reported and v is not None and math.isfinite(float(v)):

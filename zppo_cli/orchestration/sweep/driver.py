@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from zppo_core.config import ConfigError
+from zppo_core.run_dir import RunDir
 from zppo_cli.orchestration.sweep.launchers import Running, make_launcher
 from zppo_cli.orchestration.sweep.parent import log_outcome, open_parent_run
 from zppo_cli.orchestration.sweep.liveness import GRACE_BEATS, DriverLock, beat_is_fresh, driver_alive, \
     heartbeat_interval, sweep_lock
 from zppo_cli.orchestration.sweep.plan import SWEEP_FILE, SweepPlan, build_sampler, shown_storage, trial_dir
-from zppo_cli.orchestration.sweep.report import best_info, best_trial, fmt_params, last_step, save_plots, space, \
-    trial_rows
+from zppo_cli.orchestration.sweep.report import best_info, best_trial, fmt_params, save_plots, space, trial_rows
 from zppo_cli.orchestration.trial import RESULT_FILE
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
@@ -110,7 +110,7 @@ class Sweep:
         import optuna
 
         from zppo_core.config import dump_config
-        from zppo_core.train.checkpoint import write_atomic
+        from zppo_core.run_dir import write_atomic
 
         from zppo_cli.orchestration.trial import open_storage
 
@@ -172,7 +172,7 @@ class Sweep:
 
     def _write_trial(self, number: int, params: dict[str, Any]) -> Running:
         from zppo_core.config import dump_config
-        from zppo_core.train.checkpoint import write_atomic
+        from zppo_core.run_dir import write_atomic
 
         p = self.plan
         tdir = trial_dir(p.sweep_dir, number)
@@ -399,7 +399,7 @@ class Sweep:
         for row in rows:
             r = running.get(row["trial"])
             if r is not None:
-                row["step"], row["total_steps"] = last_step(r.run_dir), r.total_steps
+                row["step"], row["total_steps"] = RunDir(r.run_dir).last_step(), r.total_steps
         best = best_trial(self.study) if self.study is not None else None
         return {"title": f"sweep {p.study} · {p.spec.direction} {p.spec.metric}", "metric": p.spec.metric,
                 "direction": p.spec.direction, "space": space(p.spec),
@@ -409,7 +409,7 @@ class Sweep:
     def _finalize(self, status: str, seconds: float) -> SweepOutcome:
         """best.json, plots and the MLflow parent run's summary (every sweep process of the study writes them when
         it ends; the last one leaves the final state)."""
-        from zppo_core.train.checkpoint import write_atomic
+        from zppo_core.run_dir import write_atomic
 
         p = self.plan
         out = SweepOutcome(status, EXIT_OK, seconds, {}, sweep_dir=str(p.sweep_dir), show_command=p.show_command,

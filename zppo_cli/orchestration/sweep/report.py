@@ -10,7 +10,6 @@ Nothing here prints: `zppo sweep show` renders these (a table, or `--json`), the
 
 from __future__ import annotations
 
-import json
 import shlex
 import warnings
 from pathlib import Path
@@ -27,15 +26,6 @@ def fmt_value(v: Any) -> str:
 
 def fmt_params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
-
-
-def last_step(run_dir: Path) -> int:
-    """The last step in a run dir's metrics.jsonl (0 if none yet)."""
-    try:
-        lines = [ln for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
-        return int(json.loads(lines[-1])["step"]) if lines else 0
-    except (OSError, ValueError, KeyError, IndexError):
-        return 0
 
 
 def space(spec: SweepSpec) -> list[dict[str, Any]]:
