@@ -47,14 +47,13 @@ from zppo_cli.orchestration.sweep.plan import SWEEP_FILE, SweepPlan, build_sampl
 from zppo_cli.orchestration.sweep.report import best_info, best_trial, fmt_params, save_plots, space, trial_rows
 from zppo_cli.orchestration.trial import RESULT_FILE
 
-FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 MAX_RESTARTS = 3
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 @dataclass
 class Event:
-    """Something that happened: `level` is info | warning | error; `trial` the trial number it is about."""
+    """Something that happened: `level` is info | detail | warning | error; `trial` the trial it is about."""
 
     text: str
     level: str = "info"
@@ -89,6 +88,8 @@ class NullObserver:
 
 
 class Sweep:
+    """One sweep process on a planned study: `run()` until the study's budget is done (see the module docstring)."""
+
     def __init__(self, plan: SweepPlan, observer: Observer | None = None, poll_s: float = 1.0):
         self.plan = plan
         self.observer = observer or NullObserver()
