@@ -3,7 +3,8 @@ vLLM 0.33's (SamplingParams kwargs, TokensPrompt dicts, RequestOutput/Completion
 are stood in for by SimpleNamespace objects with the fields vLLM 0.33 fills (a data shape, not behaviour).
 
 The `gpu` test runs the real engine on a tiny saved model and checks its log-probs against the training forward,
-before and after `sync_weights`; it is skipped unless CUDA and vLLM are both present.
+before and after `sync_weights`; it is skipped unless CUDA and vLLM are both present. The same checks (and more)
+run for real on vLLM's CPU build in tests/vllm (`make test-vllm`).
 """
 
 from __future__ import annotations
@@ -143,6 +144,40 @@ def test_sampling_kwargs_top_k_presence_penalty_and_greedy():
     assert greedy["logprobs"] == 0
 
 
+def test_greedy_with_n_above_one_becomes_n_copies_of_n_1():
+    p, copies = ve._split_greedy(SamplingParams(n=3, temperature=0.0, max_new_tokens=5))
+    assert (p.n, copies, p.max_new_tokens, p.greedy) == (1, 3, 5, True)
+    sampled = SamplingParams(n=3, temperature=1.0)
+    assert ve._split_greedy(sampled) == (sampled, 1)
+    assert ve._split_greedy(SamplingParams(n=1, temperature=0.0))[1] == 1
+    outs = [[f"a{i}"] for i in range(3)] + [[f"b{i}"] for i in range(3)]  # 2 prompts x 3 copies, n=1 each
+    assert ve._regroup(outs, 3) == [["a0", "a1", "a2"], ["b0", "b1", "b2"]]
+    assert ve._regroup([["x", "y"]], 1) == [["x", "y"]]
+
+
+def test_supported_versions_and_cpu_defaults():
+    ve._check_version("0.32.0")
+    ve._check_version("0.33.1")
+    ve._check_version("0.1.dev5+gabc")  # a source build: not refused
+    with pytest.raises(RuntimeError, match=r"vLLM 0.31.2 is not supported.*0.32, 0.33"):
+        ve._check_version("0.31.2")
+    assert ve._cpu_defaults({}) == {"enforce_eager": True, "kv_cache_memory_bytes": 1 << 30}
+    assert ve._cpu_defaults({"VLLM_CPU_KVCACHE_SPACE": "4"}) == {"enforce_eager": True}
+
+
+def test_reload_noise_filter_drops_only_the_rotary_warning():
+    import logging
+
+    f = ve._DropReloadNoise()
+
+    def rec(msg, args):
+        return logging.LogRecord("vllm", logging.WARNING, "x", 1, msg, args, None)
+
+    assert not f.filter(rec("%s: Failed to load weights", ("RotaryEmbedding",)))
+    assert f.filter(rec("%s: Failed to load weights", ("QKVParallelLinear",)))  # a real failure still shows
+    assert f.filter(rec("Reloading weights inplace...", ()))
+
+
 def test_prompts_are_token_prompts():
     assert ve._to_vllm_prompts([[1, 2], [3]]) == [{"prompt_token_ids": [1, 2]}, {"prompt_token_ids": [3]}]
 
@@ -270,7 +305,7 @@ def test_vllm_logprobs_match_training_forward(tmp_path, tok):
 
     first = check()
     assert any(c.finished for c in first)  # near-uniform random model: EOS is sampled in ~20% of samples
-    # greedy decoding is deterministic and its log-probs are still the policy's
+    # greedy decoding is deterministic (n > 1 is sent as n requests of n = 1)
     g1 = engine.generate(prompts[:1], SamplingParams(n=2, temperature=0.0, max_new_tokens=8))[0]
     assert g1[0].token_ids == g1[1].token_ids
 

