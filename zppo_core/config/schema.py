@@ -9,7 +9,8 @@ No torch import here: the CLI validates configs before any heavy import.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -38,6 +39,47 @@ class TinyModelSpec(_Section):
         return self
 
 
+class EndpointConfig(_Section):
+    """A model served behind an OpenAI-compatible API (`vllm serve` / `zppo serve teacher`), used through
+    `rollout/openai_engine.py` instead of loading the model in-process. `url: null` = in-process."""
+
+    url: str | None = Field(
+        None,
+        description="OpenAI-compatible endpoint, e.g. http://teacher-node:8000/v1 (null: load the model in-process).",
+    )
+    model: str | None = Field(
+        None,
+        description="Served model name (vllm serve --served-model-name). null: model.teacher for the teacher "
+        "(what `zppo serve teacher` serves it as); for a judge, the endpoint's only model.",
+    )
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (the key is never logged or saved)."
+    )
+    timeout_s: float = Field(600.0, gt=0, description="Seconds one request may take before it is retried.")
+    max_retries: int = Field(
+        3, ge=0, description="Extra attempts (exponential backoff) after connection errors, timeouts, HTTP 429/5xx."
+    )
+    concurrency: int = Field(32, gt=0, description="Requests in flight at once.")
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments for the served model's chat template (vLLM), e.g. {enable_thinking: true}.",
+    )
+
+    @model_validator(mode="after")
+    def _url(self) -> "EndpointConfig":
+        if self.url is not None:
+            parsed = urlparse(self.url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValueError(
+                    f"url={self.url!r} is not an http(s) URL; write it like http://host:8000/v1 (or null for an "
+                    "in-process model)"
+                )
+        if self.api_key_env is not None and not self.api_key_env.replace("_", "").isalnum():
+            raise ValueError("api_key_env must be the *name* of an environment variable (letters, digits, _; e.g. "
+                             "TEACHER_API_KEY), never the key itself")
+        return self
+
+
 class ModelConfig(_Section):
     student: str = Field(
         "tiny",
@@ -46,7 +88,13 @@ class ModelConfig(_Section):
     )
     teacher: str = Field(
         "tiny",
-        description="Frozen teacher (prompt-side only, never in the gradient): 'tiny', a local directory or a cached hub id.",
+        description="Frozen teacher (prompt-side only, never in the gradient): 'tiny', a local directory or a cached "
+        "hub id. With teacher_endpoint.url set, the model that endpoint serves (zppo serve teacher serves this).",
+    )
+    teacher_endpoint: EndpointConfig = Field(
+        default_factory=EndpointConfig,
+        description="Use a served teacher (OpenAI-compatible API, e.g. on GPUs of its own) instead of loading "
+        "model.teacher in-process: set teacher_endpoint.url.",
     )
     tiny_student: TinyModelSpec = Field(
         default_factory=lambda: TinyModelSpec(num_hidden_layers=2), description="Tiny student architecture (0.5M)."
@@ -256,6 +304,11 @@ class EvalConfig(_Section):
     top_k: int = Field(20, ge=0, description="Evaluation top-k (paper: 20; 0 = off).")
     presence_penalty: float = Field(1.5, description="Evaluation presence penalty (paper: 1.5; vLLM only).")
     max_new_tokens: int = Field(12288, gt=0, description="Evaluation response budget (paper: 12,288).")
+    judge_endpoint: EndpointConfig = Field(
+        default_factory=EndpointConfig,
+        description="How to reach a served judge (`zppo eval --judge http://host:port/v1` sets url): served model "
+        "name, API key variable, timeouts.",
+    )
 
 
 class TrackingConfig(_Section):
@@ -302,7 +355,8 @@ class ZPPOConfig(_Section):
                 f"algo.eps_high={self.algo.eps_high} < algo.eps_low={self.algo.eps_low}: clip-higher needs "
                 "eps_high >= eps_low"
             )
-        if (self.model.student == "tiny") != (self.model.teacher == "tiny") and "tiny" in (
+        served_teacher = self.model.teacher_endpoint.url is not None
+        if not served_teacher and (self.model.student == "tiny") != (self.model.teacher == "tiny") and "tiny" in (
             self.model.student,
             self.model.teacher,
         ):

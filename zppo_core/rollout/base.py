@@ -5,12 +5,16 @@ The student and the teacher are both engines. Engines know nothing of questions,
 Engines built for a vision-language model also take images (`ImageEngine`): a request is chat messages in the
 Hugging Face multimodal content format plus the PIL images their `{"type": "image"}` parts stand for, in order.
 Text-only engines have no `generate_multimodal` (and `supports_images` absent or False).
+
+A served model (the teacher or a judge behind an OpenAI-compatible API, `rollout/openai_engine.py`) renders its own
+prompts with its own tokenizer and chat template, so it takes chat messages (`ChatEngine.generate_chat`) instead of
+token ids; `generate_messages` sends a conversation to either kind of engine.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from zppo_core.types import Completion
 
@@ -54,3 +58,27 @@ class ImageEngine(Engine, Protocol):
     def generate_multimodal(self, requests: list[MultimodalRequest], params: SamplingParams) -> list[list[Completion]]:
         """For each (messages, images) request, `params.n` completions, in order (like `generate`)."""
         ...
+
+
+# a conversation: [{"role": "user", "content": "..."}, ...]
+Conversation = list[dict[str, Any]]
+
+
+@runtime_checkable
+class ChatEngine(Protocol):
+    """An engine that renders prompts itself: conversations in, `params.n` completions each out. Its completions
+    carry text and `finished`; token ids (when the server returns them) are in the served model's vocabulary, and
+    log-probs are empty (a served model is prompt-side only: teacher, judge)."""
+
+    def generate_chat(self, conversations: list[Conversation], params: SamplingParams) -> list[list[Completion]]:
+        ...
+
+
+def generate_messages(
+    engine, conversations: list[Conversation], params: SamplingParams, render: Callable[[Any], list[int]]
+) -> list[list[Completion]]:
+    """`params.n` completions per conversation from any engine: a ChatEngine gets the messages, an in-process
+    engine the token ids `render(conversation)` makes (the caller's tokenizer and chat template)."""
+    if isinstance(engine, ChatEngine):
+        return engine.generate_chat(conversations, params)
+    return engine.generate([render(c) for c in conversations], params)
