@@ -51,7 +51,10 @@ Wait = typer.Option(False, "--wait", help="With --executor slurm: follow the job
 
 
 def bad_input(message: str) -> "typer.Exit":
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: messages quote things like 'zppo[vllm]' that rich would read as markup and drop
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 
