@@ -116,7 +116,13 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
     rd = rd.expanduser().absolute()
     job_dir = rd.with_name(rd.name + ".job")
     name = f"zppo-{rd.name}"
-    params = slurm_params(profile, cfg.scale, slurm or [], name) if executor == "slurm" else None
+    params = None
+    if executor == "slurm":
+        serve = _teacher_serve(cfg, (rd if resume is not None else job_dir) / CONFIG_FILE)
+        params = slurm_params(profile, cfg.scale, slurm or [], name, teacher_serve=serve)
+        if params.teacher_url and cfg.model.teacher_endpoint.url != params.teacher_url:
+            cfg = cfg.model_copy(deep=True)  # the students reach their node's teacher server
+            cfg.model.teacher_endpoint.url = params.teacher_url
     if params is not None and "checkpoint_minutes" in type(cfg.run).model_fields \
             and getattr(cfg.run, "checkpoint_minutes") is None and "time" in params.sbatch:
         # a wall-clock checkpoint well inside the time limit (the step schedule alone may be too sparse)
@@ -167,6 +173,22 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
         return 0
     print_submitted([sub], console)
     return follow_submitted([sub], console, err_console) if wait else 0
+
+
+def _teacher_serve(cfg, config_path: Path) -> Optional[str]:
+    """The command a Slurm profile's teacher-server layout runs on each node, when this run uses a teacher that is
+    not already served elsewhere (a remote teacher_endpoint.url); None otherwise."""
+    import shlex
+    from urllib.parse import urlparse
+
+    from zppo_core.train.methods.registry import build_method
+
+    url = cfg.model.teacher_endpoint.url
+    if url is not None and urlparse(url).hostname not in ("127.0.0.1", "localhost"):
+        return None
+    if not build_method(cfg).needs_teacher:
+        return None
+    return f"zppo serve teacher --config {shlex.quote(str(config_path))}"
 
 
 def _refuse_if_active(rd: Path) -> None:

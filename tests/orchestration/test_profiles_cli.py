@@ -43,19 +43,40 @@ def test_gpu_profile_sbatch_matches_the_reviewed_golden_file(tmp_path, monkeypat
     assert r.exit_code == 0, r.output
     script = r.output[r.output.index("#!/bin/bash"):]
     got = _normalise(script, Path(str(run_dir) + ".job")).rstrip() + "\n"
-    # the API renders the same script
-    params = slurm_params("gpu-8x8", "2b", [], "zppo-zppo-2b")
-    api = _normalise(sbatch_text(params, str(run_dir) + ".job"), Path(str(run_dir) + ".job")).rstrip() + "\n"
+    # the API renders the same script (zppo uses a teacher: the profile's teacher-server layout is on)
+    job = Path(str(run_dir) + ".job")
+    params = slurm_params("gpu-8x8", "2b", [], "zppo-zppo-2b",
+                          teacher_serve=f"zppo serve teacher --config {job.absolute() / 'config.yaml'}")
+    api = _normalise(sbatch_text(params, str(job)), job).rstrip() + "\n"
     assert api == got
     if os.environ.get("ZPPO_UPDATE_GOLDEN"):
         GOLDEN.write_text(got)
     assert got == GOLDEN.read_text(), "sbatch changed; review it and rerun with ZPPO_UPDATE_GOLDEN=1"
-    # the multi-node essentials, spelled out
-    for line in ["#SBATCH --nodes=8", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
-                 "#SBATCH --signal=USR2@300", "export WORLD_SIZE=64", "export MASTER_PORT="]:
+    # the multi-node essentials, spelled out: 6 student tasks per node, a teacher server on GPUs 6-7 of each node
+    for line in ["#SBATCH --nodes=8", "#SBATCH --ntasks-per-node=6", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --signal=USR2@300", "export WORLD_SIZE=48", "export MASTER_PORT=",
+                 "CUDA_VISIBLE_DEVICES=6,7 exec zppo serve teacher --config <JOB_DIR>/config.yaml --host 127.0.0.1 "
+                 "--port 8000 --tensor-parallel-size 2", "curl -sf http://127.0.0.1:8000/v1/models"]:
         assert line in got
+    assert got.index("zppo serve teacher") < got.index("srun --unbuffered")  # servers start before the students
+    # the students' config points at their node's server
+    assert "url: http://127.0.0.1:8000/v1" in r.output
     assert "submitit parameters" in r.output and "max_num_timeout: 10" in r.output
-    assert not run_dir.exists() and not Path(str(run_dir) + ".job").exists()
+    assert not run_dir.exists() and not job.exists()
+
+
+def test_teacher_layout_only_for_runs_that_use_a_teacher(tmp_path):
+    grpo = runner.invoke(app, ["train", "--scale", "2b", "--method", "grpo", "--executor", "slurm", "--profile",
+                               "gpu-8x8", "--run-dir", str(tmp_path / "g"), "--dry-run"], terminal_width=400).output
+    assert "#SBATCH --ntasks-per-node=8" in grpo and "zppo serve" not in grpo and "export WORLD_SIZE=64" in grpo
+    remote = runner.invoke(app, ["train", "--scale", "2b", "--method", "zppo", "--executor", "slurm", "--profile",
+                                 "gpu-8x8", "--run-dir", str(tmp_path / "z"), "--dry-run", "--set",
+                                 "model.teacher_endpoint.url=http://teacher-node:8000/v1"], terminal_width=400).output
+    assert "zppo serve" not in remote and "url: http://teacher-node:8000/v1" in remote
+    with pytest.raises(Exception, match="teacher_gpus_per_node"):
+        slurm_params("gpu-8x8", "2b", ["teacher_gpus_per_node=8"], "n", teacher_serve="zppo serve teacher")
+    with pytest.raises(Exception, match="fix: --slurm tasks_per_node=6"):
+        slurm_params("gpu-8x8", "2b", ["tasks_per_node=8"], "n", teacher_serve="zppo serve teacher")
 
 
 def test_layers_scale_then_profile_then_overrides():

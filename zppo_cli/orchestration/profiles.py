@@ -10,6 +10,13 @@ Keys are the friendly names below plus any parameter of submitit's Slurm executo
 `mail_user` ...). Anything else is rejected with the list of valid keys. `resolve()` returns a `SlurmParams`:
 the sbatch parameters submitit takes (`executor.update_parameters(**p.sbatch)`), the executor settings
 (`max_num_timeout`, `python`) and the generated torch.distributed set-up for multi-task jobs.
+
+Teacher-server layout (the paper: 6 student + 2 teacher GPUs per node): with `teacher_gpus_per_node: T` in the
+profile and a run that uses a teacher (`resolve(..., teacher_serve=...)`), each node starts one vLLM server for
+the teacher on its last T GPUs (tensor parallel T, 127.0.0.1:teacher_port), the job waits until every node's
+server answers, and the student tasks (one per remaining GPU, LOCAL_RANK 0..G-T-1) reach their node's server at
+`SlurmParams.teacher_url`. Shown by the dry run; not run here (no GPU cluster). Sites that constrain GPU devices
+per job step (cgroup ConstrainDevices) may need a `--gres` on the server step's srun line.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ FRIENDLY: dict[str, tuple[type | tuple[type, ...], str]] = {
     "tasks_per_node": (int, "tasks per node (default: gpus_per_node, else 1): one process per GPU"),
     "max_requeues": (int, "how many timeouts/preemptions are requeued (submitit max_num_timeout)"),
     "python": (str, "command that runs python on the nodes (default: this interpreter)"),
+    "teacher_gpus_per_node": (int, "GPUs per node for a served teacher (the paper: 2 of 8); runs whose method uses "
+                              "a teacher start one `zppo serve teacher` per node on them, students use the rest"),
+    "teacher_port": (int, "port of the per-node teacher server (default 8000)"),
 }
 # submitit's own names that the friendly keys replace (rejected, with a pointer to the friendly key)
 REPLACED = {"time": "time_min", "mem": "mem_gb", "ntasks_per_node": "tasks_per_node", "job_name": "--name",
@@ -169,6 +179,7 @@ class SlurmParams:
     python: str | None = None
     world_size: int = 1
     profile: str = ""
+    teacher_url: str | None = None  # the node-local served teacher of the teacher-server layout (None: none)
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # where each value came from
 
     def shown(self) -> dict[str, Any]:
@@ -191,9 +202,28 @@ def distributed_setup(nodes: int, tasks_per_node: int) -> list[str]:
     ]
 
 
+def teacher_server_setup(nodes: int, gpus: int, teacher_gpus: int, port: int, serve: str) -> list[str]:
+    """sbatch lines: one teacher server per node on its last `teacher_gpus` GPUs, then wait until all answer."""
+    first = gpus - teacher_gpus
+    devices = ",".join(str(i) for i in range(first, gpus))
+    url = f"http://127.0.0.1:{port}/v1"
+    return [
+        f"# teacher servers (the paper's layout): one per node on GPUs {devices} (tensor parallel {teacher_gpus}); "
+        f"students use GPUs 0-{first - 1}",
+        f"srun --overlap --nodes={nodes} --ntasks-per-node=1 --kill-on-bad-exit=0 bash -c "
+        f"'CUDA_VISIBLE_DEVICES={devices} exec {serve} --host 127.0.0.1 --port {port} --tensor-parallel-size "
+        f"{teacher_gpus} > teacher-$SLURM_JOB_ID-$(hostname).log 2>&1' &",
+        f"srun --overlap --nodes={nodes} --ntasks-per-node=1 bash -c 'for i in $(seq 720); do curl -sf "
+        f"{url}/models >/dev/null && exit 0; sleep 5; done; exit 1' || "
+        "{ echo 'teacher servers did not answer within 60 min; see teacher-*.log' >&2; exit 1; }",
+    ]
+
+
 def resolve(profile: str | None = None, scale: str | None = None, overrides: Iterable[str] | dict = (),
-            name: str = "zppo") -> SlurmParams:
-    """scale defaults < profile < overrides -> submitit parameters (validated, nothing submitted)."""
+            name: str = "zppo", teacher_serve: str | None = None) -> SlurmParams:
+    """scale defaults < profile < overrides -> submitit parameters (validated, nothing submitted).
+    `teacher_serve`: the command that serves this run's teacher (`zppo serve teacher --config ...`); with it, a
+    profile's `teacher_gpus_per_node` turns on the teacher-server layout (module docstring)."""
     prof_name = profile or default_profile()
     prof, prof_path = load_profile(prof_name)
     scale_layer = scale_defaults(scale)
@@ -210,8 +240,18 @@ def resolve(profile: str | None = None, scale: str | None = None, overrides: Ite
     mem_gb = merged.pop("mem_gb", None)
     gpus = merged.get("gpus_per_node") or 0
     nodes = int(merged.get("nodes") or 1)
+    teacher_gpus = int(merged.pop("teacher_gpus_per_node", None) or 0)
+    teacher_port = int(merged.pop("teacher_port", None) or 8000)
     tasks = merged.pop("tasks_per_node", None)
-    tasks = int(tasks) if tasks else (gpus if gpus else 1)
+    serve_teacher = bool(teacher_serve and teacher_gpus)
+    if serve_teacher and teacher_gpus >= gpus:
+        raise ConfigError(f"Slurm key 'teacher_gpus_per_node' ({teacher_gpus}) must be below gpus_per_node ({gpus}) "
+                          "so students keep GPUs; fix: --slurm teacher_gpus_per_node=<n>")
+    student_gpus = gpus - teacher_gpus if serve_teacher else gpus
+    tasks = int(tasks) if tasks else (student_gpus if student_gpus else 1)
+    if serve_teacher and tasks > student_gpus:
+        raise ConfigError(f"tasks_per_node={tasks} plus teacher_gpus_per_node={teacher_gpus} exceed gpus_per_node="
+                          f"{gpus}; fix: --slurm tasks_per_node={student_gpus}")
     for key, minimum in (("nodes", 1), ("time_min", 1), ("max_requeues", 0)):
         value = {"nodes": nodes, "time_min": time_min if time_min is not None else 1,
                  "max_requeues": max_requeues}[key]
@@ -231,9 +271,12 @@ def resolve(profile: str | None = None, scale: str | None = None, overrides: Ite
         sbatch["mem"] = _convert_mem(float(mem_gb))
     world = nodes * tasks
     setup = list(sbatch.pop("setup", None) or [])
+    if serve_teacher:
+        setup += teacher_server_setup(nodes, gpus, teacher_gpus, teacher_port, str(teacher_serve))
     if world > 1:
         setup += distributed_setup(nodes, tasks)
     if setup:
         sbatch["setup"] = setup
     return SlurmParams(sbatch=sbatch, max_num_timeout=int(max_requeues), python=python, world_size=world,
-                       profile=str(prof_path), layers={"scale": scale_layer, "profile": prof, "overrides": over})
+                       profile=str(prof_path), layers={"scale": scale_layer, "profile": prof, "overrides": over},
+                       teacher_url=f"http://127.0.0.1:{teacher_port}/v1" if serve_teacher else None)

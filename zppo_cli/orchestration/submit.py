@@ -87,8 +87,9 @@ def default_folder(name: str) -> Path:
     return registry.state_dir() / "jobs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def slurm_params(profile: str | None, scale: str | None, overrides: Iterable[str] | dict, name: str) -> SlurmParams:
-    return resolve(profile, scale, overrides, name=name)
+def slurm_params(profile: str | None, scale: str | None, overrides: Iterable[str] | dict, name: str,
+                 teacher_serve: str | None = None) -> SlurmParams:
+    return resolve(profile, scale, overrides, name=name, teacher_serve=teacher_serve)
 
 
 def sbatch_text(params: SlurmParams, folder: str | Path, array_size: int | None = None) -> str:
