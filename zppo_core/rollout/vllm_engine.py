@@ -112,11 +112,15 @@ class _DropReloadNoise:
 
 
 def _quiet_reload_warnings() -> None:
+    """Keep vLLM's per-sync chatter (a reload timing and a prefix-cache line at INFO, the rotary warning) out of
+    the training console: a sync happens every step."""
     import logging
 
     log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
     if not any(isinstance(f, _DropReloadNoise) for f in log.filters):
         log.addFilter(_DropReloadNoise())
+    for name in ("vllm.model_executor.model_loader.reload.inplace", "vllm.v1.core.block_pool"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class _CallerRNG:
