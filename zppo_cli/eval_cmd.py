@@ -41,7 +41,8 @@ def eval_(
     samples: Optional[int] = typer.Option(None, "--samples", "-k", help="Samples per item: mean@k (default 1)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most N items per benchmark (quick looks)."),
     judge: str = typer.Option("teacher", "--judge",
-                              help="Judge for answers parsing cannot decide: teacher, none, or a model directory."),
+                              help="Judge for answers parsing cannot decide: teacher, none, a model directory, or a served "
+                              "judge http://host:port/v1 (--set eval.judge_endpoint.model=NAME; see zppo serve)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory for results.json and samples.jsonl."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help),
     allow_missing: bool = typer.Option(False, "--allow-missing",

@@ -2,9 +2,11 @@
 
 Exit codes (documented in the README):
   0  success
-  1  the run itself failed (an exception during training; traceback shown)
+  1  the run itself failed (an exception during training; traceback shown); a served teacher that stops
+     answering mid-run: one line, the last checkpoint intact, `zppo train --resume RUN_DIR` continues
   2  bad input: config, preset, method, paths, resume dir, data, Slurm profile/key, Slurm not installed,
-     sbatch refused the job, unknown job id (one line naming the field/file and the fix)
+     sbatch refused the job, unknown job id, a served teacher/judge endpoint unreachable or not serving the
+     named model at start (one line naming the field/file/endpoint and the fix)
   3  a Slurm job followed with --wait (or `zppo jobs wait`) was cancelled; the message names the resume command
   130 interrupted (Ctrl-C); the last checkpoint is intact, `zppo train --resume RUN_DIR` continues
 """
@@ -70,8 +72,16 @@ def user_errors() -> Iterator[None]:
         known = known + (DataError,)
     except Exception:  # pragma: no cover
         pass
+    from zppo_core.rollout.openai_engine import EndpointError, ServedModelFailed
+
+    known = known + (EndpointError,)  # a served teacher/judge unreachable or misnamed at start
     try:
         yield
+    except ServedModelFailed as err:  # mid-run: one line, the last checkpoint intact, resumable
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
     except known as err:
         raise bad_input(str(err)) from None
     except KeyboardInterrupt:

@@ -135,6 +135,6 @@ def _teacher_dir(cfg, dry_run: bool) -> str:
         return str(ensure_prepared(cfg, lambda s: err_console.print(f"[dim]{s}[/]")) / "teacher")
     if dry_run:  # show the configured id; vLLM resolves hub ids from the node's HF cache
         return cfg.model.teacher
-    from zppo_core.train.run import _resolve_model
+    from zppo_core.models.load import resolve_model
 
-    return _resolve_model(cfg.model.teacher, "model.teacher")
+    return resolve_model(cfg.model.teacher, "model.teacher")

@@ -66,3 +66,29 @@ def test_without_vllm_the_error_names_the_install(tmp_path):
     r = runner.invoke(app, ["serve", "teacher", "--model", str(tmp_path)], terminal_width=400)
     assert r.exit_code == 2
     assert "zppo serve needs vLLM" in r.output and "pip install 'zppo[vllm]'" in r.output
+
+
+def _down_url() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+def test_an_unreachable_served_teacher_or_judge_stops_before_anything(tmp_path):
+    down = _down_url()
+    rd = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--method", "zppo", "--steps", "1", "--run-dir", str(rd), "--set",
+                            f"model.teacher_endpoint.url={down}", "--set", "model.teacher_endpoint.max_retries=0"],
+                      terminal_width=400)
+    assert r.exit_code == 2, r.output
+    assert f"teacher endpoint {down}: unreachable" in r.output and "zppo serve teacher" in r.output
+    assert not rd.exists()
+    out = tmp_path / "eval"
+    r = runner.invoke(app, ["eval", "--judge", down, "--out", str(out), "--set", "eval.judge_endpoint.max_retries=0"],
+                      terminal_width=400)
+    assert r.exit_code == 2, r.output
+    assert f"judge endpoint {down}: unreachable" in r.output and not out.exists()
+    r = runner.invoke(app, ["eval", "--judge", "ftp://x", "--out", str(out)], terminal_width=400)
+    assert r.exit_code == 2 and "http://host:port/v1" in r.output

@@ -5,7 +5,10 @@ prepared tiny teacher, used through `OpenAIChatEngine`:
 - greedy replies equal the in-process teacher's (transformers engine, same weights, fp32) token for token: the
   server's own chat template renders exactly what zppo's `render` gives the in-process teacher;
 - sampled replies come n per conversation with consistent EOS / finished flags;
-- a server that goes away mid-use gives a one-line EndpointError naming the endpoint.
+- `zppo train --method zppo` with `model.teacher_endpoint.url` takes its teacher rollouts and candidate compressions
+  from the server; a wrong served name or an unreachable endpoint stops it before anything is written (exit 2);
+  killing the server mid-run stops the run with one line (exit 1) naming the endpoint, the intact last checkpoint
+  and the resume command, and `--resume` after a restart of the server finishes with every step recorded once.
 """
 
 from __future__ import annotations
@@ -91,19 +94,88 @@ def test_sampled_replies_are_n_per_conversation(teacher_server, prepared, questi
     assert len({c.text for o in outs for c in o}) > len(questions)  # sampling, not greedy
 
 
-def test_a_server_that_goes_away_is_a_one_line_error(prepared, start_server, questions):
-    from zppo_core.config.schema import EndpointConfig
-    from zppo_core.rollout.base import SamplingParams
-    from zppo_core.rollout.openai_engine import EndpointError, served_engine
+# ---------------------------------------------------------------- training with the served teacher (the CLI)
+
+ZPPO_RUN = ["algo.n_new=8", "zppo.capacity=6", "zppo.compression=teacher", "zppo.compression_max_tokens=24",
+            "tracking.enabled=false", "run.final_eval_per_level=0", "eval.every=0", "run.checkpoint_every=2"]
+
+
+def _zppo(args, overrides, **kw):
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "zppo_cli.app", "train", "--scale", "tiny", "--method", "zppo", *args]
+    for o in overrides:
+        cmd += ["--set", o]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if kw.pop("background", False):
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+
+
+def _steps(run_dir) -> list[int]:
+    import json
+
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_a_zppo_run_uses_the_served_teacher_for_rollouts_and_compression(teacher_server, test_overrides, tmp_path):
+    import json
+
+    rd = tmp_path / "run"
+    out = _zppo(["--steps", "3", "--run-dir", str(rd)],
+                test_overrides + ZPPO_RUN + [f"model.teacher_endpoint.url={teacher_server.url}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert any("zppo/teacher_accuracy" in r for r in rows)  # teacher rollouts came from the server
+    log = teacher_server.log.read_text()
+    assert log.count("POST /v1/chat/completions") > 0
+
+
+def test_bad_endpoints_stop_before_training(teacher_server, test_overrides, tmp_path):
+    from tests.vllm.conftest import free_port
+
+    rd = tmp_path / "bad"
+    wrong = _zppo(["--steps", "2", "--run-dir", str(rd)], test_overrides + ZPPO_RUN + [
+        f"model.teacher_endpoint.url={teacher_server.url}", "model.teacher_endpoint.model=teacher-27b"])
+    assert wrong.returncode == 2, wrong.stderr[-2000:]
+    assert "does not serve model 'teacher-27b' (it serves: tiny)" in " ".join(wrong.stderr.split())
+    down = f"http://127.0.0.1:{free_port()}/v1"
+    gone = _zppo(["--steps", "2", "--run-dir", str(rd)], test_overrides + ZPPO_RUN + [
+        f"model.teacher_endpoint.url={down}", "model.teacher_endpoint.max_retries=0"])
+    assert gone.returncode == 2 and f"teacher endpoint {down}: unreachable" in " ".join(gone.stderr.split())
+    assert not rd.exists()  # nothing half-written
+
+
+def test_killing_the_server_mid_run_stops_resumably_and_resume_finishes(prepared, start_server, test_overrides,
+                                                                        tmp_path):
+    import time
+
+    from zppo_core.train.checkpoint import latest_checkpoint
 
     srv = start_server(prepared / "teacher", "tiny")
-    served = served_engine(EndpointConfig(url=srv.url, max_retries=1), role="teacher",
-                           field="model.teacher_endpoint", default_model="tiny")
-    served.backoff_s = 0.0
-    assert served.generate_chat(_conversations(questions[:2]), SamplingParams(n=1))  # up
-    srv.stop()
-    with pytest.raises(EndpointError) as err:
-        served.generate_chat(_conversations(questions[:2]), SamplingParams(n=1))
-    msg = str(err.value)
-    assert "\n" not in msg and msg.startswith(f"teacher endpoint {srv.url}: unreachable")
-    assert "after 2 attempts" in msg and "zppo serve teacher" in msg
+    rd = tmp_path / "run"
+    steps = 16
+    sets = test_overrides + ZPPO_RUN + [f"model.teacher_endpoint.url={srv.url}", "model.teacher_endpoint.max_retries=1"]
+    proc = _zppo(["--steps", str(steps), "--run-dir", str(rd)], sets, background=True)
+    deadline = time.monotonic() + 600
+    while len(_steps(rd)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)  # waiting for the run to reach step 3, not timing it
+    assert len(_steps(rd)) >= 3, proc.stderr.read()[-3000:] if proc.poll() is not None else "no progress"
+    srv.stop()  # the teacher server dies mid-run
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err[-3000:]
+    line = " ".join(err.split())
+    assert f"teacher endpoint {srv.url}: unreachable" in line and f"zppo train --resume {rd}" in line
+    ckpt = latest_checkpoint(rd)
+    assert ckpt is not None and f"its last checkpoint ({ckpt.name}) is intact" in line
+    assert "Traceback" not in err
+    done = _steps(rd)
+    assert done[-1] < steps
+    srv.start()  # the same port again
+    out = _zppo(["--resume", str(rd)], [])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert _steps(rd) == list(range(1, steps + 1))  # every step once: nothing lost, nothing doubled

@@ -144,6 +144,38 @@ class LazyEngine:
         return self._ensure()[1](text)
 
 
+def _served_judge(cfg: ZPPOConfig, judge: str):
+    """The judge as a served engine (checked now): `--judge http://...` (with eval.judge_endpoint's name, key and
+    timeouts), or `--judge teacher` when the run's teacher is served (model.teacher_endpoint); else None."""
+    from zppo_core.config.schema import EndpointConfig
+    from zppo_core.rollout import served_engine
+
+    if judge.startswith(("http://", "https://")):
+        try:
+            endpoint = EndpointConfig.model_validate({**cfg.eval.judge_endpoint.model_dump(), "url": judge})
+        except ValueError as err:
+            raise ConfigError(f"--judge {judge}: not an http(s) endpoint URL; write it like http://host:8000/v1") from None
+        return served_engine(endpoint, role="judge", field="eval.judge_endpoint")
+    if judge == "teacher" and cfg.model.teacher_endpoint.url is not None:
+        return served_engine(cfg.model.teacher_endpoint, role="teacher", field="model.teacher_endpoint",
+                             default_model=cfg.model.teacher)
+    return None
+
+
+def _judge_render(judge_engine):
+    """What turns the judge's message into its prompt: an in-process judge's renderer; a served judge renders
+    with its own chat template (never called then)."""
+    if judge_engine is None:
+        return None
+    if isinstance(judge_engine, LazyEngine):
+        return judge_engine.render
+
+    def renders_itself(text):
+        raise RuntimeError("a served judge takes chat messages; rollout.base.generate_messages sends them")
+
+    return renders_itself
+
+
 def evaluate_target(
     target: EvalTarget,
     suite: str,
@@ -155,13 +187,17 @@ def evaluate_target(
     track: bool = True,
     prepare: Prepare | None = None,
 ) -> EvalOutcome:
-    """Evaluate, write results.json + samples.jsonl, log to MLflow. `judge`: teacher | none | a model dir.
+    """Evaluate, write results.json + samples.jsonl, log to MLflow. `judge`: teacher | none | a model dir | a served
+    judge's http(s)://host:port/v1 (eval.judge_endpoint gives its model name, key variable and timeouts).
     `prepare(cfg, log)`: the prepared tiny pair's directory (needed only for tiny models; see the docstring)."""
     t0 = time.perf_counter()
     cfg = target.cfg
     out = out_dir or default_out(target, suite)
-    if judge not in ("teacher", "none") and not (Path(judge).expanduser() / "config.json").is_file():
-        raise ConfigError(f"--judge {judge}: use teacher, none, or a local Hugging Face model directory")
+    served_judge = judge.startswith(("http://", "https://"))
+    if not served_judge and judge not in ("teacher", "none") and not (Path(judge).expanduser() / "config.json").is_file():
+        raise ConfigError(f"--judge {judge}: use teacher, none, a local Hugging Face model directory, or a served "
+                          "judge's endpoint http://host:port/v1")
+    judge_engine = _served_judge(cfg, judge)  # checked before anything is loaded: exit 2 when it does not answer
     if cfg.run.threads:
         import torch
 
@@ -176,15 +212,16 @@ def evaluate_target(
             write_results(out, target, suite, report, {})
             return EvalOutcome(report, out, None, target, time.perf_counter() - t0, {})
     engine, render = _load(cfg, target.model_path, "student", log, prepare)
-    judge_engine = None
-    if judge == "teacher":
+    if judge_engine is not None:
+        pass
+    elif judge == "teacher":
         teacher = None if cfg.model.teacher == "tiny" else resolve_model(cfg.model.teacher, "model.teacher")
         judge_engine = LazyEngine(lambda: _load(cfg, teacher, "teacher", log, prepare))
     elif judge != "none":
         judge_engine = LazyEngine(lambda: _load(cfg, str(Path(judge).expanduser()), "judge", log, prepare))
     report = evaluate_suites(
         engine, render, suite, cfg.eval, train_families=list(cfg.data.families), closer=cfg.data.closer,
-        judge=judge_engine, judge_render=judge_engine.render if judge_engine else None,
+        judge=judge_engine, judge_render=_judge_render(judge_engine),
         scale=_reference_key(target), data_dir=data_dir, progress=progress,
     )
     fam_ref = family_reference(target, report)

@@ -48,6 +48,11 @@ class EndpointError(RuntimeError):
     """A served model failed; str(err) is one line naming the endpoint and the fix."""
 
 
+class ServedModelFailed(RuntimeError):
+    """A served model failed mid-run (raised by the training run); str(err) is one line: the endpoint, the last
+    checkpoint and the resume command."""
+
+
 @dataclass(frozen=True)
 class EndpointSpec:
     """Where and how to reach a served model (mirrors config `EndpointConfig`)."""

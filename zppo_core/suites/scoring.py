@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from zppo_core.suites.judges import DEFAULT_TEMPLATE, JUDGES, JudgeSpec, parse_json_verdict
-from zppo_core.rollout.base import SamplingParams
+from zppo_core.rollout.base import SamplingParams, generate_messages
 from zppo_core.tasks.graders import answers_equal, extract_boxed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -327,15 +327,17 @@ def judge_verdicts(
     """
     if not items_and_responses:
         return []
-    specs, prompts = [], []
+    specs, messages = [], []
     for entry in items_and_responses:
         b = entry[2] if len(entry) > 2 and entry[2] is not None else bench
         spec = judge_spec(b)
         specs.append(spec)
-        prompts.append(render(spec.build(entry[0], _shown(entry[1]))))
+        messages.append(spec.build(entry[0], _shown(entry[1])))
     budget = max([max_new_tokens] + [s.max_new_tokens for s in specs])
     params = SamplingParams(n=1, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=budget)
-    outs = engine.generate(prompts, params)
+    # a served judge (ChatEngine) gets the messages and applies its own chat template; others get render(text)
+    outs = generate_messages(engine, [[{"role": "user", "content": m}] for m in messages], params,
+                             render=lambda conv: render(conv[0]["content"]))
     verdicts = []
     for entry, spec, completions in zip(items_and_responses, specs, outs, strict=True):
         text = completions[0].text if completions else ""

@@ -47,7 +47,7 @@ from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
 from zppo_core.models.load import PromptRenderer
 from zppo_core.models.logprobs import completion_logprobs
-from zppo_core.rollout.base import Engine, SamplingParams
+from zppo_core.rollout.base import Engine, SamplingParams, generate_messages
 from zppo_core.run_dir import RunDir
 from zppo_core.tasks.graders import grade
 from zppo_core.tracking import NullTracker, Tracker
@@ -60,6 +60,12 @@ from zppo_core.types import Group, Question, Rollout
 class TrainState:
     step: int = 0  # completed rollout steps
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _user(text: str) -> list[dict]:
+    """A one-message conversation: what a served teacher gets (it renders with its own chat template); in-process
+    engines get `render(text)`, the same message through the student's template."""
+    return [{"role": "user", "content": text}]
 
 
 class Trainer:
@@ -158,7 +164,8 @@ class Trainer:
             top_p=self.sampling.top_p,
             max_new_tokens=self.sampling.max_new_tokens,
         )
-        outs = engine.generate(prompt_ids, params)
+        outs = generate_messages(engine, [_user(text) for _, _, text in items], params,
+                                 render=lambda conv: self.render(conv[0]["content"]))
         groups = []
         for i, ((kind, q, text), pids, comps) in enumerate(zip(items, prompt_ids, outs)):
             g = Group(id=self._next_group_id, kind=kind, question=q, prompt_text=text,
@@ -182,9 +189,9 @@ class Trainer:
             raise RuntimeError("this method needs a teacher but none was loaded")
         if not texts:
             return []
-        outs = self.teacher.generate(
-            [self.render(t) for t in texts], SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
-        )
+        outs = generate_messages(self.teacher, [_user(t) for t in texts],
+                                 SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
+                                 render=lambda conv: self.render(conv[0]["content"]))
         return [o[0].text for o in outs]
 
     # ------------------------------------------------------------------ one step

@@ -57,7 +57,12 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
                 "or --set rollout.engine=transformers"
             )
     resolve_model(cfg.model.student, "model.student")
-    resolve_model(cfg.model.teacher, "model.teacher")
+    from zppo_core.rollout import teacher_is_served
+
+    if teacher_is_served(cfg):
+        check_served_teacher(cfg)  # reachable and serving the model, before any file or compute
+    else:
+        resolve_model(cfg.model.teacher, "model.teacher")
     if cfg.model.student != "tiny":
         if cfg.data.path is None:
             raise ConfigError(
@@ -98,6 +103,21 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
     except OSError as err:
         raise ConfigError(f"run dir {rd}: {parent} is not writable ({err.strerror}); choose a writable --run-dir") from None
     return rd
+
+
+def check_served_teacher(cfg: ZPPOConfig) -> None:
+    """The served teacher answers and serves the model (when the method uses a teacher); ConfigError otherwise."""
+    from zppo_core.rollout import served_engine
+    from zppo_core.rollout.openai_engine import EndpointError
+    from zppo_core.train.methods.registry import build_method
+
+    if not build_method(cfg).needs_teacher:
+        return
+    try:
+        served_engine(cfg.model.teacher_endpoint, role="teacher", field="model.teacher_endpoint",
+                      default_model=cfg.model.teacher).close()
+    except EndpointError as err:
+        raise ConfigError(str(err)) from None
 
 
 def make_stream(cfg: ZPPOConfig):
@@ -171,7 +191,8 @@ def train(
 
     import torch
 
-    from zppo_core.rollout import make_engine
+    from zppo_core.rollout import make_engine, teacher_engine, teacher_is_served
+    from zppo_core.rollout.openai_engine import EndpointError, ServedModelFailed
     from zppo_core.train import checkpoint as ckpt_io
     from zppo_core.train.loop import Trainer
     from zppo_core.train.methods.registry import build_method
@@ -185,10 +206,10 @@ def train(
         if not resume:
             rd.write_config(cfg)
         method = build_method(cfg)
-        student, teacher_model, report = load_models(cfg, method.needs_teacher, log)
+        served = teacher_is_served(cfg)
+        student, teacher_model, report = load_models(cfg, method.needs_teacher and not served, log)
         engine = make_engine(cfg, student.model, student.tokenizer, student.processor)
-        teacher = make_engine(cfg, teacher_model.model, teacher_model.tokenizer, teacher_model.processor) \
-            if teacher_model is not None else None
+        teacher = teacher_engine(cfg, teacher_model) if method.needs_teacher else None
         tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id)
         if not resume:
             tracker.log_params(flat_params(cfg))
@@ -223,6 +244,12 @@ def train(
     except KeyboardInterrupt:
         tracker.finish("KILLED")
         raise
+    except EndpointError as err:  # a served model stopped answering: the last checkpoint is intact, resume later
+        tracker.finish("FAILED")
+        last = ckpt_io.latest_checkpoint(rd.path)
+        where = f"its last checkpoint ({last.name}) is intact" if last is not None else "it has no checkpoint yet"
+        raise ServedModelFailed(f"{err} (at step {trainer.state.step + 1}); the run stopped and {where}: bring the "
+                                f"server back, then zppo train --resume {rd.path}") from None
     except BaseException:
         tracker.finish("FAILED")
         raise
