@@ -57,7 +57,7 @@ def main() -> None:
     from zppo_core.rollout.hf import TransformersEngine
     from zppo_core.tasks import QuestionStream
     from zppo_core.algo.reformulate import plain_prompt
-    from zppo_core.train.loop import render
+    from zppo_core.models.load import render
 
     tmp = Path(tempfile.mkdtemp(prefix="zppo-bench-vllm-"))
     tok = build_char_tokenizer()

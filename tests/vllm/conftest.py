@@ -63,6 +63,8 @@ class Server:
     name: str
     port: int
     log: Path
+    extra: tuple[str, ...] = ()  # more vLLM server arguments
+    env: dict | None = None  # more environment variables
     proc: subprocess.Popen | None = None
 
     @property
@@ -72,9 +74,11 @@ class Server:
     def start(self, timeout_s: float = 300.0) -> "Server":
         from zppo_cli.serve_cmd import server_env, vllm_serve_argv
 
-        argv = vllm_serve_argv(self.model_dir, self.name, host="127.0.0.1", port=self.port, dtype="float32", cpu=True)
+        argv = vllm_serve_argv(self.model_dir, self.name, host="127.0.0.1", port=self.port, dtype="float32", cpu=True,
+                               extra=list(self.extra))
         env = server_env(cpu=True)
         env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+        env.update(self.env or {})
         self.proc = subprocess.Popen(argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         self.wait_ready(timeout_s)
@@ -105,12 +109,12 @@ class Server:
 
 @pytest.fixture(scope="session")
 def start_server(tmp_path_factory):
-    """start_server(model_dir, name) -> a running Server; every server is stopped at the end of the session."""
+    """start_server(model_dir, name, extra=(), env=None) -> a running Server; all are stopped at the session's end."""
     servers: list[Server] = []
 
-    def start(model_dir, name: str) -> Server:
+    def start(model_dir, name: str, extra=(), env=None) -> Server:
         log = tmp_path_factory.mktemp("server") / "server.log"
-        srv = Server(str(model_dir), name, free_port(), log).start()
+        srv = Server(str(model_dir), name, free_port(), log, tuple(extra), env).start()
         servers.append(srv)
         return srv
 

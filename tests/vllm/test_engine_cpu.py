@@ -2,6 +2,7 @@
 
 - log-probs equal the trainer's forward (`completion_logprobs`, fp32) within 1e-5, before and after each of three
   AdamW steps + `sync_weights`; a no-op sync after an update fails that check (negative control, asserted);
+- the prefix cache must be reset after a sync (without it, cached prompt blocks keep the old weights' KV);
 - EOS / length / finished flags; greedy with n > 1; building the engine leaves the caller's RNGs alone; on CPU the
   samples follow torch's global generator (which training checkpoints), so a reseed reproduces them.
 """
@@ -40,7 +41,7 @@ def setup(tiny_dir):
 
 
 def _prompts(tok):
-    from zppo_core.train.loop import render
+    from zppo_core.models.load import render
 
     texts = ["Compute 1+2.", "Solve 3x+5=20. Think step by step and box the answer at the end please.", "Hi"]
     return [render(tok, t) for t in texts]  # different lengths; the long one spans several KV blocks
@@ -102,6 +103,28 @@ def test_logprobs_match_the_trainer_before_and_after_adamw_steps_and_syncs(setup
     print(f"max |logp_vllm - logp_trainer|: {['%.1e' % g for g in gaps]}; without sync: {['%.1e' % g for g in stale]}")
     assert max(gaps) < TOL, gaps
     assert min(stale) > 100 * TOL, stale  # a no-op sync is caught by the same check
+
+
+def test_the_prefix_cache_reset_after_a_sync_matters(setup, monkeypatch):
+    """A prompt seen before hits vLLM's prefix cache; synced without the reset, its cached KV blocks still come
+    from the old weights and the log-probs are off (negative control); with the reset they match again."""
+    import torch
+
+    engine, model, tok = setup["engine"], setup["model"], setup["tok"]
+    from zppo_core.models.load import render
+
+    long = [render(tok, "Add the numbers " + " + ".join(str(i) for i in range(1, 30)) + ".")]  # > 2 KV blocks
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gap, fp, fc = _gap(engine, model, tok, long)  # caches the prompt's blocks under the current weights
+    assert gap < TOL
+    _adamw_step(model, opt, fp, fc, tok)
+    monkeypatch.setattr(engine.llm, "reset_prefix_cache", lambda *a, **k: True)
+    engine.sync_weights(model)
+    stale = _gap(engine, model, tok, long)[0]
+    monkeypatch.undo()
+    engine.llm.reset_prefix_cache()
+    fresh = _gap(engine, model, tok, long)[0]
+    assert stale > 100 * TOL and fresh < TOL, (stale, fresh)
 
 
 def test_eos_length_and_finished_flags(setup):

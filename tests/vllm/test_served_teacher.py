@@ -20,7 +20,10 @@ pytestmark = pytest.mark.vllm
 
 @pytest.fixture(scope="module")
 def teacher_server(prepared, start_server):
-    return start_server(prepared / "teacher", "tiny")
+    # judge prompts (eval) are longer than the tiny model's 512 positions in characters; like the in-process
+    # transformers judge, let the served one run past them
+    return start_server(prepared / "teacher", "tiny", extra=["--max-model-len", "2048"],
+                        env={"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"})
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,7 @@ def test_greedy_replies_equal_the_in_process_teacher(teacher_server, prepared, q
     from zppo_core.rollout.base import SamplingParams, generate_messages
     from zppo_core.rollout.hf import TransformersEngine
     from zppo_core.rollout.openai_engine import served_engine
-    from zppo_core.train.loop import render
+    from zppo_core.models.load import render
 
     tok = AutoTokenizer.from_pretrained(prepared / "student")
     tok.padding_side = "left"
@@ -179,3 +182,34 @@ def test_killing_the_server_mid_run_stops_resumably_and_resume_finishes(prepared
     out = _zppo(["--resume", str(rd)], [])
     assert out.returncode == 0, out.stderr[-3000:]
     assert _steps(rd) == list(range(1, steps + 1))  # every step once: nothing lost, nothing doubled
+
+
+def test_zppo_eval_with_a_served_judge(teacher_server, prepared, test_overrides, tmp_path):
+    """MMLU-like local data: the tiny student never writes an option letter, so every sample goes to the judge,
+    here the tiny teacher behind the server (`--judge http://...`); its replies are recorded as the verdicts'
+    judge_output."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from datasets import Dataset
+
+    data = tmp_path / "data"
+    Dataset.from_list([
+        {"question": "2 + 2 = ?", "subject": "math", "choices": ["3", "4", "5", "22"], "answer": 1},
+        {"question": "H2O is?", "subject": "chemistry", "choices": ["water", "salt", "iron", "gold"], "answer": 0},
+    ]).save_to_disk(str(data / "MMLU"))
+    before = teacher_server.log.read_text().count("POST /v1/chat/completions")
+    cmd = [sys.executable, "-m", "zppo_cli.app", "eval", "--suite", "MMLU", "--model", str(prepared / "student"),
+           "--data-dir", str(data), "--limit", "2", "--judge", teacher_server.url, "--out", str(tmp_path / "out"),
+           "--set", "eval.judge_endpoint.model=tiny", "--set", "eval.max_new_tokens=16", "--set",
+           "tracking.enabled=false"]
+    for o in test_overrides:
+        cmd += ["--set", o]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    samples = [json.loads(x) for x in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert {s["id"] for s in samples} == {"all/test/0", "all/test/1"}  # 2 items x eval.samples
+    assert all(s["how"] == "judge" and isinstance(s["judge_output"], str) for s in samples)
+    assert teacher_server.log.read_text().count("POST /v1/chat/completions") >= before + len(samples)

@@ -55,11 +55,18 @@ class EndpointConfig(_Section):
     api_key_env: str | None = Field(
         None, description="Name of the environment variable holding the API key (the key is never logged or saved)."
     )
-    timeout_s: float = Field(600.0, gt=0, description="Seconds one request may take before it is retried.")
+    timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        description="Seconds one request may take before it is retried (a 12k-token teacher rollout in a full batch "
+        "can take many minutes).",
+    )
     max_retries: int = Field(
         3, ge=0, description="Extra attempts (exponential backoff) after connection errors, timeouts, HTTP 429/5xx."
     )
-    concurrency: int = Field(32, gt=0, description="Requests in flight at once.")
+    concurrency: int = Field(
+        64, gt=0, description="Requests in flight at once (the server batches them; each asks for n samples)."
+    )
     chat_template_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="Keyword arguments for the served model's chat template (vLLM), e.g. {enable_thinking: true}.",

@@ -60,9 +60,9 @@ class EndpointSpec:
     url: str  # http://host:port/v1
     model: str | None = None  # served model name (None: the endpoint's only model)
     api_key_env: str | None = None  # environment variable holding the API key
-    timeout_s: float = 600.0  # per request
+    timeout_s: float = 1800.0  # per request
     max_retries: int = 3  # extra attempts for failures that can heal
-    concurrency: int = 32  # requests in flight
+    concurrency: int = 64  # requests in flight
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"enable_thinking": true} (vLLM)
     role: str = "teacher"  # who this is, for messages: teacher | judge
     field: str = "model.teacher_endpoint"  # the config section to name in messages
@@ -109,18 +109,21 @@ class OpenAIChatEngine:
     def _where(self) -> str:
         return f"{self.spec.role} endpoint {self.url}"
 
-    def _request(self, method: str, path: str, payload: dict | None = None, retries: int | None = None) -> Any:
+    def _request(self, method: str, path: str, payload: dict | None = None, retries: int | None = None,
+                 timeout_s: float | None = None) -> Any:
         """One JSON request with retries for failures that can heal; returns the decoded JSON body."""
         import httpx
 
         retries = self.spec.max_retries if retries is None else retries
+        timeout_s = self.spec.timeout_s if timeout_s is None else timeout_s
+        timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
         attempt = 0
         while True:
             attempt += 1
             try:
-                resp = self._client.request(method, self.url + path, json=payload)
+                resp = self._client.request(method, self.url + path, json=payload, timeout=timeout)
             except httpx.TimeoutException:
-                problem = (f"no answer within timeout_s={self.spec.timeout_s:g}", f"raise {self.spec.field}"
+                problem = (f"no answer within timeout_s={timeout_s:g}", f"raise {self.spec.field}"
                            ".timeout_s or check the server's load")
             except httpx.TransportError as err:
                 problem = (f"unreachable ({_one_line(err, 80) or type(err).__name__})",
@@ -162,7 +165,7 @@ class OpenAIChatEngine:
     def check(self, retries: int | None = None) -> "OpenAIChatEngine":
         """Reachability and model-name check (GET /models). Picks the model when the spec names none and the
         endpoint serves exactly one. Raises EndpointError (one line) otherwise."""
-        body = self._request("GET", "/models", retries=retries)
+        body = self._request("GET", "/models", retries=retries, timeout_s=min(30.0, self.spec.timeout_s))
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list) or not all(isinstance(m, dict) and "id" in m for m in data):
             raise EndpointError(f"{self._where()}: GET /models did not return an OpenAI model list; is {self.url} "

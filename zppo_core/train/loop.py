@@ -47,7 +47,7 @@ from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
 from zppo_core.models.load import PromptRenderer
 from zppo_core.models.logprobs import completion_logprobs
-from zppo_core.rollout.base import Engine, SamplingParams, generate_messages
+from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_messages
 from zppo_core.run_dir import RunDir
 from zppo_core.tasks.graders import grade
 from zppo_core.tracking import NullTracker, Tracker
@@ -79,7 +79,7 @@ class Trainer:
         stream,
         method: Method,
         tracker: Tracker | None = None,
-        teacher: Engine | None = None,
+        teacher: Engine | ChatEngine | None = None,  # in-process, or served (chat messages)
         on_step: Callable[[int, dict[str, float]], None] | None = None,
     ):
         self.cfg = cfg
