@@ -4,8 +4,8 @@
     OMP_NUM_THREADS=1 .venv-vllm/bin/python bench/vllm_rollout.py [--prompts 16] [--n 8] [--new 128] [--repeats 5]
 
 One process, one thread (OMP_NUM_THREADS=1 and torch.set_num_threads(1) before vLLM is built), CPU, fp32. Both
-engines sample from the same randomly initialised tiny Qwen3 (the tiny student's shape, head_dim 32; `--hidden`
-and `--layers` change it), saved once: `--prompts` rendered prompts x `--n` samples x `--new` tokens, with EOS
+engines sample from the same randomly initialised tiny Qwen3 (the tiny student's shape, head_dim 32; `--hidden`,
+`--layers` and `--head-dim` change it), saved once: `--prompts` rendered prompts x `--n` samples x `--new` tokens, with EOS
 suppressed on both sides (transformers: `min_new_tokens` on the model's generation_config; vLLM: `min_tokens`),
 so both generate exactly the same number of tokens. Reported (JSON on stdout, and `--out`):
 
@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--syncs", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--head-dim", type=int, default=32, help="32, 64, ... (vLLM's CPU attention needs one of these)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -61,7 +62,8 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="zppo-bench-vllm-"))
     tok = build_char_tokenizer()
-    spec = TinyModelSpec(hidden_size=args.hidden, intermediate_size=4 * args.hidden, num_hidden_layers=args.layers)
+    spec = TinyModelSpec(hidden_size=args.hidden, intermediate_size=4 * args.hidden, num_hidden_layers=args.layers,
+                         head_dim=args.head_dim)
     build_tiny_model(spec, tok, seed=0).save_pretrained(tmp)
     tok.save_pretrained(tmp)
     model = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32)
