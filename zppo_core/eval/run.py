@@ -212,12 +212,10 @@ def evaluate_target(
             write_results(out, target, suite, report, {})
             return EvalOutcome(report, out, None, target, time.perf_counter() - t0, {})
     engine, render = _load(cfg, target.model_path, "student", log, prepare)
-    if judge_engine is not None:
-        pass
-    elif judge == "teacher":
+    if judge_engine is None and judge == "teacher":
         teacher = None if cfg.model.teacher == "tiny" else resolve_model(cfg.model.teacher, "model.teacher")
         judge_engine = LazyEngine(lambda: _load(cfg, teacher, "teacher", log, prepare))
-    elif judge != "none":
+    elif judge_engine is None and judge != "none":
         judge_engine = LazyEngine(lambda: _load(cfg, str(Path(judge).expanduser()), "judge", log, prepare))
     report = evaluate_suites(
         engine, render, suite, cfg.eval, train_families=list(cfg.data.families), closer=cfg.data.closer,
