@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from zppo_core.config import ConfigError, apply_overrides, load_config
 from zppo_core.config.schema import ZPPOConfig
-from zppo_core.models.load import PromptRenderer, load_model, resolve_model
+from zppo_core.models.load import PromptRenderer, chat_kwargs, load_model, resolve_model
 from zppo_core.run_dir import RunDir, write_atomic
 from zppo_core.suites.evaluate import EvalReport, Progress, evaluate_suites, plan_suites
 
@@ -114,7 +114,8 @@ def _checkpoint_dir(rd: RunDir, checkpoint: str | None) -> Path:
 def _load(cfg: ZPPOConfig, path: str | None, who: str, log: Callable[[str], None], prepare: Prepare | None):
     """(engine, render) for a model directory, or for the prepared tiny student/teacher when path is None. A
     vision-language model comes with its processor, which the engine uses to feed images and `render` as its chat
-    template."""
+    template. `render` passes the role's chat-template keywords (the student's; the judge's for a teacher or
+    judge, which eval only uses as the judge)."""
     from zppo_core.rollout import make_engine
 
     if path is None:
@@ -123,7 +124,8 @@ def _load(cfg: ZPPOConfig, path: str | None, who: str, log: Callable[[str], None
                               "prepare_tiny to evaluate_target (zppo eval does)")
         path = str(prepare(cfg, log) / who)
     m = load_model(path, cfg)
-    return make_engine(cfg, m.model, m.tokenizer, m.processor), PromptRenderer.of(m)
+    role = "student" if who == "student" else "judge"
+    return make_engine(cfg, m.model, m.tokenizer, m.processor), PromptRenderer.of(m, chat_kwargs(cfg, role))
 
 
 class LazyEngine:
