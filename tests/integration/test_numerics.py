@@ -174,3 +174,22 @@ def test_chat_template_keywords_reach_each_role_and_the_prompt_filter_counts(pre
     # tokens, and the skipped questions are counted
     assert m["data/filtered_questions"] > 0
     assert len(student_prompts[0]) == 4 and all(len(p) <= 23 for p in student_prompts[0])
+
+
+def test_bf16_trainer_pi_old_resume_equals_uninterrupted(prepared, test_overrides, tmp_path):
+    """Mixed precision keeps exact resume: the fp32 masters and fp32 AdamW state round-trip through the checkpoint."""
+    cfg = _cfg(test_overrides, "model.dtype=bfloat16", "algo.old_logprobs=trainer", "run.steps=3", "run.seed=5",
+               "run.final_eval_per_level=0")
+    full = train(cfg, run_dir=tmp_path / "full")
+    part = tmp_path / "part"
+    train(cfg, run_dir=part, stop_after=2)
+    resumed = train(None, run_dir=part, resume=True)
+
+    def weights(rd):
+        ptr = (rd / "checkpoints" / "latest").read_text().strip()
+        return load_file(str(rd / "checkpoints" / ptr / "model" / "model.safetensors"))
+
+    wf, wr = weights(full.run_dir), weights(resumed.run_dir)
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]  # noqa: E731
+    assert strip(full.history) == strip(resumed.history)
