@@ -94,3 +94,26 @@ def test_draw_fitting_skips_and_counts_and_refuses_a_filter_that_keeps_nothing()
     assert [x.id for x in kept] == ["0", "2", "4", "6"] and skipped == 3 and stream.pos == 7
     with pytest.raises(RuntimeError, match="max_prompt_tokens"):
         draw_fitting(ListStream(qs), 2, lambda x: False, max_skipped=50)
+
+
+def test_make_judge_builds_none_the_teacher_or_a_model_directory(tmp_path):
+    import torch
+
+    from zppo_core.config import load_config
+    from zppo_core.config.schema import TinyModelSpec
+    from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model, save_model
+    from zppo_core.train.run import make_judge
+
+    tok = build_char_tokenizer()
+    save_model(build_tiny_model(TinyModelSpec(num_hidden_layers=1, hidden_size=32, head_dim=8), tok, 0), tok,
+               tmp_path / "judge")
+    kw = "model.chat_template_kwargs.judge={enable_thinking: false}"
+    assert make_judge(load_config("tiny"), "TEACHER", tok) == (None, None)
+    engine, render = make_judge(load_config("tiny", overrides=["reward.judge=teacher", kw]), "TEACHER", tok)
+    assert engine == "TEACHER" and render.template_kwargs == {"enable_thinking": False}
+    cfg = load_config("tiny", overrides=[f"reward.judge={tmp_path / 'judge'}", "model.dtype=bfloat16", kw])
+    engine, render = make_judge(cfg, None, None)
+    assert {p.dtype for p in engine.model.parameters()} == {torch.bfloat16}  # frozen: the compute dtype
+    assert not any(p.requires_grad for p in engine.model.parameters())
+    assert render.tokenizer is not None and render.template_kwargs == {"enable_thinking": False}
+    assert tok.decode(render("hi")) == "<|user|>hi<|assistant|>"

@@ -15,9 +15,9 @@ chat template, expands the image placeholders and turns the images into pixel va
 
 from __future__ import annotations
 
-import torch
-
 import contextlib
+
+import torch
 
 from zppo_core.algo.losses import gather_token_logprobs
 from zppo_core.rollout.base import MultimodalRequest, SamplingParams
