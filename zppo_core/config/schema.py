@@ -5,6 +5,9 @@ Every field carries help text (shown by `zppo train --dry-run` and `zppo ls`). P
 applied on top. Cross-field rules live in `ZPPOConfig._check`, and each message names the fix.
 
 No torch import here: the CLI validates configs before any heavy import.
+
+Why this file is long: it is the whole schema, one small class per section with every field's help text, and
+the cross-field rules must see all sections at once; splitting it would scatter the single source of truth.
 """
 
 from __future__ import annotations

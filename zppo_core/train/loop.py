@@ -33,6 +33,10 @@ The loop never looks at the method's name: a method is the `Method` protocol of 
 hooks, a loss, its state and its reports). Periodic and final evaluation come from `zppo_core.suites`, which sits
 below train (the loop never imports `zppo_core.eval`, and eval never imports train).
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
+
+Why this file is long: it is the one place steps 1-13 run in order (rollouts with their grading and judge call,
+the mini-batch update with π_old and micro-batching, state and checkpoints, the step tail); the pieces that stand
+alone live beside it (`old_logprobs.py`, `reward.py`, `checkpoint.py`, `tasks/filter.py`).
 """
 
 from __future__ import annotations
