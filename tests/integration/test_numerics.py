@@ -3,7 +3,8 @@ truncated IS, bf16 compute over fp32 masters end to end, the judge in the reward
 role, and the plain-prompt token filter.
 
 Test doubles only where the issue allows them: an engine that perturbs the real engine's log-probs (to create a
-mismatch the CPU engine does not have) and a scripted judge engine (to decide verdicts)."""
+mismatch the CPU engine does not have), a scripted judge engine (to decide verdicts), and a scripted HTTP server
+standing in for vLLM's OpenAI server (the real client; vLLM itself runs in tests/vllm)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from safetensors.torch import load_file
 
 from zppo_core.config import load_config
 from zppo_core.models.load import load_pair
+from tests.unit.test_openai_engine import echo_chat, models, server  # noqa: F401 (server: the HTTP fixture)
 from zppo_core.rollout import make_engine
+from zppo_core.rollout.openai_engine import EndpointSpec, OpenAIChatEngine
 from zppo_core.train.loop import Trainer
 from zppo_core.train.methods.registry import build_method
-from zppo_core.train.run import make_stream, train
-from zppo_core.types import Completion
+from zppo_core.train.run import make_judge, make_stream, train
+from zppo_core.types import Completion, Question
 
 
 def _cfg(test_overrides, *sets, method="grpo"):
@@ -193,3 +196,29 @@ def test_bf16_trainer_pi_old_resume_equals_uninterrupted(prepared, test_override
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
     strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]  # noqa: E731
     assert strip(full.history) == strip(resumed.history)
+
+
+def test_a_served_teacher_gets_each_roles_chat_template_keywords(prepared, test_overrides, tmp_path, server):
+    """A served teacher (the real client against a scripted HTTP server, tests/unit/test_openai_engine.py) renders
+    prompts itself, so the role's keywords travel with the request: teacher rollouts, compression calls and the
+    teacher as judge (built by run.make_judge) each send their own, over the endpoint's."""
+    server.on("/models", models("teacher")).on("/chat/completions", echo_chat)
+    cfg = _cfg(test_overrides, "model.chat_template_kwargs.teacher={enable_thinking: true}",
+               "model.chat_template_kwargs.compression={enable_thinking: false}",
+               "model.chat_template_kwargs.judge={enable_thinking: false, mode: judge}", "reward.judge=teacher",
+               method="zppo")
+    teacher = OpenAIChatEngine(EndpointSpec(url=server.url, chat_template_kwargs={"keep": 1}), backoff_s=0.0)
+    student, _ = load_pair(cfg, str(prepared / "student"), None)
+    judge, judge_render = make_judge(cfg, teacher, student.tokenizer)
+    tr = Trainer(cfg, tmp_path, student.model, student.tokenizer, make_engine(cfg, student.model, student.tokenizer),
+                 make_stream(cfg), build_method(cfg), teacher=teacher, judge=judge, judge_render=judge_render)
+    q = Question(id="q1", prompt="What is 1+2?", answer="3")
+    assert tr.teacher_generate(["compress this"], 4) == ["compress this#0"]
+    groups = tr.teacher_sample([q], 2)  # the echo has no box: the judge (the same served teacher) decides both
+    assert [r.judged for r in groups[0].rollouts] == [True, True]
+    posts = [b for k, b, _ in server.requests if k == "POST /chat/completions"]
+    kinds = [b["chat_template_kwargs"] for b in posts]
+    assert kinds[0] == {"keep": 1, "enable_thinking": False}  # compression
+    assert kinds[1] == {"keep": 1, "enable_thinking": True}  # teacher rollouts (n=2 in one request)
+    assert kinds[2:] == [{"keep": 1, "enable_thinking": False, "mode": "judge"}] * 2  # one greedy call per verdict
+    assert '{"correct": true}' in posts[2]["messages"][0]["content"]  # the strict-JSON judge prompt

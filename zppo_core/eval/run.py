@@ -164,9 +164,11 @@ def _served_judge(cfg: ZPPOConfig, judge: str):
     return None
 
 
-def _judge_render(judge_engine):
+def _judge_render(judge_engine, template_kwargs: dict | None = None):
     """What turns the judge's message into its prompt: an in-process judge's renderer; a served judge renders
-    with its own chat template (never called then)."""
+    with its own chat template (never called then) and gets `template_kwargs` with each request (for the served
+    teacher as judge: the judge role's `model.chat_template_kwargs.judge`; a judge endpoint of its own takes
+    `eval.judge_endpoint.chat_template_kwargs`)."""
     if judge_engine is None:
         return None
     if isinstance(judge_engine, LazyEngine):
@@ -175,6 +177,7 @@ def _judge_render(judge_engine):
     def renders_itself(text):
         raise RuntimeError("a served judge takes chat messages; rollout.base.generate_messages sends them")
 
+    renders_itself.template_kwargs = dict(template_kwargs or {})
     return renders_itself
 
 
@@ -221,7 +224,7 @@ def evaluate_target(
         judge_engine = LazyEngine(lambda: _load(cfg, str(Path(judge).expanduser()), "judge", log, prepare))
     report = evaluate_suites(
         engine, render, suite, cfg.eval, train_families=list(cfg.data.families), closer=cfg.data.closer,
-        judge=judge_engine, judge_render=_judge_render(judge_engine),
+        judge=judge_engine, judge_render=_judge_render(judge_engine, chat_kwargs(cfg, "judge") if judge == "teacher" else None),
         scale=_reference_key(target), data_dir=data_dir, progress=progress,
     )
     fam_ref = family_reference(target, report)

@@ -186,7 +186,8 @@ class Trainer:
         )
         render = render or self.render
         outs = generate_messages(engine, [_user(text) for _, _, text in items], params,
-                                 render=lambda conv: render(conv[0]["content"]))
+                                 render=lambda conv: render(conv[0]["content"]),
+                                 template_kwargs=render.template_kwargs)
         graded = iter(self.rewarder.grade([(q, c.text) for (_, q, _), comps in zip(items, outs) for c in comps]))
         groups = []
         for i, ((kind, q, text), pids, comps) in enumerate(zip(items, prompt_ids, outs)):
@@ -215,7 +216,8 @@ class Trainer:
         compress = self.renders["compression"]
         outs = generate_messages(self.teacher, [_user(t) for t in texts],
                                  SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
-                                 render=lambda conv: compress(conv[0]["content"]))
+                                 render=lambda conv: compress(conv[0]["content"]),
+                                 template_kwargs=compress.template_kwargs)
         return [o[0].text for o in outs]
 
     # ------------------------------------------------------------------ one step

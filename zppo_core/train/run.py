@@ -118,18 +118,28 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
 
 
 def check_served_teacher(cfg: ZPPOConfig) -> None:
-    """The served teacher answers and serves the model (when the method uses a teacher); ConfigError otherwise."""
+    """The served teacher answers and serves the model (when the method uses a teacher or it is the judge), and is
+    vLLM's server if the roles it plays have chat-template keywords; ConfigError otherwise."""
     from zppo_core.rollout import served_engine
     from zppo_core.rollout.openai_engine import EndpointError
     from zppo_core.train.methods.registry import build_method
 
-    if not build_method(cfg).needs_teacher and cfg.reward.judge != "teacher":
+    needs_teacher = build_method(cfg).needs_teacher
+    if not needs_teacher and cfg.reward.judge != "teacher":
         return
     try:
-        served_engine(cfg.model.teacher_endpoint, role="teacher", field="model.teacher_endpoint",
-                      default_model=cfg.model.teacher).close()
+        engine = served_engine(cfg.model.teacher_endpoint, role="teacher", field="model.teacher_endpoint",
+                               default_model=cfg.model.teacher)
+        engine.close()
     except EndpointError as err:
         raise ConfigError(str(err)) from None
+    roles = (["teacher", "compression"] if needs_teacher else []) + (["judge"] if cfg.reward.judge == "teacher" else [])
+    keyed = [r for r in roles if getattr(cfg.model.chat_template_kwargs, r)]
+    if keyed and not engine.is_vllm:  # only vLLM's server takes chat_template_kwargs; say so before any compute
+        raise ConfigError(f"model.chat_template_kwargs.{keyed[0]}: the served teacher at "
+                          f"{cfg.model.teacher_endpoint.url} is not vLLM's server, which alone takes chat-template "
+                          f"keywords; --set model.chat_template_kwargs.{keyed[0]}={{}} (or serve it with zppo serve "
+                          "teacher)")
 
 
 def check_judge(cfg: ZPPOConfig) -> None:
