@@ -1,7 +1,8 @@
 """Transformers rollout engine: batched, KV-cached sampling with `model.generate` (CPU or GPU).
 
 Log-probs are taken from the raw (unprocessed) logits that `generate` returns (`output_logits=True`), so they
-are the policy's log-probs under the weights that sampled, i.e. PPO's π_old, with no second forward pass.
+are the policy's log-probs under the weights that sampled: PPO's π_old with `algo.old_logprobs=engine` (no second
+forward pass); with `trainer` the loop recomputes π_old and compares (`train/old_logprobs.py`).
 Randomness comes from torch's global generator, which the trainer seeds and checkpoints.
 
 `autocast_dtype` (set by `make_engine` when the model's weights are fp32 masters and `model.dtype` is bf16):
