@@ -91,8 +91,8 @@ class Trainer:
         tracker: Tracker | None = None,
         teacher: Engine | ChatEngine | None = None,  # in-process, or served (chat messages)
         on_step: Callable[[int, dict[str, float]], None] | None = None,
-        judge: Engine | None = None,  # reward.judge (None: rule grader only), prompts by judge_render (default:
-        judge_render: Callable[[str], list[int]] | None = None,  # this tokenizer, the judge role's keywords)
+        judge: Engine | ChatEngine | None = None,  # reward.judge (None: rule grader only), prompts by judge_render
+        judge_render: Callable[[str], list[int]] | None = None,  # (default: this tokenizer, the judge's keywords)
     ):
         self.cfg = cfg
         self.run_dir = RunDir(run_dir)
