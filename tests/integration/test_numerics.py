@@ -212,9 +212,9 @@ def test_a_served_teacher_gets_each_roles_chat_template_keywords(prepared, test_
     judge, judge_render = make_judge(cfg, teacher, student.tokenizer)
     tr = Trainer(cfg, tmp_path, student.model, student.tokenizer, make_engine(cfg, student.model, student.tokenizer),
                  make_stream(cfg), build_method(cfg), teacher=teacher, judge=judge, judge_render=judge_render)
-    q = Question(id="q1", prompt="What is 1+2?", answer="3")
+    q = Question(id="q1", prompt="Name the sign.", answer="STOP", meta={"answer_type": "free_form"})
     assert tr.teacher_generate(["compress this"], 4) == ["compress this#0"]
-    groups = tr.teacher_sample([q], 2)  # the echo has no box: the judge (the same served teacher) decides both
+    groups = tr.teacher_sample([q], 2)  # free-form, the echo is no match: the judge (the served teacher) decides
     assert [r.judged for r in groups[0].rollouts] == [True, True]
     posts = [b for k, b, _ in server.requests if k == "POST /chat/completions"]
     kinds = [b["chat_template_kwargs"] for b in posts]
