@@ -89,8 +89,8 @@ def test_lean_loop_equals_generate_on_the_same_seed():
     multinomial over the same rows), so on one seed both give the same token ids and the same log-probs."""
     tok, model = _setup()
     lean = TransformersEngine(model, tok, batch_size=7)  # chunks of 7 rows: a prompt's samples span two chunks
-    ref = TransformersEngine(model, tok, batch_size=7, lean=False)
-    assert lean.lean and not ref.lean
+    ref = TransformersEngine(model, tok, batch_size=7, decode="generate")
+    assert lean.decode == "slots"
     prompts = _prompts(tok)
     for params in CASES:
         torch.manual_seed(11)
@@ -117,7 +117,7 @@ def test_eager_attention_logprobs_match_training_forward():
     tok, model = _setup()
     model.config._attn_implementation = "eager"  # the additive float mask path
     engine = TransformersEngine(model, tok)
-    assert engine.lean
+    assert engine.decode == "slots"
     prompts = _prompts(tok)
     torch.manual_seed(0)
     outs = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=10))
@@ -129,12 +129,45 @@ def test_eager_attention_logprobs_match_training_forward():
         assert torch.allclose(lp[i, : len(c.token_ids)], torch.tensor(c.logprobs), atol=1e-5), i
 
 
-def test_unsupported_models_use_generate():
-    from zppo_core.rollout.hf import lean_unsupported_reason
-
+def test_decode_path_follows_the_model():
     tok, model = _setup()
     model.config.layer_types = ["sliding_attention", "full_attention"]
-    assert "layer types" in lean_unsupported_reason(model)
-    assert not TransformersEngine(model, tok).lean
-    with pytest.raises(ValueError, match="lean decode loop does not support"):
-        TransformersEngine(model, tok, lean=True)
+    assert TransformersEngine(model, tok).decode == "model-cache"
+    with pytest.raises(ValueError, match="layer types"):
+        TransformersEngine(model, tok, decode="slots")
+    with pytest.raises(ValueError, match="choose auto"):
+        TransformersEngine(model, tok, decode="fast")
+
+
+def _tiny_qwen35(tok):
+    from transformers import Qwen3_5ForCausalLM
+
+    from zppo_core.models.tiny import qwen35_text_config, set_generation_ids
+
+    cfg = qwen35_text_config(len(tok), num_hidden_layers=2, full_attention_interval=2, pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Qwen3_5ForCausalLM(cfg)
+    set_generation_ids(model, tok)
+    return model
+
+
+def test_model_cache_path_equals_generate_on_the_same_seed():
+    """The model's own cache and 2-D masks: forced on the tiny Qwen3, and chosen for a hybrid linear-attention
+    Qwen3.5 (whose prefill states are copied to each prompt's samples with the cache's reorder)."""
+    tok, qwen3 = _setup()
+    qwen35 = _tiny_qwen35(tok)
+    assert TransformersEngine(qwen35, tok).decode == "model-cache"
+    prompts = _prompts(tok)
+    for model in (qwen3, qwen35):
+        lean = TransformersEngine(model, tok, batch_size=7, decode="model-cache")
+        ref = TransformersEngine(model, tok, batch_size=7, decode="generate")
+        for params in CASES[::2]:
+            torch.manual_seed(5)
+            a = ref.generate(prompts, params)
+            torch.manual_seed(5)
+            b = lean.generate(prompts, params)
+            for ca, cb in zip([c for o in a for c in o], [c for o in b for c in o]):
+                assert ca.token_ids == cb.token_ids, (type(model).__name__, params)
+                assert torch.allclose(torch.tensor(ca.logprobs), torch.tensor(cb.logprobs), atol=1e-6, rtol=0)

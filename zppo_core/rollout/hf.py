@@ -1,23 +1,25 @@
 """Transformers rollout engine: batched, KV-cached sampling of token ids and their log-probs (CPU or GPU).
 
-Text prompts go through a lean decode loop over the model's own forward (`_decode_batch`) when the model allows
-it (every layer full attention, sdpa or eager attention — the tiny models and plain decoder LMs such as Qwen3):
+Text prompts go through our own decode loop over the model's forward (`_decode_batch`), not `model.generate`:
 
-- each distinct prompt is prefilled once and its KV cache copied to its `n` samples (G_S samples share one
-  prompt, so prefill costs 1/G_S of per-row prefill);
-- the KV cache is preallocated for prompt + `max_new_tokens` and written in place (no growing `torch.cat`);
-- the attention mask is built once, as a 4-D mask the model uses as is (no per-step mask construction);
+- each distinct prompt is prefilled once and its cache copied to its `n` samples (the G_S samples of a question
+  share one prompt, so prefill costs 1/G_S of per-row prefill);
 - one sampling step per token: the policy log-prob of the sampled token is taken from the raw logits on the spot
-  (no [B, T, V] logits kept), the processors are transformers' own (repetition penalty, `min_new_tokens` from the
-  model's generation_config, temperature, top-k, top-p, in `generate`'s order), then `softmax` + `multinomial`
-  exactly as `generate` samples, so torch's global generator is consumed the same way.
+  (`generate` keeps [B, T, V] fp32 logits: 0.5 GB per step at a 248k vocabulary and 512 rows); the processors
+  are transformers' own (repetition penalty, `min_new_tokens` from the model's generation_config, temperature,
+  top-k, top-p, in `generate`'s order), then `softmax` + `multinomial` exactly as `generate` samples, so
+  torch's global generator is consumed the same way and one seed gives the same tokens as `generate`.
 
-Other models (hybrid linear-attention layers, sliding windows, flash-attention kernels, multimodal requests) use
-`model.generate`, as before (`lean=False` forces it). Both paths return the same thing: per completion the
-token ids (cut after EOS), the log-probs of the *policy* (temperature-1 softmax of the raw logits, PPO's π_old
-with `algo.old_logprobs=engine`, no second forward pass; with `trainer` the loop recomputes π_old and compares,
-`train/old_logprobs.py`) and the decoded text. Randomness comes from torch's global generator, which the
-trainer seeds and checkpoints. The sampling spec is `SamplingParams` alone: of the model's generation_config only
+Two cache paths (`decode_path` picks the fastest the model allows): "slots" for text decoders with full attention
+in every layer and sdpa/eager attention (the tiny models, Qwen3, Llama): a KV cache preallocated for prompt +
+`max_new_tokens` and written in place, and 4-D masks the model uses as they are (no growing `torch.cat`, no
+per-step mask construction); "model-cache" for other text decoders (hybrid linear-attention Qwen3.5,
+flash-attention kernels, sliding windows): the model's own cache and 2-D masks. Multimodal requests and models
+use `model.generate` ("generate"). All paths return the same thing: per completion the token ids (cut after
+EOS), the log-probs of the *policy* (temperature-1 softmax of the raw logits: PPO's π_old with
+`algo.old_logprobs=engine`, no second forward pass; with `trainer` the loop recomputes π_old and compares,
+`train/old_logprobs.py`) and the decoded text. Randomness comes from torch's global generator, which the trainer seeds and
+checkpoints. The sampling spec is `SamplingParams` alone: of the model's generation_config only
 `min_new_tokens` is honoured (the benchmarks fix completion lengths with it).
 
 `autocast_dtype` (set by `make_engine` when the model's weights are fp32 masters and `model.dtype` is bf16):
@@ -44,7 +46,9 @@ from zppo_core.types import Completion
 
 class TransformersEngine:
     def __init__(self, model, tokenizer, batch_size: int = 256, processor=None, autocast_dtype=None,
-                 lean: bool | None = None):
+                 decode: str = "auto"):
+        """`decode`: "auto" (the fastest path the model allows, see `decode_path`), or one of "slots",
+        "model-cache" or "generate" to force a path (an impossible one raises ValueError)."""
         self.model = model
         self.autocast_dtype = autocast_dtype  # compute dtype over fp32 master weights (None: the weights' dtype)
         self.tokenizer = tokenizer
@@ -52,10 +56,13 @@ class TransformersEngine:
         self.processor = processor  # a multimodal processor (image processor + this tokenizer), or None
         self.pad_id = tokenizer.pad_token_id
         self.eos_id = tokenizer.eos_token_id
-        self.lean = lean_supported(model) if lean is None else lean
-        if self.lean and not lean_supported(model):
-            raise ValueError(f"the lean decode loop does not support this model ({lean_unsupported_reason(model)}); "
-                             "build the engine with lean=None or lean=False")
+        best = decode_path(model)
+        if decode not in ("auto", *DECODE_PATHS):
+            raise ValueError(f"decode={decode!r}: choose auto, {', '.join(DECODE_PATHS)}")
+        if decode != "auto" and DECODE_PATHS.index(decode) < DECODE_PATHS.index(best):
+            raise ValueError(f"decode={decode!r} cannot drive this model ({_why_not(model, decode)}); "
+                             f"it supports {best!r}")
+        self.decode = best if decode == "auto" else decode
 
     @property
     def supports_images(self) -> bool:
@@ -71,7 +78,7 @@ class TransformersEngine:
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
-        return self._batched(prompts, params, self._decode_batch if self.lean else self._generate_batch)
+        return self._batched(prompts, params, self._generate_batch if self.decode == "generate" else self._decode_batch)
 
     @torch.no_grad()
     def generate_multimodal(self, requests: list[MultimodalRequest], params: SamplingParams) -> list[list[Completion]]:
@@ -95,7 +102,7 @@ class TransformersEngine:
             self.model.train(was_training)
         return [out[i * params.n : (i + 1) * params.n] for i in range(len(requests))]
 
-    # ------------------------------------------------------------------ lean decode loop (text)
+    # ------------------------------------------------------------------ decode loop (text)
     def _decode_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         model, dev = self.model, self.device
         B, T = len(prompts), params.max_new_tokens
@@ -109,17 +116,24 @@ class TransformersEngine:
             real[u, P - len(p) :] = True
         ids, real = ids.to(dev), real.to(dev)
         pos = (real.long().cumsum(-1) - 1).clamp(min=0)  # [U, P] positions count real tokens only
-        causal = torch.ones((P, P), dtype=torch.bool, device=dev).tril()  # [P, P]
-        # real keys only, causal; a padding query row sees itself (never read, but no empty softmax row)
-        prefill_mask = (causal & real[:, None, :]) | torch.eye(P, dtype=torch.bool, device=dev)  # [U, P, P]
-
         from transformers import DynamicCache
 
+
+        slots = self.decode == "slots"
         cache = DynamicCache(config=model.config)
         kw = {_cache_kwarg(model): cache}
-        out = model(input_ids=ids, attention_mask=self._mask(prefill_mask[:, None]), position_ids=pos,
-                    use_cache=True, logits_to_keep=1, **kw)
-        _slot_layers(cache, row_prompt, P + T)  # each row starts from its prompt's prefilled K/V
+        if slots:  # 4-D mask: real keys only, causal; a padding query row sees itself (never read, no empty row)
+            causal = torch.ones((P, P), dtype=torch.bool, device=dev).tril()  # [P, P]
+            allowed = (causal & real[:, None, :]) | torch.eye(P, dtype=torch.bool, device=dev)  # [U, P, P]
+            prefill_mask = self._mask(allowed[:, None])  # [U, 1, P, P]
+        else:
+            prefill_mask = real.long()  # [U, P] the model builds its own masks (and its linear-attention masks)
+        out = model(input_ids=ids, attention_mask=prefill_mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                    **kw)
+        if slots:
+            _slot_layers(cache, row_prompt, P + T)  # each row starts from its prompt's prefilled K/V
+        else:
+            cache.reorder_cache(row_prompt)  # each row starts from its prompt's prefilled states
         logits = out.logits[:, -1].float()[row_prompt]  # [B, V] logits of the first new token
 
         keys = torch.zeros((B, P + T), dtype=torch.bool, device=dev)  # [B, P+T] attendable key slots
@@ -146,8 +160,9 @@ class TransformersEngine:
             t += 1
             if t == T or not bool(unfinished.any()):
                 break
-            out = model(input_ids=tok[:, None], attention_mask=self._mask(keys[:, None, None, : P + t]),
-                        position_ids=next_pos[:, None], use_cache=True, **kw)
+            mask = self._mask(keys[:, None, None, : P + t]) if slots else keys[:, : P + t].long()
+            out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None], use_cache=True,
+                        **kw)
             logits = out.logits[:, -1].float()  # [B, V]
             next_pos = next_pos + 1
         return self._cut(seq[:, P : P + t].cpu(), lps[:, :t].cpu())
@@ -254,11 +269,28 @@ class TransformersEngine:
 
 
 # ---------------------------------------------------------------------------------------------------- support
-def lean_unsupported_reason(model) -> str | None:
-    """Why the lean decode loop cannot drive `model` (None: it can)."""
+# decode paths, fastest first: "slots" (preallocated KV slots and 4-D masks: full-attention text decoders with sdpa
+# or eager attention), "model-cache" (the model's own cache and 2-D masks: any text decoder, e.g. hybrid
+# linear-attention Qwen3.5 or flash-attention kernels), "generate" (model.generate: multimodal and other models)
+DECODE_PATHS = ("slots", "model-cache", "generate")
+
+
+def _why_not(model, path: str) -> str | None:
+    """Why decode path `path` cannot drive `model` (None: it can)."""
+    if path == "generate":
+        return None
     cfg = model.config
     if getattr(cfg, "is_encoder_decoder", False):
         return "encoder-decoder model"
+    if cfg.get_text_config() is not cfg:
+        return "multimodal model (its positions and masks come from its processor inputs)"
+    params = inspect.signature(model.forward).parameters
+    if "position_ids" not in params or "logits_to_keep" not in params:
+        return "forward takes no position_ids/logits_to_keep"
+    if not any(k in params for k in ("cache", "past_key_values")):
+        return "forward takes no KV cache"
+    if path == "model-cache":
+        return None
     attn = getattr(cfg, "_attn_implementation", None)
     if attn not in ("sdpa", "eager"):
         return f"attention implementation {attn!r} (needs sdpa or eager, which take a 4-D mask)"
@@ -266,19 +298,16 @@ def lean_unsupported_reason(model) -> str | None:
     if kinds != {"full_attention"}:
         return f"layer types {sorted(kinds)} (needs full attention in every layer)"
     if getattr(cfg, "use_sliding_window", False) or (
-        getattr(cfg, "sliding_window", None) and "use_sliding_window" not in cfg.to_dict()
+        getattr(cfg, "layer_types", None) is None and getattr(cfg, "sliding_window", None)
+        and getattr(cfg, "use_sliding_window", True)
     ):
         return "sliding-window attention"
-    params = inspect.signature(model.forward).parameters
-    if "position_ids" not in params or "logits_to_keep" not in params:
-        return "forward takes no position_ids/logits_to_keep"
-    if not any(k in params for k in ("cache", "past_key_values")):
-        return "forward takes no KV cache"
     return None
 
 
-def lean_supported(model) -> bool:
-    return lean_unsupported_reason(model) is None
+def decode_path(model) -> str:
+    """The fastest decode path that can drive `model`."""
+    return next(p for p in DECODE_PATHS if _why_not(model, p) is None)
 
 
 def _cache_kwarg(model) -> str:
