@@ -68,7 +68,7 @@ def legacy_prepare(cfg, out: Path, log) -> dict[str, Any]:
     from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model, save_model
     from zppo_core.tasks import get_family
     from zppo_core.tasks.synthetic import make_beliefs
-    from zppo_core.train.loop import render
+    from zppo_core.models.load import render
     from zppo_core.train.prepare import PREPARE_SEED, sft_examples
 
     def encode_pair(tokenizer, prompt, response):
@@ -125,10 +125,10 @@ def legacy_prepare(cfg, out: Path, log) -> dict[str, Any]:
 def measure(model, tokenizer, cfg, n_questions: int, seed: int, decode: str = "auto") -> dict[str, Any]:
     import torch
 
-    from zppo_core.eval.heldout import evaluate_questions
+    from zppo_core.suites.heldout import evaluate_questions
     from zppo_core.rollout.hf import TransformersEngine
     from zppo_core.tasks import QuestionStream
-    from zppo_core.train.loop import render
+    from zppo_core.models.load import render
 
     qs = QuestionStream(cfg.data.families, cfg.data.levels, seed).next(n_questions)
     engine = TransformersEngine(model, tokenizer, batch_size=cfg.rollout.batch_size, decode=decode)
