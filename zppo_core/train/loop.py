@@ -17,7 +17,8 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
      one AdamW step on each over fp32 masters (forward in the compute dtype, `models/precision.py`; fp32 grad-norm
      clip), micro-batches gradient-accumulated with a token-level normaliser per mini-batch.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
-  9. Sync the rollout engine's weights; the step's train and method metrics go to the tracker.
+  9. Sync the rollout engine's weights; the step's train, method and perf metrics (wall time per phase,
+     tokens/s, peak memory: `perf.py`) go to the tracker.
 
 The step tail (`run`), after every step:
 
@@ -35,8 +36,9 @@ below train (the loop never imports `zppo_core.eval`, and eval never imports tra
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
 
 Why this file is long: it is the one place steps 1-13 run in order (rollouts with their grading and judge call,
-the mini-batch update with π_old and micro-batching, state and checkpoints, the step tail); the pieces that stand
-alone live beside it (`old_logprobs.py`, `reward.py`, `checkpoint.py`, `tasks/filter.py`).
+the mini-batch update with π_old and micro-batching, per-phase timing, state and checkpoints, the step tail);
+the pieces that stand alone live beside it (`old_logprobs.py`, `reward.py`, `checkpoint.py`, `tasks/filter.py`,
+`perf.py`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from zppo_core.tracking import NullTracker, Tracker
 from zppo_core.train import checkpoint as ckpt_io
 from zppo_core.train import old_logprobs as pi_old
 from zppo_core.train.methods.base import ExtraPrompt, Method, StepContext
+from zppo_core.train.perf import PhaseTimer, memory_metrics, reset_gpu_peak
 from zppo_core.train.reward import Rewarder
 from zppo_core.types import Group, Question, Rollout
 
@@ -127,6 +130,7 @@ class Trainer:
         self._next_group_id = 0
         self._last_checkpoint = time.monotonic()
         self.stopped_early = False  # on_step asked to stop before run.steps
+        self.phases = PhaseTimer()  # wall seconds per phase of the current step -> perf/*_time_s
         torch.manual_seed(cfg.run.seed)
 
     # ------------------------------------------------------------------ state
@@ -204,8 +208,9 @@ class Trainer:
         if self.teacher is None:
             raise RuntimeError("this method needs a teacher but none was loaded")
         closer = self.cfg.data.closer
-        return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions], n,
-                                    render=self.renders["teacher"])
+        with self.phases("teacher_rollout"):
+            return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions],
+                                        n, render=self.renders["teacher"])
 
     def teacher_generate(self, texts: list[str], max_new_tokens: int) -> list[str]:
         """One greedy teacher completion per user-message text (candidate compression)."""
@@ -214,16 +219,20 @@ class Trainer:
         if not texts:
             return []
         compress = self.renders["compression"]
-        outs = generate_messages(self.teacher, [_user(t) for t in texts],
-                                 SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
-                                 render=lambda conv: compress(conv[0]["content"]),
-                                 template_kwargs=compress.template_kwargs)
+        with self.phases("compression"):
+            outs = generate_messages(self.teacher, [_user(t) for t in texts],
+                                     SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
+                                     render=lambda conv: compress(conv[0]["content"]),
+                                     template_kwargs=compress.template_kwargs)
         return [o[0].text for o in outs]
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         t0 = time.perf_counter()
+        self.phases.reset()
+        device = next(self.model.parameters()).device
+        reset_gpu_peak(device)
         ctx = StepContext(
             step=self.state.step + 1,
             rng=self.rng,
@@ -237,16 +246,18 @@ class Trainer:
         prompts = self.method.select_prompts(new, ctx)
         # step 3: plain rollouts, graded
         t_roll = time.perf_counter()
-        plain = self._rollout_groups(
-            self.engine, [("plain", q, plain_prompt(q, cfg.data.closer)) for q in prompts], cfg.rollout.group_size
-        )
-        # step 4: extra prompts planned by the method (BCQ/NCQ/...)
+        with self.phases("plain_rollout"):
+            plain = self._rollout_groups(
+                self.engine, [("plain", q, plain_prompt(q, cfg.data.closer)) for q in prompts], cfg.rollout.group_size
+            )
+        # step 4: extra prompts planned by the method (BCQ/NCQ/...; teacher rollouts and compressions time themselves)
         extras: list[ExtraPrompt] = self.method.extra_prompts(plain, ctx)
         # step 5: extra rollouts, each prompt its own group
-        extra_groups = self._rollout_groups(
-            self.engine, [(e.kind, e.question, e.text) for e in extras], cfg.rollout.group_size,
-            metas=[e.meta for e in extras],
-        )
+        with self.phases("extra_rollout"):
+            extra_groups = self._rollout_groups(
+                self.engine, [(e.kind, e.question, e.text) for e in extras], cfg.rollout.group_size,
+                metas=[e.meta for e in extras],
+            )
         rollout_time = time.perf_counter() - t_roll
         groups = plain + extra_groups
         rollouts = [r for g in groups for r in g.rollouts]
@@ -286,11 +297,24 @@ class Trainer:
             "perf/rollout_time_s": rollout_time,
             "perf/update_time_s": update_time,
             "perf/rollout_tokens_per_s": gen_tokens / max(rollout_time, 1e-9),
+            **self._phase_metrics(step_time, update_time, upd["perf/train_tokens"]),
+            **memory_metrics(device),
             **ctx.metrics,
         }
         self.state.history.append({"step": self.state.step, **metrics})
         self.tracker.log_metrics(metrics, step=self.state.step)
         return metrics
+
+    def _phase_metrics(self, step_time: float, update_time: float, train_tokens: float) -> dict[str, float]:
+        """The step's wall time by phase: plain rollouts, teacher rollouts, compressions, extra (BCQ/NCQ) rollouts,
+        update, and the rest (the method's planning and bookkeeping, advantages, weight sync); they add up to
+        perf/step_time_s. perf/rollout_time_s (kept) spans plain rollouts to extra rollouts, the teacher included."""
+        ph = {k: self.phases.seconds.get(k, 0.0)
+              for k in ("plain_rollout", "teacher_rollout", "compression", "extra_rollout")}
+        out = {f"perf/{k}_time_s": v for k, v in ph.items()}
+        out["perf/other_time_s"] = max(step_time - update_time - sum(ph.values()), 0.0)
+        out["perf/update_tokens_per_s"] = train_tokens / max(update_time, 1e-9)
+        return out
 
     def _draw_questions(self, n: int) -> tuple[list[Question], dict[str, float]]:
         """Step 1: n new questions whose plain prompt fits `data.max_prompt_tokens`; data/filtered_questions."""
@@ -420,10 +444,15 @@ class Trainer:
         """Step 10: the eval suites every `eval.every` steps; the held-out eval after the last step (synthetic
         data only), so the last metrics line and the last checkpoint carry eval/heldout/*."""
         cfg, step, out = self.cfg, self.state.step, {}
+        t0 = time.perf_counter()
         if cfg.eval.every and cfg.eval.suites and step % cfg.eval.every == 0:
             out.update(self.periodic_eval())
         if step == cfg.run.steps and cfg.run.final_eval_per_level and not cfg.data.path:
             out.update(self.final_eval())
+        if out:
+            out["perf/eval_time_s"] = time.perf_counter() - t0
+            self.tracker.log_metrics({"perf/eval_time_s": out["perf/eval_time_s"]}, step=step)
+            self.state.history[-1]["perf/eval_time_s"] = out["perf/eval_time_s"]
         return out
 
     def _log_step(self, metrics: dict[str, float], stop_after: int | None) -> bool:
