@@ -7,7 +7,8 @@ levels and is trained briefly, so after it a substantial share of training quest
 accuracy < 0.5 over G_S samples); the teacher is larger, sees all levels and trains longer (≥ 90 % accuracy
 is the target). Held-out (OOD) families are never used here.
 
-How it is fast (PREPARE_VERSION 2; about 1/4 of version 1's time at the same skills, bench/prepare_time.py):
+How it is fast (PREPARE_VERSION 2; measured with bench/prepare_time.py on 2 shared cores: 0.55x version 1's CPU
+seconds, both processes together, and 0.42x its wall time, at the same skills):
 each SFT step's sequences are packed into rows with a block-diagonal causal mask (`pack_rows`: the padded batch's
 loss and gradient, without computing the padding that candidate prompts made 3x the mean); the matmuls run in
 bf16 autocast where the CPU has native bf16 (`sft_precision`); the student and the teacher train concurrently, one
