@@ -75,6 +75,10 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+PAD_SLACK = 1.5  # a micro-batch pads to at most 1.5x its real tokens (a few long BCQ prompts were padding the
+# plain rows of their micro-batch to ~2.5x their real tokens on the tiny preset: bench/method_step.py)
+
+
 def _user(text: str) -> list[dict]:
     """A one-message conversation: what a served teacher gets (it renders with its own chat template); in-process
     engines get `render(text)`, the same message through the student's template."""
@@ -326,19 +330,25 @@ class Trainer:
 
     def _micro_batches(self, rollouts: list[Rollout], chunk: list[int]) -> list[list[int]]:
         """Split a mini-batch into micro-batches of similar length (BCQ/NCQ prompts are much longer than plain
-        ones, and padding everything to the longest would multiply the work): sort by length, then cut at
-        `micro_batch_size` sequences or `micro_batch_tokens` padded tokens. The gradient is the same: each
-        micro-batch's loss is normalised by the whole mini-batch's token count."""
+        ones, and padding everything to the longest would multiply the work): sort by length, then cut before
+        `micro_batch_size` sequences, before `micro_batch_tokens` padded tokens, and before the padded tokens
+        (longest prompt + longest completion, per sequence) would exceed PAD_SLACK x the real ones. The gradient
+        is the same: each micro-batch's loss is normalised by the whole mini-batch's token count."""
         cfg = self.cfg.algo
-        size = {i: len(rollouts[i].prompt_ids) + len(rollouts[i].completion.token_ids) for i in chunk}
-        order = sorted(chunk, key=lambda i: (size[i], i))
+        lens = {i: (len(rollouts[i].prompt_ids), len(rollouts[i].completion.token_ids)) for i in chunk}
+        order = sorted(chunk, key=lambda i: (sum(lens[i]), i))
         out: list[list[int]] = []
         cur: list[int] = []
+        P = T = real = 0  # the current micro-batch's longest prompt, longest completion, real tokens
         for i in order:
-            if cur and (len(cur) >= cfg.micro_batch_size or size[i] * (len(cur) + 1) > cfg.micro_batch_tokens):
+            p, c = lens[i]
+            padded = (max(P, p) + max(T, c)) * (len(cur) + 1)
+            if cur and (len(cur) >= cfg.micro_batch_size or padded > cfg.micro_batch_tokens
+                        or padded > PAD_SLACK * (real + p + c)):
                 out.append(cur)
-                cur = []
+                cur, P, T, real = [], 0, 0, 0
             cur.append(i)
+            P, T, real = max(P, p), max(T, c), real + p + c
         if cur:
             out.append(cur)
         return out
