@@ -120,7 +120,7 @@ def print_table(r: dict[str, Any]) -> None:
             ("rollout tokens/s", "perf/rollout_tokens_per_s", "{:,.0f}"),
             ("update tokens/s", "perf/update_tokens_per_s", "{:,.0f}")]
     for label, key, fmt in rows:
-        ratio = f"{z[key] / g[key]:.2f}" if g[key] else "-"
+        ratio = f"{z[key] / g[key]:.2f}" if g[key] >= 0.01 else "-"  # no ratio to a phase GRPO hardly has
         t.add_row(label, fmt.format(g[key]), fmt.format(z[key]), ratio)
     Console().print(t)
     print(f"median of paired per-step ratios ZPPO/GRPO: {r['paired_wall_ratio_median']:.3f} (wall), "
