@@ -18,6 +18,12 @@ Two ablation variants (ZPPO.md §2), chosen by ``mode``:
     "all"         "norm with zero groups": mu and sigma are taken over ALL rollouts, trivial ones contributing
                   their A' = 0; trivial groups still keep A = 0 exactly.
 
+Several ranks (data-parallel rollouts; a group never spans ranks): each rank passes its own rollouts and an
+``all_reduce`` that sums a small float64 tensor over the ranks. Step 1 is per group, so local; step 2's mu and
+sigma come from global sums in two passes (count and sum of A', then the sum of squared deviations), so N ranks
+compute what one rank computes on the union of their rollouts, up to the order of the float64 additions. One rank
+uses the same two-pass formula (with the identity as ``all_reduce``).
+
 Triviality is decided exactly (max == min within the group), not by a floating-point std, so a group of
 rewards like [0.1, 0.1, 0.1] is trivial even when its float mean is not exactly 0.1.
 Statistics are computed in float64 and the result is cast back to the rewards' dtype.
@@ -25,7 +31,7 @@ Statistics are computed in float64 and the result is cast back to the rewards' d
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 
@@ -63,6 +69,7 @@ def group_advantages(
     group_ids: torch.Tensor,
     mode: NormMode = "nontrivial",
     eps: float = 1e-6,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Two-step group advantages of ZPPO.md §2.
 
@@ -72,6 +79,7 @@ def group_advantages(
         mode: "nontrivial" (paper default: normalise by mean/std over non-trivial groups' rollouts),
             "none" (step 1 only) or "all" (normalise by mean/std over all rollouts, trivial ones as 0).
         eps: added to the std in the denominator.
+        all_reduce: sums a float64 tensor over the ranks (several ranks, each with its own groups); None: one rank.
 
     Returns:
         float [N] advantages (dtype of ``rewards`` when it is floating point, else the default float dtype).
@@ -81,26 +89,28 @@ def group_advantages(
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     out_dtype = rewards.dtype if rewards.is_floating_point() else torch.get_default_dtype()
     inverse, num_groups = _group_index(rewards, group_ids)  # [N], G
-    if rewards.numel() == 0:
-        return torch.zeros(0, dtype=out_dtype, device=rewards.device)  # [0]
-
+    reduce = all_reduce if all_reduce is not None else (lambda t: t)
     r = rewards.detach().to(torch.float64)  # [N] fp64 for exact-ish statistics
-    mean_i, trivial_i = _group_stats(r, inverse, num_groups)  # [N], [N] bool
     zero = torch.zeros_like(r)  # [N]
+    if rewards.numel() == 0:
+        mean_i, trivial_i = zero, torch.zeros_like(r, dtype=torch.bool)  # [0], [0]
+    else:
+        mean_i, trivial_i = _group_stats(r, inverse, num_groups)  # [N], [N] bool
 
     # step 1: centre by the group mean; trivial groups are exactly 0 (their A' is 0 mathematically)
     a1 = torch.where(trivial_i, zero, r - mean_i)  # [N]
     if mode == "none":
         return a1.to(out_dtype)  # [N]
 
+    # step 2: statistics over the chosen population of rollouts (global over the ranks), two passes
     nontrivial_i = ~trivial_i  # [N] bool
-    if not bool(nontrivial_i.any()):
-        return zero.to(out_dtype)  # [N] no learning signal in this step
-
-    # step 2: statistics over the chosen population of rollouts
     pop = a1[nontrivial_i] if mode == "nontrivial" else a1  # [N_S] or [N]
-    mu = pop.mean()  # [] mu_S (or mu over all rollouts)
-    sigma = pop.std(unbiased=False)  # [] population std
+    local = torch.stack([nontrivial_i.sum().to(r), torch.tensor(float(pop.numel()), dtype=r.dtype), pop.sum()])  # [3]
+    n_any, count, total = reduce(local).tolist()  # global: non-trivial rollouts, population size, sum of A'
+    if n_any == 0:
+        return zero.to(out_dtype)  # [N] no learning signal in this step
+    mu = total / count  # mu_S (or mu over all rollouts)
+    sigma = float(reduce(((pop - mu) ** 2).sum().reshape(1)).item() / count) ** 0.5  # population std
     a2 = (a1 - mu) / (sigma + eps)  # [N]
     return torch.where(nontrivial_i, a2, zero).to(out_dtype)  # [N] trivial groups keep exactly 0
 

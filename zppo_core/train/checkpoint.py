@@ -1,6 +1,12 @@
 """Atomic full-state checkpoints with a `latest` pointer (paths from `zppo_core.run_dir.RunDir`).
 
-Layout under `<run_dir>/checkpoints/`:
+A single-process run writes the layout below (unchanged since the first release, so older runs resume and
+`zppo eval --run` reads `model/` directly). A multi-rank run writes sharded checkpoints with
+torch.distributed.checkpoint instead (`zppo_core/dist/checkpoint.py`: dcp/, per-rank RNG files, state.pt).
+`load_checkpoint` reads either format at any world size (a sharded one resharded by DCP, a single-process one
+sharded on load).
+
+Layout of a single-process checkpoint under `<run_dir>/checkpoints/`:
 
     step_000025/model/           weights + config (save_pretrained) and tokenizer
     step_000025/optimizer.pt     AdamW state
@@ -20,9 +26,10 @@ from typing import Any
 
 import torch
 
+from zppo_core.dist import LOCAL, Dist, rank_seed
 from zppo_core.run_dir import STATE_FILE, RunDir, checkpoint_name, write_atomic
 
-__all__ = ["CheckpointError", "latest_checkpoint", "load_optimizer", "load_state", "load_weights",
+__all__ = ["CheckpointError", "latest_checkpoint", "load_checkpoint", "load_optimizer", "load_state", "load_weights",
            "require_checkpoint", "save_checkpoint", "write_atomic"]
 
 
@@ -42,8 +49,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, model, tokenizer, optimizer, state: dict[str, Any], keep: int = 2
+    run_dir: Path, step: int, model, tokenizer, optimizer, state: dict[str, Any], keep: int = 2,
+    dist: Dist = LOCAL, export: bool = False,
 ) -> Path:
+    """Write the checkpoint of `step` and point `latest` at it. With several ranks this is collective (every rank
+    calls it) and writes the sharded format; `export` then also writes its HF model directory (a single-process
+    checkpoint always has one)."""
+    if dist.enabled:
+        from zppo_core.dist.checkpoint import save_sharded
+
+        return save_sharded(run_dir, step, model, tokenizer, optimizer, state, dist, keep=keep, export=export)
     rd = RunDir(run_dir)
     root = rd.checkpoints
     root.mkdir(parents=True, exist_ok=True)
@@ -128,3 +143,30 @@ def load_weights(model_dir: Path) -> dict[str, torch.Tensor]:
 
 def load_optimizer(ckpt: Path, optimizer) -> None:
     optimizer.load_state_dict(torch.load(Path(ckpt) / "optimizer.pt", weights_only=False))
+
+
+def load_checkpoint(ckpt: Path, model, optimizer, dist: Dist = LOCAL, seed: int = 0) -> dict[str, Any]:
+    """Restore the model, the optimizer and this rank's torch RNG from a checkpoint of either format, at any world
+    size; returns the replicated trainer state (state.pt). Collective with several ranks."""
+    from zppo_core.dist.checkpoint import is_sharded_checkpoint, load_full, load_sharded
+    from zppo_core.dist.fsdp import is_sharded
+
+    ckpt = Path(ckpt)
+    if is_sharded_checkpoint(ckpt):
+        return load_sharded(ckpt, model, optimizer, dist, seed)
+    state = load_state(ckpt)
+    weights = load_weights(ckpt / "model")
+    if dist.enabled or is_sharded(model):
+        load_full(model, optimizer, weights, torch.load(ckpt / "optimizer.pt", weights_only=False))
+    else:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if unexpected or [k for k in missing if "lm_head" not in k]:  # tied lm_head is not saved
+            raise CheckpointError(f"checkpoint {ckpt} does not match the model ({missing[:3]} ...)")
+        if hasattr(model, "tie_weights"):
+            model.tie_weights()
+        load_optimizer(ckpt, optimizer)
+    if dist.rank == 0:
+        torch.set_rng_state(state["torch_rng"])
+    else:  # a single-process checkpoint resumed on several ranks: the other ranks start fresh streams
+        torch.manual_seed(rank_seed(seed * 1_000_003 + int(state["step"]), dist.rank))
+    return state

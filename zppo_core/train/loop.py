@@ -30,6 +30,21 @@ The step tail (`run`), after every step:
       `run.checkpoint_minutes` of wall clock, after the last step and before stopping early.
   13. Stop when `on_step` asked for it (or after `stop_after` steps, used to test interruption).
 
+Ranks (`zppo_core.dist`): the same loop runs on every rank of a multi-rank run, with the student sharded by
+FSDP2. Steps 1, 2, 4 and 8 (data cursor, prompt choice, BCQ/NCQ planning, buffer refresh) are deterministic
+replicas: every rank computes them from the same inputs with the run's Python RNG, which is the same on every
+rank, and a digest of that state is compared across ranks after every step. Replicas rather than one owner plus a
+broadcast, because the method's hooks call the teacher, and those calls are themselves sharded over the ranks
+(every rank has to enter them). Rollouts (steps 3, 5 and the teacher's) are sharded round-robin by prompt, so a
+group never spans ranks; each rank keeps its own groups whole and receives the others' without token ids and
+log-probs (the hooks read texts and rewards). Step 6 normalises over the global set of non-trivial rollouts
+(all-reduced sums); step 7 splits the global rollout list into the same I mini-batches as one rank would, each rank
+training on its members with the mini-batch's global token count as normaliser (times the world size: FSDP2
+averages gradients); ranks pad their micro-batch lists to the same length, since every forward is collective.
+Rank 0 alone writes metrics.jsonl, logs, prints (`on_step`) and evaluates through an engine whose generate calls
+are sharded over the ranks; stop decisions are agreed by all-reduce at the step boundary. One rank (no process
+group) runs exactly the single-process loop.
+
 The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (three step
 hooks, a loss, its state and its reports). Periodic and final evaluation come from `zppo_core.suites`, which sits
 below train (the loop never imports `zppo_core.eval`, and eval never imports train).
@@ -54,6 +69,9 @@ import torch
 from zppo_core.algo.advantages import group_advantages, trivial_group_fraction
 from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
+from zppo_core.dist import LOCAL, Dist, rank_seed, stop_requested
+from zppo_core.dist.data import ShardedEngine, light
+from zppo_core.dist.fsdp import FullWeights, gradient_sync, is_sharded, local_value
 from zppo_core.models.load import PromptRenderer, chat_kwargs
 from zppo_core.models.logprobs import completion_logprobs
 from zppo_core.models.precision import Precision
@@ -67,6 +85,10 @@ from zppo_core.train.methods.base import ExtraPrompt, Method, StepContext
 from zppo_core.train.perf import PhaseTimer, memory_metrics, reset_gpu_peak
 from zppo_core.train.reward import Rewarder
 from zppo_core.types import Group, Question, Rollout
+
+
+STAT_KEYS = ("train/clip_low_frac", "train/clip_high_frac", "train/dual_clip_frac", "train/ratio_mean",
+             "train/approx_kl", "train/entropy")  # token-weighted means over the step's update
 
 
 @dataclass
@@ -100,8 +122,12 @@ class Trainer:
         on_step: Callable[[int, dict[str, float]], None] | None = None,
         judge: Engine | ChatEngine | None = None,  # reward.judge (None: rule grader only), prompts by judge_render
         judge_render: Callable[[str], list[int]] | None = None,  # (default: this tokenizer, the judge's keywords)
+        dist: Dist = LOCAL,
     ):
+        """With several ranks: `model` is this rank's FSDP2-sharded student, `engine` samples from its own full
+        copy (synced after every update), `tracker` and `on_step` are real on rank 0 only."""
         self.cfg = cfg
+        self.dist = dist
         self.run_dir = RunDir(run_dir)
         self.model = model
         self.tokenizer = tokenizer
@@ -134,8 +160,9 @@ class Trainer:
         self._next_group_id = 0
         self._last_checkpoint = time.monotonic()
         self.stopped_early = False  # on_step asked to stop before run.steps
+        self.preempted = False  # a stop request (Slurm's time-limit/preemption signal): checkpointed, not finished
         self.phases = PhaseTimer()  # wall seconds per phase of the current step -> perf/*_time_s
-        torch.manual_seed(cfg.run.seed)
+        torch.manual_seed(rank_seed(cfg.run.seed, dist.rank))  # the run's seed on rank 0
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -150,23 +177,26 @@ class Trainer:
         }
 
     def load_checkpoint(self, path: Path) -> None:
-        state = ckpt_io.load_state(path)
-        weights = ckpt_io.load_weights(Path(path) / "model")
-        missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        if unexpected or [k for k in missing if "lm_head" not in k]:  # tied lm_head is not saved
-            raise ckpt_io.CheckpointError(f"checkpoint {path} does not match the model ({missing[:3]} ...)")
-        if hasattr(self.model, "tie_weights"):
-            self.model.tie_weights()
-        ckpt_io.load_optimizer(path, self.optimizer)
+        """Resume from a checkpoint of either format (single-process or sharded) at this world size."""
+        state = ckpt_io.load_checkpoint(path, self.model, self.optimizer, self.dist, seed=self.cfg.run.seed)
         self.state = TrainState(step=state["step"], history=state["history"])
         self.stream.load_state_dict(state["stream"])
         self.method.load_state_dict(state["method"])
         self.rng.setstate(state["python_rng"])
-        torch.set_rng_state(state["torch_rng"])
         self._next_group_id = state["next_group_id"]
-        self.engine.sync_weights(self.model)
+        self._sync_engine()
+
+    def replicated_state(self) -> dict[str, Any]:
+        """What every rank holds the same copy of (compared across ranks after every step)."""
+        return {"step": self.state.step, "stream": self.stream.state_dict(), "method": self.method.state_dict(),
+                "python_rng": self.rng.getstate(), "next_group_id": self._next_group_id}
+
+    def _sync_engine(self) -> None:
+        """The rollout engine samples from the current weights (several ranks: gathered, collective)."""
+        self.engine.sync_weights(FullWeights(self.model) if is_sharded(self.model) else self.model)
 
     def save_checkpoint(self) -> Path:
+        """Collective with several ranks; the last step's sharded checkpoint also gets its HF model directory."""
         return ckpt_io.save_checkpoint(
             self.run_dir.path,
             self.state.step,
@@ -175,6 +205,8 @@ class Trainer:
             self.optimizer,
             self.state_dict(),
             keep=self.cfg.run.keep_checkpoints,
+            dist=self.dist,
+            export=self.state.step >= self.cfg.run.steps,
         )
 
     # ------------------------------------------------------------------ rollouts
@@ -182,26 +214,36 @@ class Trainer:
         self, engine: Engine, items: list[tuple[str, Question, str]], n: int, metas: list[dict] | None = None,
         render: PromptRenderer | None = None,
     ) -> list[Group]:
-        """items: (kind, question, prompt text). Returns one graded group per item (one judge call for all)."""
+        """items: (kind, question, prompt text), the same list on every rank. Returns one graded group per item, in
+        order, on every rank: each rank samples and grades its round-robin share (its own groups whole, the others'
+        `light`; one judge call per rank for its share). Group ids follow the items' order, so they are the same on
+        every rank and for any world size."""
         if not items:
             return []
-        prompt_ids = [(render or self.render)(text) for _, _, text in items]
+        base = self._next_group_id
+        self._next_group_id += len(items)
+        indexed = [(base + i, item, metas[i] if metas is not None else {}) for i, item in enumerate(items)]
+        return self.dist.map_shards(indexed, lambda mine: self._sample_groups(engine, mine, n, render), light=light)
+
+    def _sample_groups(self, engine: Engine, items: list[tuple[int, tuple[str, Question, str], dict]], n: int,
+                       render: PromptRenderer | None = None) -> list[Group]:
+        """This rank's share: (group id, (kind, question, prompt text), meta) -> one graded group each."""
+        render = render or self.render
+        prompt_ids = [render(text) for _, (_, _, text), _ in items]
         params = SamplingParams(
             n=n,
             temperature=self.sampling.temperature,
             top_p=self.sampling.top_p,
             max_new_tokens=self.sampling.max_new_tokens,
         )
-        render = render or self.render
-        outs = generate_messages(engine, [_user(text) for _, _, text in items], params,
+        outs = generate_messages(engine, [_user(text) for _, (_, _, text), _ in items], params,
                                  render=lambda conv: render(conv[0]["content"]),
                                  template_kwargs=render.template_kwargs)
-        graded = iter(self.rewarder.grade([(q, c.text) for (_, q, _), comps in zip(items, outs) for c in comps]))
+        graded = iter(self.rewarder.grade([(q, c.text) for (_, (_, q, _), _), comps in zip(items, outs)
+                                           for c in comps]))
         groups = []
-        for i, ((kind, q, text), pids, comps) in enumerate(zip(items, prompt_ids, outs)):
-            g = Group(id=self._next_group_id, kind=kind, question=q, prompt_text=text,
-                      meta=metas[i] if metas is not None else {})
-            self._next_group_id += 1
+        for (gid, (kind, q, text), meta), pids, comps in zip(items, prompt_ids, outs):
+            g = Group(id=gid, kind=kind, question=q, prompt_text=text, meta=meta)
             for c in comps:
                 r = next(graded)
                 g.rollouts.append(Rollout(q.id, g.id, kind, pids, c, r.reward, r.extracted, r.judged))
@@ -224,7 +266,7 @@ class Trainer:
             return []
         compress = self.renders["compression"]
         with self.phases("compression"):
-            outs = generate_messages(self.teacher, [_user(t) for t in texts],
+            outs = generate_messages(ShardedEngine(self.teacher, self.dist), [_user(t) for t in texts],
                                      SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
                                      render=lambda conv: compress(conv[0]["content"]),
                                      template_kwargs=compress.template_kwargs)
@@ -263,27 +305,31 @@ class Trainer:
                 metas=[e.meta for e in extras],
             )
         rollout_time = time.perf_counter() - t_roll
-        groups = plain + extra_groups
-        rollouts = [r for g in groups for r in g.rollouts]
+        groups = plain + extra_groups  # every group of the step, on every rank
+        rollouts = [r for g in groups for r in g.rollouts]  # the step's rollouts in their global order
+        mine = {g.id for g in self.dist.mine(plain) + self.dist.mine(extra_groups)}  # this rank's groups
+        positions = [i for i, r in enumerate(rollouts) if r.group_id in mine]  # global index of this rank's rollouts
+        local = [rollouts[i] for i in positions]  # whole (token ids, log-probs)
 
-        # step 6: advantages over all groups, once, before the updates
+        # step 6: advantages over all groups, once, before the updates (statistics over all ranks' rollouts)
         rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)  # [N]
         gids = torch.tensor([r.group_id for r in rollouts], dtype=torch.long)  # [N]
-        adv = group_advantages(rewards, gids, mode=cfg.algo.adv_norm, eps=cfg.algo.adv_eps)  # [N]
+        adv = group_advantages(rewards[positions], gids[positions], mode=cfg.algo.adv_norm, eps=cfg.algo.adv_eps,
+                               all_reduce=self.dist.sum_tensor if self.dist.enabled else None)  # [n] this rank's
 
         # step 7: I mini-batch updates
         t_upd = time.perf_counter()
-        upd = self._update(rollouts, adv)
+        upd = self._update(local, adv, positions, len(rollouts))
         update_time = time.perf_counter() - t_upd
 
         # step 8: the method observes the plain groups (buffer refresh); its metrics are in ctx.metrics
         self.method.observe(plain, groups, ctx)
 
         # step 9: sync weights, the step's metrics
-        self.engine.sync_weights(self.model)
+        self._sync_engine()
         self.state.step += 1
         step_time = time.perf_counter() - t0
-        gen_tokens = sum(len(r.completion.token_ids) for r in rollouts)
+        gen_tokens = self.dist.sum([sum(len(r.completion.token_ids) for r in local)])[0]
         plain_rewards = [r.reward for g in plain for r in g.rollouts]
         metrics = {
             "train/reward_mean": float(rewards.mean()),
@@ -307,6 +353,8 @@ class Trainer:
         }
         self.state.history.append({"step": self.state.step, **metrics})
         self.tracker.log_metrics(metrics, step=self.state.step)
+        if self.dist.enabled:  # data cursor, buffer, RNG, group ids: the same on every rank, or stop
+            self.dist.check_replicas(f"after step {self.state.step}", self.replicated_state())
         return metrics
 
     def _phase_metrics(self, step_time: float, update_time: float, train_tokens: float) -> dict[str, float]:
@@ -354,8 +402,14 @@ class Trainer:
         return out
 
     def _forward(self, mb: list[Rollout]):
-        """The training forward in the compute dtype: logprobs [b, T] (grad), mask [b, T], entropy [b, T]."""
-        with self.precision.autocast(next(self.model.parameters()).device):
+        """The training forward in the compute dtype: logprobs [b, T] (grad), mask [b, T], entropy [b, T]. An empty
+        micro-batch (a rank with fewer than the others) runs a one-token forward and returns Nones: FSDP2's
+        forwards are collective, so every rank runs as many."""
+        device = next(self.model.parameters()).device
+        with self.precision.autocast(device):
+            if not mb:
+                self.model(input_ids=torch.tensor([[self.tokenizer.pad_token_id]], device=device), logits_to_keep=1)
+                return None, None, None
             return completion_logprobs(
                 self.model,
                 [r.prompt_ids for r in mb],
@@ -364,60 +418,82 @@ class Trainer:
                 with_entropy=True,
             )  # [b, T], [b, T], [b, T]
 
-    def _update(self, rollouts: list[Rollout], adv: torch.Tensor) -> dict[str, float]:
-        """Step 7. train/ratio_mean, train/approx_kl (and the clip fractions, entropy) are token-weighted means over
-        all I mini-batches; the per-mini-batch and mismatch metrics are `StepOldLogprobs.metrics`."""
-        cfg = self.cfg
+    def _update(self, rollouts: list[Rollout], adv: torch.Tensor, positions: list[int] | None = None,
+                n_global: int | None = None) -> dict[str, float]:
+        """Step 7 on this rank's `rollouts` (global indices `positions` among the step's `n_global`; default: all
+        of them). The global rollout list is shuffled with the run's RNG and cut into I mini-batches exactly as one
+        rank would; each rank trains on its members of each, normalised by the mini-batch's global token count.
+        train/ratio_mean, train/approx_kl (and the clip fractions, entropy) are token-weighted means over all I
+        mini-batches and all ranks; the per-mini-batch and mismatch metrics are `StepOldLogprobs.metrics`."""
+        cfg, d = self.cfg, self.dist
         self.model.train()
-        order = list(range(len(rollouts)))
+        n_global = len(rollouts) if n_global is None else n_global
+        order = list(range(n_global))
         self.rng.shuffle(order)
         I = cfg.algo.updates_per_step
-        chunks = [order[i * len(order) // I : (i + 1) * len(order) // I] for i in range(I)]
-        plan = [(chunk, self._micro_batches(rollouts, chunk)) for chunk in chunks if chunk]
+        chunks = [c for c in (order[i * n_global // I : (i + 1) * n_global // I] for i in range(I)) if c]
+        if positions is not None:
+            where = {p: i for i, p in enumerate(positions)}
+            chunks = [[where[p] for p in c if p in where] for c in chunks]  # this rank's members, local indices
+        plans = [self._micro_batches(rollouts, c) for c in chunks]
+        # global token count per mini-batch; the same number of micro-batches on every rank (forwards are collective)
+        tokens = d.sum([float(sum(len(rollouts[i].completion.token_ids) for i in c)) for c in chunks])
+        plans = [p + [[]] * (int(n) - len(p)) for p, n in zip(plans, d.max([float(len(p)) for p in plans]))]
         # π_old: the engine's, or the trainer's (a no-grad forward now, before the first update)
         olds = pi_old.StepOldLogprobs(cfg.algo.old_logprobs, cfg.algo.tis_cap, self._forward, rollouts,
-                                      [idx for _, mbs in plan for idx in mbs])
-        sums: dict[str, float] = {}
+                                      [idx for mbs in plans for idx in mbs])
+        sums = dict.fromkeys(STAT_KEYS, 0.0)
         total_tokens = 0.0
         grad_norms = []
         losses = []
-        for k_mb, (chunk, micro_batches) in enumerate(plan):
-            n_tokens = float(sum(len(rollouts[i].completion.token_ids) for i in chunk))
+        for k_mb, (micro_batches, n_tokens) in enumerate(zip(plans, tokens)):
             self.optimizer.zero_grad(set_to_none=True)
             loss_total = 0.0
-            mb_sums = [0.0, 0.0, 0.0]  # tokens, ratio sum, k3 sum of this mini-batch
-            for idx in micro_batches:
+            mb_sums = [0.0, 0.0, 0.0]  # tokens, ratio sum, k3 sum of this rank's part of the mini-batch
+            for j, idx in enumerate(micro_batches):
+                gradient_sync(self.model, j == len(micro_batches) - 1)  # reduce-scatter once per mini-batch
+                if not idx:
+                    self._idle_backward()
+                    continue
                 mb = [rollouts[i] for i in idx]
                 logprobs, mask, entropy = self._forward(mb)  # [b, T], [b, T], [b, T]
                 old, extra = olds.old(idx, mb, logprobs, mask, first=k_mb == 0)  # [b, T], {is_weights: [b, T]}
                 a = adv[idx].to(logprobs.device)  # [b]
-                loss, stats = self.method.objective.loss(logprobs, old, a, mask, num_tokens=n_tokens, **extra)
+                # FSDP2 averages gradients over the ranks: the world-size factor makes them sums again
+                loss, stats = self.method.objective.loss(logprobs, old, a, mask, num_tokens=n_tokens / d.world,
+                                                         **extra)
                 loss.backward()
                 loss_total += float(loss.detach())
                 tok = float(mask.sum())
                 total_tokens += tok
                 mb_sums = [mb_sums[0] + tok, mb_sums[1] + stats.ratio_mean * tok, mb_sums[2] + stats.approx_kl * tok]
-                for k, v in (
-                    ("train/clip_low_frac", stats.clip_low_frac),
-                    ("train/clip_high_frac", stats.clip_high_frac),
-                    ("train/dual_clip_frac", stats.dual_clip_frac),
-                    ("train/ratio_mean", stats.ratio_mean),
-                    ("train/approx_kl", stats.approx_kl),
-                    ("train/entropy", float((entropy * mask).sum()) / max(tok, 1.0)),
-                ):
-                    sums[k] = sums.get(k, 0.0) + v * tok
+                for k, v in zip(STAT_KEYS, (stats.clip_low_frac, stats.clip_high_frac, stats.dual_clip_frac,
+                                            stats.ratio_mean, stats.approx_kl,
+                                            float((entropy * mask).sum()) / max(tok, 1.0))):
+                    sums[k] += v * tok
             olds.end_mini_batch(*mb_sums)
-            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)  # fp32 grads
-            grad_norms.append(float(gn))
+            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)  # global norm, fp32 grads
+            grad_norms.append(local_value(gn))
             self.optimizer.step()
             losses.append(loss_total)
         self.optimizer.zero_grad(set_to_none=True)
-        out = {k: v / max(total_tokens, 1.0) for k, v in sums.items()}
+        gathered = d.sum([sums[k] for k in STAT_KEYS] + [total_tokens] + losses)  # over the ranks
+        total_tokens = gathered[len(STAT_KEYS)]
+        out = {k: v / max(total_tokens, 1.0) for k, v in zip(STAT_KEYS, gathered)}
+        losses = [v / d.world for v in gathered[len(STAT_KEYS) + 1 :]]
         out["train/loss"] = sum(losses) / max(len(losses), 1)
         out["train/grad_norm"] = sum(grad_norms) / max(len(grad_norms), 1)
         out["perf/train_tokens"] = total_tokens
+        olds.reduce(d)
         out.update(olds.metrics())
         return out
+
+    def _idle_backward(self) -> None:
+        """A forward and backward with zero loss, for a rank with fewer micro-batches than the others: FSDP2
+        gathers parameters in every forward and reduces gradients in the backward, so every rank runs as many."""
+        device = next(self.model.parameters()).device
+        out = self.model(input_ids=torch.tensor([[self.tokenizer.pad_token_id]], device=device), logits_to_keep=1)
+        (out.logits.float().sum() * 0.0).backward()
 
     # ------------------------------------------------------------------ the step tail (steps 10-13)
     def periodic_eval(self) -> dict[str, float]:
@@ -425,9 +501,11 @@ class Trainer:
         from zppo_core.suites.evaluate import evaluate_suites
 
         ev = self.cfg.eval
+        judge = ShardedEngine(self.teacher, self.dist) if self.teacher is not None else None
         report = evaluate_suites(
-            self.engine, self.render, ev.suites, ev, train_families=list(self.cfg.data.families),
-            closer=self.cfg.data.closer, judge=self.teacher, judge_render=self.renders["judge"], scale=self.cfg.scale,
+            ShardedEngine(self.engine, self.dist), self.render, ev.suites, ev,
+            train_families=list(self.cfg.data.families), closer=self.cfg.data.closer, judge=judge,
+            judge_render=self.renders["judge"], scale=self.cfg.scale,
         )
         metrics = report.metrics()
         self.tracker.log_metrics(metrics, step=self.state.step)
@@ -441,7 +519,7 @@ class Trainer:
         from zppo_core.suites.heldout import evaluate_questions, heldout_questions
 
         qs = heldout_questions(list(self.cfg.data.families), self.cfg.run.final_eval_per_level)
-        res = evaluate_questions(self.engine, self.render, qs, self.cfg.data.closer,
+        res = evaluate_questions(ShardedEngine(self.engine, self.dist), self.render, qs, self.cfg.data.closer,
                                  max_new_tokens=self.cfg.rollout.max_new_tokens)
         metrics = {"eval/heldout/accuracy": res.accuracy}
         metrics.update({f"eval/heldout/level_{k}": v for k, v in res.by_level.items()})
@@ -466,29 +544,39 @@ class Trainer:
         return out
 
     def _log_step(self, metrics: dict[str, float], stop_after: int | None) -> bool:
-        """Step 11: the step's line in metrics.jsonl, then `on_step`. True when the run should stop now: `on_step`
-        asked for it (e.g. a pruned sweep trial) or `stop_after` steps are done (interruption tests)."""
-        self.run_dir.append_metrics(self.state.step, metrics)
-        stop = bool(self.on_step(self.state.step, metrics)) if self.on_step is not None else False
-        self.stopped_early = stop and self.state.step < self.cfg.run.steps
-        return stop or (stop_after is not None and self.state.step >= stop_after)
+        """Step 11: the step's line in metrics.jsonl, then `on_step` (rank 0). True when the run should stop now:
+        `on_step` asked for it (e.g. a pruned sweep trial), a stop was requested on any rank (a Slurm time limit or
+        preemption: `self.preempted`), or `stop_after` steps are done (interruption tests). All ranks agree."""
+        asked = False
+        if self.dist.is_main:
+            self.run_dir.append_metrics(self.state.step, metrics)
+            asked = bool(self.on_step(self.state.step, metrics)) if self.on_step is not None else False
+        asked, requested = self.dist.any(asked, stop_requested() is not None)
+        unfinished = self.state.step < self.cfg.run.steps
+        self.stopped_early = asked and unfinished
+        self.preempted = requested and unfinished
+        return asked or requested or (stop_after is not None and self.state.step >= stop_after)
 
     def _checkpoint_step(self, stopping: bool) -> None:
         """Step 12: the method's reports and a checkpoint every `run.checkpoint_every` steps, after
-        `run.checkpoint_minutes` of wall clock, after the last step, and before stopping early."""
+        `run.checkpoint_minutes` of wall clock (rank 0's clock), after the last step, and before stopping early."""
         cfg, step = self.cfg, self.state.step
-        minutes_due = (cfg.run.checkpoint_minutes is not None
+        minutes_due = (cfg.run.checkpoint_minutes is not None and self.dist.is_main
                        and time.monotonic() - self._last_checkpoint >= 60 * cfg.run.checkpoint_minutes)
+        if self.dist.enabled and cfg.run.checkpoint_minutes is not None:
+            [minutes_due] = self.dist.any(minutes_due)
         if stopping or minutes_due or step % cfg.run.checkpoint_every == 0 or step == cfg.run.steps:
-            self.method.report(self.tracker, self.run_dir.reports, step)
+            if self.dist.is_main:  # the method's state is replicated: rank 0's reports are the run's
+                self.method.report(self.tracker, self.run_dir.reports, step)
             self.save_checkpoint()
             self._last_checkpoint = time.monotonic()
 
     # ------------------------------------------------------------------ run
     def run(self, stop_after: int | None = None) -> TrainState:
-        """Train until `run.steps`, until `stop_after` completed steps (used to test interruption), or until
-        `on_step` returns True (stopped early, e.g. a pruned sweep trial). Sets `self.stopped_early`."""
-        self.stopped_early = False
+        """Train until `run.steps`, until `stop_after` completed steps (used to test interruption), until
+        `on_step` returns True (stopped early, e.g. a pruned sweep trial), or until a stop is requested
+        (`zppo_core.dist.request_stop`: checkpointed, `self.preempted`). Sets `self.stopped_early`."""
+        self.stopped_early = self.preempted = False
         self._last_checkpoint = time.monotonic()
         while self.state.step < self.cfg.run.steps:
             metrics = self.train_step()  # steps 1-9

@@ -109,6 +109,18 @@ class StepOldLogprobs:
     def end_mini_batch(self, tokens: float, ratio_sum: float, kl_sum: float) -> None:
         self.per_mb.append((tokens, ratio_sum, kl_sum))
 
+    def reduce(self, dist) -> None:
+        """Several ranks (`zppo_core.dist.Dist`): each rank's sums (per mini-batch, mismatch, IS weights) are added
+        over the ranks and the mismatch maximum is maxed, so `metrics()` is the global value on every rank. Every
+        rank ends the same number of mini-batches (the loop cuts the global rollout list)."""
+        if not dist.enabled:
+            return
+        k = 3 * len(self.per_mb)
+        total = dist.sum([x for t in self.per_mb for x in t] + [self.diff[0], self.diff[2], *self.tis])
+        self.per_mb = [(total[i], total[i + 1], total[i + 2]) for i in range(0, k, 3)]
+        self.diff = [total[k], dist.max([self.diff[1]])[0], total[k + 1]]
+        self.tis = [total[k + 2], total[k + 3]]
+
     def metrics(self) -> dict[str, float]:
         """train/ratio_mean_first, train/approx_kl_first (the first mini-batch, before any update of the step),
         train/approx_kl_max (the largest mini-batch's), rollout/logprob_abs_diff_mean|max (when any token was

@@ -8,6 +8,13 @@ Models load through `zppo_core.models.load` (the student in its fp32 master dtyp
 dtype: `zppo_core.models.precision`), engines come from `zppo_core.rollout.make_engine`, and every file of the
 run directory is written and read through `zppo_core.run_dir.RunDir`. The training judge (`reward.judge`) is
 built by `make_judge`: none, the teacher's engine, or a model directory loaded frozen with its own tokenizer.
+
+Several ranks (`zppo train --nproc N`, torchrun, a multi-task Slurm job; `zppo_core.dist`): every rank calls
+`train`. Rank 0 runs the preflight, creates the run directory, prepares the tiny models and opens the MLflow run;
+the other ranks wait for it and get its errors (so a bad input stops all of them with the same message) and a null
+tracker. Each rank loads the student, keeps a full copy for its rollout engine and shards the trained one with
+FSDP2 (`dist/fsdp.py`, with the precision's mixed-precision policy); the teacher (and a judge) is loaded on every
+rank (in-process) unless it is served.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class RunResult:
     seconds: float
     method_summary: dict[str, Any]
     stopped_early: bool = False  # on_step asked to stop before run.steps (e.g. a pruned sweep trial)
+    preempted: bool = False  # a stop was requested (Slurm time limit/preemption): checkpointed, MLflow run open
 
 
 def default_run_dir(cfg: ZPPOConfig) -> Path:
@@ -230,15 +238,20 @@ def train(
     log: Callable[[str], None] = lambda s: None,
     stop_after: int | None = None,
 ) -> RunResult:
-    """Run (or resume) a training run. With resume=True, cfg may be None: the run's saved config is used."""
+    """Run (or resume) a training run. With resume=True, cfg may be None: the run's saved config is used.
+    Under a multi-rank launcher every rank calls this (see the module docstring); rank 0's result is the run's."""
+    from zppo_core.dist import init_from_env
+
     t0 = time.perf_counter()
+    d = init_from_env()
+    log = log if d.is_main else _silent
     if resume:
         assert run_dir is not None
         cfg = cfg or RunDir(run_dir).read_config()
-        rd = RunDir(preflight(cfg, run_dir, resume=True))
+        rd = RunDir(d.on_main(lambda: preflight(cfg, run_dir, resume=True)))
     else:
         assert cfg is not None
-        rd = RunDir(preflight(cfg, run_dir, resume=False))
+        rd = RunDir(d.on_main(lambda: preflight(cfg, run_dir, resume=False)))
 
     import torch
 
@@ -250,48 +263,52 @@ def train(
 
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    created = not rd.exists()
+    created = d.on_main(lambda: not rd.exists())
     tracker = None
     try:
-        rd.path.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            rd.write_config(cfg)
+        d.main_only(lambda: _create(rd, cfg, resume))
         method = build_method(cfg)
         served = teacher_is_served(cfg)
         wants_teacher = method.needs_teacher or cfg.reward.judge == "teacher"  # for its rollouts, or as the judge
+        if d.enabled and cfg.model.student == "tiny":
+            d.on_main(lambda: prepare_tiny(cfg, log))  # once; the other ranks then load the cached pair
         student, teacher_model, report = load_models(cfg, wants_teacher and not served, log)
-        engine = make_engine(cfg, student.model, student.tokenizer, student.processor)
+        engine_model = student.model
+        if d.enabled:  # the engine samples from a full copy; the trained student is sharded
+            import copy
+
+            from zppo_core.dist.fsdp import shard_model
+            from zppo_core.models.precision import Precision
+
+            engine_model = copy.deepcopy(student.model).eval().requires_grad_(False)
+            precision = Precision.from_config(cfg)
+            shard_model(student.model, d, mp_policy=precision.fsdp_mp_policy() if precision.mixed else None)
+        engine = make_engine(cfg, engine_model, student.tokenizer, student.processor)
         teacher_eng = teacher_engine(cfg, teacher_model) if wants_teacher else None
         teacher = teacher_eng if method.needs_teacher else None
-        tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id)
-        if not resume:
-            tracker.log_params(flat_params(cfg))
-            tracker.log_artifact(rd.config_path)
-            if report is not None:
-                tracker.log_text(json.dumps(report, indent=2), "prepare/report.json")
-                tracker.log_metrics(
-                    {"prepare/student_accuracy": report["student"]["accuracy"],
-                     "prepare/student_hard_share": report["student"]["hard_share"],
-                     "prepare/teacher_accuracy": report["teacher"]["accuracy"]}, step=0)
-            rd.write_meta({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
-                           "method": cfg.method, "scale": cfg.scale, "seed": cfg.run.seed,
-                           "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        tracker = d.main_only(lambda: _open_tracker(cfg, rd, resume, report))
+        if not d.is_main:
+            from zppo_core.tracking import NullTracker
+
+            tracker = NullTracker()
         stream = make_stream(cfg)
         judge, judge_render = make_judge(cfg, teacher_eng, student.tokenizer)
         trainer = Trainer(cfg, rd.path, student.model, student.tokenizer, engine, stream, method, tracker, teacher,
-                          on_step, judge=judge, judge_render=judge_render)
+                          on_step, judge=judge, judge_render=judge_render, dist=d)
         if resume:
             trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path))
-            rd.truncate_metrics(trainer.state.step)
+            if d.is_main:
+                rd.truncate_metrics(trainer.state.step)
             log(f"resumed {rd.path} at step {trainer.state.step}")
     except BaseException:
-        if tracker is not None and not resume:
-            try:
-                tracker.delete()
-            except Exception:
-                pass
-        if created:
-            shutil.rmtree(rd.path, ignore_errors=True)
+        if d.is_main:
+            if tracker is not None and not resume:
+                try:
+                    tracker.delete()
+                except Exception:
+                    pass
+            if created:
+                shutil.rmtree(rd.path, ignore_errors=True)
         raise
     try:
         state = trainer.run(stop_after=stop_after)
@@ -312,5 +329,35 @@ def train(
         tracker.set_tags({"zppo.stopped_early_at": str(state.step)})
     if state.step >= cfg.run.steps or stopped:
         tracker.finish("FINISHED")
-    return RunResult(rd.path, tracker.run_id, state.history, report, time.perf_counter() - t0,
-                     trainer.method.summary(), stopped_early=stopped)
+    return RunResult(rd.path, tracker.run_id if d.is_main else rd.mlflow_run_id, state.history, report,
+                     time.perf_counter() - t0, trainer.method.summary(), stopped_early=stopped,
+                     preempted=trainer.preempted)
+
+
+def _silent(msg: str) -> None:
+    pass
+
+
+def _create(rd: RunDir, cfg: ZPPOConfig, resume: bool) -> None:
+    rd.path.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        rd.write_config(cfg)
+
+
+def _open_tracker(cfg: ZPPOConfig, rd: RunDir, resume: bool, report: dict[str, Any] | None):
+    """Rank 0: the run's tracker (a new MLflow run, or the run.json's one when resuming); a new run logs its
+    params, config and prepare report and records its MLflow run id in run.json."""
+    tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id)
+    if not resume:
+        tracker.log_params(flat_params(cfg))
+        tracker.log_artifact(rd.config_path)
+        if report is not None:
+            tracker.log_text(json.dumps(report, indent=2), "prepare/report.json")
+            tracker.log_metrics(
+                {"prepare/student_accuracy": report["student"]["accuracy"],
+                 "prepare/student_hard_share": report["student"]["hard_share"],
+                 "prepare/teacher_accuracy": report["teacher"]["accuracy"]}, step=0)
+        rd.write_meta({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
+                       "method": cfg.method, "scale": cfg.scale, "seed": cfg.run.seed,
+                       "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return tracker
