@@ -56,6 +56,8 @@ def train(
     profile: Optional[str] = Profile,
     slurm: Optional[list[str]] = SlurmSet,
     wait: bool = Wait,
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Ranks on this machine (one per GPU, or CPU processes): "
+                              "the student is sharded with FSDP2 and the step's questions split over the ranks."),
 ) -> None:
     """Train a student with GRPO, ZPPO or a baseline (tiny scale runs on a CPU in minutes; --executor slurm submits)."""
     with user_errors():
@@ -64,6 +66,11 @@ def train(
         from zppo_cli.orchestration.cli import check_executor_options
 
         check_executor_options(executor, profile, slurm, wait)
+        if nproc > 1 and executor != "local":
+            from zppo_core.config import ConfigError
+
+            raise ConfigError(f"--nproc {nproc} starts ranks on this machine (--executor local); a Slurm job takes its "
+                              "ranks from the profile: --slurm tasks_per_node=N (and nodes=M)")
 
         if resume is not None:
             from zppo_core.run_dir import RunDir
@@ -91,8 +98,11 @@ def train(
         if dry_run:
             console.print(f"# resolved config (scale={cfg.scale}, method={cfg.method})", style="dim")
             console.print(dump_config(cfg), highlight=False, markup=False)
+            if nproc > 1:
+                console.print(f"# layout: {nproc} ranks on this machine (torch elastic launcher); "
+                              f"{layout_line(cfg, nproc)}", style="dim")
             return
-        _run(cfg, run_dir=resume if resume is not None else run_dir, resume=resume is not None)
+        _run(cfg, run_dir=resume if resume is not None else run_dir, resume=resume is not None, nproc=nproc)
 
 
 def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str]], run_dir: Optional[Path],
@@ -133,13 +143,13 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
         console.print(dump_config(cfg), highlight=False, markup=False)
         if params is not None:
             print_dry_run(params, job_dir, console)
+            nodes, tasks = params.sbatch["nodes"], params.sbatch["ntasks_per_node"]
+            console.print(f"# layout: {nodes} node(s) x {tasks} task(s) = {params.world_size} rank(s); "
+                          f"{layout_line(cfg, params.world_size)}", style="dim", soft_wrap=True)
         else:
             console.print(f"# --executor {executor}: runs jobs.train_run in this process; nothing run", style="dim")
         return 0
     if executor == "slurm":
-        from zppo_cli.orchestration.cli import require_single_process
-
-        require_single_process(params, "train")
         require_slurm()
         _refuse_if_active(rd)
     if resume is None:
@@ -206,7 +216,61 @@ def _refuse_if_active(rd: Path) -> None:
                               f"`zppo jobs wait {r.job_id}` or stop it with `zppo jobs cancel {r.job_id}`")
 
 
-def _run(cfg, run_dir: Optional[Path], resume: bool) -> None:
+def layout_line(cfg, world: int) -> str:
+    """Where the student and the teacher run, for the dry runs (local --nproc and Slurm)."""
+    from zppo_core.train.methods.registry import build_method
+
+    served = getattr(getattr(cfg.model, "teacher_endpoint", None), "url", None)
+    if not build_method(cfg).needs_teacher:
+        teacher = "no teacher (the method uses none)"
+    elif served:
+        teacher = f"teacher served at {served} (shared by the ranks)"
+    else:
+        teacher = "teacher in-process on every rank (frozen copy; its rollouts split over the ranks)"
+    return (f"student: {world} rank(s), FSDP2-sharded (fully_shard per decoder layer + root), each rank rolling "
+            f"out 1/{world} of the step's prompts from its own full copy; {teacher}")
+
+
+def _run(cfg, run_dir: Optional[Path], resume: bool, nproc: int = 1) -> None:
+    if nproc > 1:
+        return _run_ranks(cfg, run_dir, resume, nproc)
+    _summary(cfg, _run_with_progress(cfg, run_dir, resume))
+
+
+def _run_ranks(cfg, run_dir: Optional[Path], resume: bool, nproc: int) -> None:
+    """`--nproc N`: the preflight and the tiny pair's preparation here (bad input exits 2 before any rank starts),
+    then N ranks (rank 0 shows the progress); a failed or killed rank stops the run with one line (exit 1)."""
+    from zppo_core.run_dir import RunDir as Run
+    from zppo_core.train.run import preflight, prepare_tiny
+    from zppo_cli.launch import RankFailed, launch
+
+    rd = preflight(cfg, run_dir, resume)
+    if cfg.model.student == "tiny":
+        prepare_tiny(cfg, lambda s: err_console.print(f"[dim]{s}[/]"))
+    try:
+        result = launch(nproc, "zppo_cli.train_cmd:rank_main", {"cfg": cfg, "run_dir": str(rd), "resume": resume})
+    except RankFailed as err:
+        latest = Run(rd).latest_checkpoint()
+        then = (f"its last complete checkpoint is {latest.name}; continue with: zppo train --resume {rd} --nproc "
+                f"{nproc}") if latest is not None else "no checkpoint was written yet"
+        err_console.print(f"[bold red]error:[/] zppo train --nproc {nproc}: {err}; the other ranks were stopped; "
+                          f"{then}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    _summary(cfg, result)
+
+
+def rank_main(cfg, run_dir: str, resume: bool):
+    """One rank of `zppo train --nproc N` (started by `zppo_cli.launch`): rank 0 shows the progress."""
+    import os
+
+    from zppo_core.train.run import train as run_train
+
+    if os.environ.get("RANK", "0") == "0":
+        return _run_with_progress(cfg, Path(run_dir), resume)
+    return run_train(cfg, run_dir=Path(run_dir), resume=resume)
+
+
+def _run_with_progress(cfg, run_dir: Optional[Path], resume: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from zppo_core.train.run import train as run_train
@@ -234,8 +298,7 @@ def _run(cfg, run_dir: Optional[Path], resume: bool) -> None:
         progress.console.print(f"[dim]{msg}[/]", highlight=False)
 
     with progress:
-        result = run_train(cfg, run_dir=run_dir, resume=resume, on_step=on_step, log=log)
-    _summary(cfg, result)
+        return run_train(cfg, run_dir=run_dir, resume=resume, on_step=on_step, log=log)
 
 
 def _summary(cfg, result) -> None:

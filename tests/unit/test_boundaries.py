@@ -30,6 +30,7 @@ FORBIDDEN = {
     "zppo_core/tracking": ["zppo_core.train", "zppo_core.eval", "torch"],
     "zppo_core/suites": ["zppo_core.train", "zppo_core.eval", "zppo_core.models"],
     "zppo_core/models": ["zppo_core.train", "zppo_core.eval"],
+    "zppo_core/dist": ABOVE_ALGO,  # process group, FSDP2, DCP: below train/eval, above nothing but run_dir
     "zppo_core/train": ["zppo_core.eval"],
     "zppo_core/eval": ["zppo_core.train"],
     "zppo_core": ["zppo_cli", "typer", "submitit", "optuna"],

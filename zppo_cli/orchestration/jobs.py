@@ -6,6 +6,11 @@ returns a fresh `ZppoJob` with the same arguments; the requeued job calls the fu
 resumes from what it wrote to disk. So a target must be idempotent on its outputs: `train_run` resumes from the
 run's latest checkpoint (the MLflow run id lives in the run dir's run.json, so the requeued run continues the
 same MLflow run).
+
+A multi-task job (one task per GPU, or per CPU here) runs `ZppoJob` in every task: `distributed_env` exports the
+torch.distributed variables from Slurm's (submitit's `TorchDistributedEnvironment`), `train_run` starts the process
+group and trains as one rank of the run. Time limits and preemption go through `preempt.py`: the signal only sets
+a flag, the ranks checkpoint together at the next step boundary, then rank 0 requeues the job.
 """
 
 from __future__ import annotations
@@ -30,13 +35,22 @@ def resolve_target(target: str) -> Callable[..., Any]:
     return fn
 
 
-def set_distributed_env() -> dict[str, str]:
-    """Per-task torch.distributed variables from Slurm (the sbatch set-up exported MASTER_ADDR/PORT, WORLD_SIZE)."""
-    out: dict[str, str] = {}
-    if "SLURM_PROCID" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        out = {"RANK": os.environ["SLURM_PROCID"], "LOCAL_RANK": os.environ.get("SLURM_LOCALID", "0")}
-        os.environ.update(out)
-    return out
+DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+def distributed_env() -> dict[str, str]:
+    """The torch.distributed variables of this task of a multi-task Slurm job, exported (submitit's
+    `TorchDistributedEnvironment`: MASTER_ADDR = the first node, MASTER_PORT from the sbatch script (else derived
+    from the job id), RANK / WORLD_SIZE / LOCAL_RANK from SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID). A one-node
+    job meets on 127.0.0.1 (node names need not resolve). {} for a one-task job or outside Slurm."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm" or int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+        return {}
+    from submitit.helpers import TorchDistributedEnvironment
+
+    env = TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    if env.world_size == env.local_world_size:  # one node
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+    return {k: os.environ[k] for k in DIST_VARS}
 
 
 class ZppoJob(Checkpointable):
@@ -48,9 +62,12 @@ class ZppoJob(Checkpointable):
         self.cwd = cwd
 
     def __call__(self) -> Any:
+        from zppo_cli.orchestration import preempt
+
         if self.cwd:
             os.chdir(self.cwd)
-        set_distributed_env()
+        distributed_env()
+        preempt.install()  # under submitit's Slurm handler: checkpoint at a step boundary, then requeue
         return resolve_target(self.target)(**self.kwargs)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
@@ -71,23 +88,31 @@ def train_run(config: str, run_dir: str) -> dict[str, Any]:
     attempt that was stopped before its first checkpoint left a partial run dir (config, run.json, metrics):
     it is discarded (with its MLflow run) and the run starts again, since nothing was saved to resume from
     (`RunDir.resume_or_start`).
+
+    A multi-task job runs this in every task: rank 0 decides between resuming and starting (and discards a partial
+    run), every rank then trains as one rank of the run, and only rank 0 prints. A run stopped by Slurm's signal
+    has checkpointed at a step boundary; rank 0 then requeues the job (`preempt.requeue_now`, which exits).
     """
     from zppo_core.config import config_from_file
+    from zppo_core.dist import init_from_env
     from zppo_core.run_dir import RunDir
     from zppo_core.train.run import train
+    from zppo_cli.orchestration import preempt
 
     rd = RunDir(run_dir)
     total: list[int] = [0]
+    d = init_from_env()
 
     def log(msg: str) -> None:
-        print(f"zppo: {msg}", flush=True)
+        if d.is_main:
+            print(f"zppo: {msg}", flush=True)
 
     def on_step(step: int, m: dict[str, float]) -> None:
         print(f"zppo: step {step}/{total[0]} accuracy {m.get('train/accuracy', float('nan')):.3f} "
               f"reward {m.get('train/reward_mean', float('nan')):.3f} {m.get('perf/step_time_s', 0.0):.2f}s/step",
               flush=True)
 
-    if rd.resume_or_start(log):
+    if d.on_main(lambda: rd.resume_or_start(log)):
         cfg = rd.read_config()
         total[0] = cfg.run.steps
         log(f"resuming {rd.path} from {rd.latest_checkpoint().name}")
@@ -97,6 +122,11 @@ def train_run(config: str, run_dir: str) -> dict[str, Any]:
         total[0] = cfg.run.steps
         log(f"starting {rd.path} ({cfg.method}, scale {cfg.scale}, {cfg.run.steps} steps, seed {cfg.run.seed})")
         res = train(cfg, run_dir=rd.path, resume=False, on_step=on_step, log=log)
+    if res.preempted:
+        log(f"checkpointed {rd.path} at step {res.history[-1]['step'] if res.history else 0}; requeueing")
+        if d.is_main:
+            preempt.requeue_now()  # exits this attempt; the requeued job resumes from that checkpoint
+        return {"run_dir": str(res.run_dir), "mlflow_run_id": res.mlflow_run_id, "preempted": True}
     last = res.history[-1] if res.history else {}
     log(f"done: {rd.path} ({cfg.run.steps} steps); MLflow run {res.mlflow_run_id}")
     return {"run_dir": str(res.run_dir), "mlflow_run_id": res.mlflow_run_id, "steps": cfg.run.steps,

@@ -30,30 +30,23 @@ The step tail (`run`), after every step:
       `run.checkpoint_minutes` of wall clock, after the last step and before stopping early.
   13. Stop when `on_step` asked for it (or after `stop_after` steps, used to test interruption).
 
-Ranks (`zppo_core.dist`): the same loop runs on every rank of a multi-rank run, with the student sharded by
-FSDP2. Steps 1, 2, 4 and 8 (data cursor, prompt choice, BCQ/NCQ planning, buffer refresh) are deterministic
-replicas: every rank computes them from the same inputs with the run's Python RNG, which is the same on every
-rank, and a digest of that state is compared across ranks after every step. Replicas rather than one owner plus a
-broadcast, because the method's hooks call the teacher, and those calls are themselves sharded over the ranks
-(every rank has to enter them). Rollouts (steps 3, 5 and the teacher's) are sharded round-robin by prompt, so a
-group never spans ranks; each rank keeps its own groups whole and receives the others' without token ids and
-log-probs (the hooks read texts and rewards). Step 6 normalises over the global set of non-trivial rollouts
-(all-reduced sums); step 7 splits the global rollout list into the same I mini-batches as one rank would, each rank
-training on its members with the mini-batch's global token count as normaliser (times the world size: FSDP2
-averages gradients); ranks pad their micro-batch lists to the same length, since every forward is collective.
-Rank 0 alone writes metrics.jsonl, logs, prints (`on_step`) and evaluates through an engine whose generate calls
-are sharded over the ranks; stop decisions are agreed by all-reduce at the step boundary. One rank (no process
-group) runs exactly the single-process loop.
+Ranks (`zppo_core.dist`, FSDP2 student): steps 1, 2, 4, 8 are deterministic replicas (same inputs, the run's Python
+RNG is the same on every rank; a digest is compared after each step) rather than one owner plus broadcasts, since
+the hooks call the teacher and those calls are sharded over the ranks. Rollouts (3, 5, the teacher's) are dealt
+round-robin by prompt (a group never spans ranks; others' groups arrive without token ids). Step 6 normalises over
+all ranks' rollouts; step 7 cuts the global rollout list into the same I mini-batches as one rank would, each rank
+training on its members with the global token count (times the world size: FSDP2 averages gradients). Rank 0
+alone logs and prints; evaluation is sharded; stop decisions are all-reduced. One rank runs the single-process loop.
 
 The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (three step
 hooks, a loss, its state and its reports). Periodic and final evaluation come from `zppo_core.suites`, which sits
 below train (the loop never imports `zppo_core.eval`, and eval never imports train).
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
 
-Why this file is long: it is the one place steps 1-13 run in order (rollouts with their grading and judge call,
-the mini-batch update with π_old and micro-batching, per-phase timing, state and checkpoints, the step tail);
-the pieces that stand alone live beside it (`old_logprobs.py`, `reward.py`, `checkpoint.py`, `tasks/filter.py`,
-`perf.py`).
+Why this file is long: it is the one place steps 1-13 run in order, rank-aware (rollouts with their grading and
+judge call, the mini-batch update with π_old and micro-batching, per-phase timing, state and checkpoints, the step
+tail); the pieces that stand alone live beside it (`old_logprobs.py`, `reward.py`, `checkpoint.py`,
+`tasks/filter.py`, `perf.py`, FSDP2 and DCP in `zppo_core.dist`).
 """
 
 from __future__ import annotations
@@ -71,7 +64,7 @@ from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
 from zppo_core.dist import LOCAL, Dist, rank_seed, stop_requested
 from zppo_core.dist.data import ShardedEngine, light
-from zppo_core.dist.fsdp import FullWeights, gradient_sync, is_sharded, local_value
+from zppo_core.dist.fsdp import FullWeights, gradient_sync, idle_backward, is_sharded, local_value
 from zppo_core.models.load import PromptRenderer, chat_kwargs
 from zppo_core.models.logprobs import completion_logprobs
 from zppo_core.models.precision import Precision
@@ -307,19 +300,12 @@ class Trainer:
         rollout_time = time.perf_counter() - t_roll
         groups = plain + extra_groups  # every group of the step, on every rank
         rollouts = [r for g in groups for r in g.rollouts]  # the step's rollouts in their global order
-        mine = {g.id for g in self.dist.mine(plain) + self.dist.mine(extra_groups)}  # this rank's groups
-        positions = [i for i, r in enumerate(rollouts) if r.group_id in mine]  # global index of this rank's rollouts
-        local = [rollouts[i] for i in positions]  # whole (token ids, log-probs)
-
-        # step 6: advantages over all groups, once, before the updates (statistics over all ranks' rollouts)
         rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)  # [N]
         gids = torch.tensor([r.group_id for r in rollouts], dtype=torch.long)  # [N]
-        adv = group_advantages(rewards[positions], gids[positions], mode=cfg.algo.adv_norm, eps=cfg.algo.adv_eps,
-                               all_reduce=self.dist.sum_tensor if self.dist.enabled else None)  # [n] this rank's
 
-        # step 7: I mini-batch updates
+        # steps 6-7: advantages (statistics over all ranks' rollouts), then I mini-batch updates
         t_upd = time.perf_counter()
-        upd = self._update(local, adv, positions, len(rollouts))
+        upd, _, _ = self.learn(groups, {g.id for g in self.dist.mine(plain) + self.dist.mine(extra_groups)})
         update_time = time.perf_counter() - t_upd
 
         # step 8: the method observes the plain groups (buffer refresh); its metrics are in ctx.metrics
@@ -329,7 +315,8 @@ class Trainer:
         self._sync_engine()
         self.state.step += 1
         step_time = time.perf_counter() - t0
-        gen_tokens = self.dist.sum([sum(len(r.completion.token_ids) for r in local)])[0]
+        gen_tokens = self.dist.sum([sum(len(r.completion.token_ids) for g in self.dist.mine(plain)
+                                        + self.dist.mine(extra_groups) for r in g.rollouts)])[0]
         plain_rewards = [r.reward for g in plain for r in g.rollouts]
         metrics = {
             "train/reward_mean": float(rewards.mean()),
@@ -375,6 +362,22 @@ class Trainer:
             return self.stream.next(n), {}
         new, skipped = draw_fitting(self.stream, n, lambda q: len(self.render(plain_prompt(q, closer))) <= limit)
         return new, {"data/filtered_questions": float(skipped)}
+
+    def learn(self, groups: list[Group], mine: set[int]) -> tuple[dict[str, float], torch.Tensor, list[int]]:
+        """Steps 6-7 on the step's `groups` (every rank's, in the step's order), this rank training on those whose
+        id is in `mine`: advantages normalised over all ranks' rollouts, then the I mini-batch updates. Returns
+        the update metrics, this rank's advantages [n] and their indices among the step's rollouts."""
+        cfg = self.cfg
+        rollouts = [r for g in groups for r in g.rollouts]  # global order
+        positions = [i for i, r in enumerate(rollouts) if r.group_id in mine]  # this rank's rollouts
+        local = [rollouts[i] for i in positions]  # whole (token ids, log-probs)
+        rewards = torch.tensor([r.reward for r in local], dtype=torch.float32)  # [n]
+        gids = torch.tensor([r.group_id for r in local], dtype=torch.long)  # [n]
+        # step 6: once, before the updates
+        adv = group_advantages(rewards, gids, mode=cfg.algo.adv_norm, eps=cfg.algo.adv_eps,
+                               all_reduce=self.dist.sum_tensor if self.dist.enabled else None)  # [n]
+        # step 7
+        return self._update(local, adv, positions, len(rollouts)), adv, positions
 
     def _micro_batches(self, rollouts: list[Rollout], chunk: list[int]) -> list[list[int]]:
         """Split a mini-batch into micro-batches of similar length (BCQ/NCQ prompts are much longer than plain
@@ -452,8 +455,8 @@ class Trainer:
             mb_sums = [0.0, 0.0, 0.0]  # tokens, ratio sum, k3 sum of this rank's part of the mini-batch
             for j, idx in enumerate(micro_batches):
                 gradient_sync(self.model, j == len(micro_batches) - 1)  # reduce-scatter once per mini-batch
-                if not idx:
-                    self._idle_backward()
+                if not idx:  # fewer micro-batches here than on another rank: forwards are collective
+                    idle_backward(self.model, self.tokenizer.pad_token_id)
                     continue
                 mb = [rollouts[i] for i in idx]
                 logprobs, mask, entropy = self._forward(mb)  # [b, T], [b, T], [b, T]
@@ -487,13 +490,6 @@ class Trainer:
         olds.reduce(d)
         out.update(olds.metrics())
         return out
-
-    def _idle_backward(self) -> None:
-        """A forward and backward with zero loss, for a rank with fewer micro-batches than the others: FSDP2
-        gathers parameters in every forward and reduces gradients in the backward, so every rank runs as many."""
-        device = next(self.model.parameters()).device
-        out = self.model(input_ids=torch.tensor([[self.tokenizer.pad_token_id]], device=device), logits_to_keep=1)
-        (out.logits.float().sum() * 0.0).backward()
 
     # ------------------------------------------------------------------ the step tail (steps 10-13)
     def periodic_eval(self) -> dict[str, float]:
