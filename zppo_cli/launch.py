@@ -49,10 +49,10 @@ def _failure_line(err) -> tuple[str, int, str | None]:
     """(one line, rank, signal name or None) for the root cause of a ChildFailedError: a rank killed by a signal
     first (the others then fail on the broken collective), else the earliest failure."""
     failures = err.failures
-    killed = [r for r, f in failures.items() if f.exitcode < 0 and f.error_file_data.get("message") in (None, "")]
+    killed = [r for r, f in failures.items() if f.exitcode < 0]  # an exception exits with 1; a signal is negative
     rank = min(killed) if killed else err.get_first_failure()[0]
     f = failures[rank]
-    if f.exitcode < 0 and rank in killed:
+    if rank in killed:
         return f"rank {rank} (pid {f.pid}) was killed by {f.signal_name()}", rank, f.signal_name()
     message = f.message
     if isinstance(message, dict):
@@ -66,8 +66,8 @@ def launch(nproc: int, target: str, kwargs: dict[str, Any]) -> Any:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    for name in ("torch.distributed.elastic", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # a failure is reported once, as RankFailed
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"zppo-{uuid.uuid4().hex[:8]}",
                           rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=0, monitor_interval=0.2,

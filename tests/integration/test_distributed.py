@@ -77,7 +77,7 @@ def test_two_ranks_compute_what_one_rank_computes(prepared, test_overrides, tmp_
     print(f"observed max |1 rank - 2 ranks|: {worst}")
 
 
-_INITIAL: dict = {}
+_INITIAL: dict = {}  # the prepared student before training
 
 
 def _initial(cfg):
@@ -87,3 +87,108 @@ def _initial(cfg):
         student, _, _ = load_models(cfg, False, lambda s: None)
         _INITIAL.update({k: v.detach().clone() for k, v in student.model.state_dict().items()})
     return _INITIAL
+
+
+# ----------------------------------------------------------------------------------- whole runs on 2 ranks
+RUN_SETS = ["run.threads=1", "eval.every=0", "run.steps=6", "run.checkpoint_every=2", "zppo.samples_to_log=2",
+            "algo.n_new=4"]
+
+
+def _stable(rows):
+    return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]
+
+
+def _metrics(run_dir):
+    import json
+
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+def _digests(prefix, rank):
+    import json
+
+    return [json.loads(x) for x in open(f"{prefix}.rank{rank}.jsonl")]
+
+
+def _safetensors(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_two_rank_zppo_run_kill_resume_and_world_size_one(prepared, test_overrides, tmp_path):
+    """`zppo train --nproc 2` runs the tiny zppo recipe to the end (one MLflow run, metrics.jsonl written once);
+    a rank killed in the middle of a checkpoint save stops the run with a clear error and leaves no half-written
+    checkpoint; the resumed run equals the uninterrupted one at every metric point, with the replicated state
+    (buffer, cursor, RNG) equal on both ranks after every step; a 2-rank checkpoint resumes on 1 rank; the offline
+    HF export of a sharded checkpoint equals the one written by the run."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    from tests.integration.dist_ranks import train_rank  # noqa: F401  (the ranks import it by name)
+    from zppo_cli.launch import RankFailed
+    from zppo_core.dist.checkpoint import export_hf
+    from zppo_core.train.run import train
+
+    # 1. the uninterrupted run, through the command line
+    full = tmp_path / "full"
+    sets = [a for o in test_overrides + RUN_SETS for a in ("--set", o)]
+    cmd = [sys.executable, "-m", "zppo_cli.app", "train", "--scale", "tiny", "--method", "zppo", "--nproc", "2",
+           "--steps", "6", "--run-dir", str(full), *sets]
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "zppo train · zppo · scale tiny" in p.stdout and "replay buffer" in p.stdout
+    rows = _metrics(full)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # rank 0 alone writes metrics.jsonl
+    meta_id = (full / "run.json").read_text()
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("zppo").experiment_id],
+                              filter_string=f"tags.`zppo.run_dir` = '{full.resolve()}'")
+    assert len(runs) == 1 and runs[0].info.run_id in meta_id and runs[0].info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/accuracy")] == [1, 2, 3, 4, 5, 6]
+    last = full / "checkpoints" / "step_000006"
+    assert (last / "dcp" / ".metadata").is_file() and (last / "model" / "config.json").is_file()
+    assert sorted(x.name for x in (last / "rng").iterdir()) == ["rank_00000.pt", "rank_00001.pt"]
+    assert any(r["zppo/replayed"] > 0 for r in rows[1:]) and sum(r["zppo/ncq_instances"] for r in rows) >= 1
+
+    # 2. the same run, rank 1 killed while saving step 4's checkpoint (its shards written, the checkpoint not)
+    cfg = load_config("tiny", method="zppo", overrides=test_overrides + RUN_SETS)
+    part, digests = tmp_path / "part", str(tmp_path / "digests")
+    args = {"cfg": cfg, "run_dir": str(part), "resume": False, "digests": digests}
+    with pytest.raises(RankFailed, match=r"rank 1 \(pid \d+\) was killed by SIGKILL") as err:
+        launch(2, "tests.integration.dist_ranks:train_rank", {**args, "kill": {"rank": 1, "step": 4}})
+    assert err.value.rank == 1
+    assert (part / "checkpoints" / "latest").read_text().strip() == "step_000002"
+    assert sorted(x.name for x in (part / "checkpoints").iterdir() if x.name.startswith("step_")) == \
+        ["step_000002"]  # step 4's directory never appeared (at most a .tmp- one, ignored and removed later)
+    one_rank = tmp_path / "one-rank"
+    shutil.copytree(part, one_rank)
+
+    # 3. resumed on 2 ranks: every metric point equals the uninterrupted run's
+    out = launch(2, "tests.integration.dist_ranks:train_rank", {**args, "resume": True})
+    assert _stable(_metrics(part)) == _stable(rows)
+    assert _stable(out["history"]) == _stable(rows)
+    assert not [x for x in (part / "checkpoints").iterdir() if x.name.startswith(".")]
+    w_full, w_part = _safetensors(last / "model"), _safetensors(part / "checkpoints" / "step_000006" / "model")
+    assert set(w_full) == set(w_part) and all(torch.equal(w_full[k], w_part[k]) for k in w_full)
+    d0, d1 = _digests(digests, 0), _digests(digests, 1)
+    assert [x["step"] for x in d0] == [1, 2, 3, 4, 3, 4, 5, 6]  # killed attempt, then steps 3-6 resumed
+    assert d0 == d1  # data cursor, buffer, RNG, group ids: identical on both ranks after every step
+    assert len({x["buffer"] for x in d0}) > 2  # the buffer did change along the way
+
+    # 4. the 2-rank checkpoint of step 2 resumed on one rank (resharded by DCP; sampling not bit-exact)
+    res = train(None, run_dir=one_rank, resume=True)
+    assert [r["step"] for r in _metrics(one_rank)] == [1, 2, 3, 4, 5, 6]
+    assert _stable(_metrics(one_rank))[:2] == _stable(rows)[:2] and res.history[-1]["step"] == 6
+    assert (one_rank / "checkpoints" / "step_000006" / "optimizer.pt").is_file()  # one rank: the HF format
+
+    # 5. the offline export of a sharded checkpoint equals the run's own
+    shutil.move(last / "model", tmp_path / "run-export")
+    export_hf(last)
+    again, run_export = _safetensors(last / "model"), _safetensors(tmp_path / "run-export")
+    assert all(torch.equal(again[k], run_export[k]) for k in again)

@@ -78,6 +78,10 @@ def resolve_target(
                               "created by `zppo train`")
         cfg = apply_overrides(rd.read_config(), overrides or [])
         ckpt = _checkpoint_dir(rd, checkpoint)
+        if not (ckpt / "model").is_dir():  # a multi-rank run's sharded checkpoint: its HF export, made once
+            from zppo_core.dist.checkpoint import export_hf
+
+            export_hf(ckpt)
         step = RunDir.step_of(ckpt)
         return EvalTarget("run", f"{rd.name}@{step}", cfg, str(ckpt / "model"), rd.path, step,
                           rd.mlflow_run_id, cfg.method)
@@ -105,7 +109,7 @@ def _checkpoint_dir(rd: RunDir, checkpoint: str | None) -> Path:
     except ValueError:
         raise ConfigError(f"--checkpoint {checkpoint!r}: give a step number or 'latest'") from None
     ckpt = rd.checkpoint(step)
-    if not (ckpt / "model").is_dir():
+    if not (ckpt / "model").is_dir() and not (ckpt / "dcp").is_dir():
         have = [p.name for p in rd.checkpoint_dirs()]
         raise ConfigError(f"--checkpoint {step}: {ckpt} does not exist; available: {', '.join(have) or 'none'}")
     return ckpt
