@@ -142,10 +142,10 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
         console.print(f"# resolved config (scale={cfg.scale}, method={cfg.method})", style="dim")
         console.print(dump_config(cfg), highlight=False, markup=False)
         if params is not None:
-            print_dry_run(params, job_dir, console)
             nodes, tasks = params.sbatch["nodes"], params.sbatch["ntasks_per_node"]
             console.print(f"# layout: {nodes} node(s) x {tasks} task(s) = {params.world_size} rank(s); "
                           f"{layout_line(cfg, params.world_size)}", style="dim", soft_wrap=True)
+            print_dry_run(params, job_dir, console)
         else:
             console.print(f"# --executor {executor}: runs jobs.train_run in this process; nothing run", style="dim")
         return 0
@@ -218,11 +218,15 @@ def _refuse_if_active(rd: Path) -> None:
 
 def layout_line(cfg, world: int) -> str:
     """Where the student and the teacher run, for the dry runs (local --nproc and Slurm)."""
+    from urllib.parse import urlparse
+
     from zppo_core.train.methods.registry import build_method
 
     served = getattr(getattr(cfg.model, "teacher_endpoint", None), "url", None)
     if not build_method(cfg).needs_teacher:
         teacher = "no teacher (the method uses none)"
+    elif served and urlparse(served).hostname in ("127.0.0.1", "localhost") and world > 1:
+        teacher = f"teacher served at {served} (one server per node, shared by that node's ranks)"
     elif served:
         teacher = f"teacher served at {served} (shared by the ranks)"
     else:

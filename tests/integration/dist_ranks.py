@@ -109,3 +109,55 @@ def train_rank(cfg, run_dir: str, resume: bool, digests: str, kill: dict | None 
     res = train(cfg if not resume else None, run_dir=Path(run_dir), resume=resume, stop_after=stop_after)
     assert zdist.current() is d
     return {"history": res.history, "mlflow_run_id": res.mlflow_run_id, "rank": d.rank}
+
+
+def helpers(ckpt_dir: str) -> dict[str, Any]:
+    """The rank helpers and FSDP2 pieces on their own (a tiny random model with tied embeddings): round-robin
+    shares, reductions, rank 0's errors on every rank, full weights of the sharded model, a single-process
+    checkpoint loaded into the sharded model and optimizer, and the replica check catching a divergence."""
+    from zppo_core.config import ConfigError
+    from zppo_core.config.schema import TinyModelSpec
+    from zppo_core.dist import ReplicaMismatch, init_from_env
+    from zppo_core.dist.fsdp import FullWeights, full_tensor, shard_model
+    from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model
+    from zppo_core.train import checkpoint as ck
+
+    torch.set_num_threads(1)
+    d = init_from_env()
+    out: dict[str, Any] = {}
+    out["shares"] = d.map_shards(list("abcde"), lambda mine: [f"{x}{d.rank}" for x in mine])
+    out["sum"], out["max"] = d.sum([1.0, d.rank]), d.max([d.rank, -d.rank])
+    out["any"] = d.any(d.rank == 1, False)
+    try:
+        d.on_main(lambda: (_ for _ in ()).throw(ConfigError("bad input on rank 0")))
+    except ConfigError as err:
+        out["on_main_error"] = str(err)
+    # a single-process checkpoint (HF weights + optimizer.pt keyed by parameter index) into the sharded model
+    tok = build_char_tokenizer()
+    spec = TinyModelSpec(num_hidden_layers=2, hidden_size=32, intermediate_size=64, head_dim=8,
+                         num_attention_heads=2, num_key_value_heads=1)
+    model = build_tiny_model(spec, tok, seed=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(input_ids=torch.arange(5, 21).reshape(2, 8)).logits.square().mean().backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    if d.is_main:
+        ck.save_checkpoint(Path(ckpt_dir), 1, model, tok, opt, {"step": 1, "torch_rng": torch.get_rng_state()})
+    d.barrier()
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    ref_exp_avg = {n: opt.state[p]["exp_avg"].clone() for n, p in model.named_parameters()}
+    fresh = build_tiny_model(spec, tok, seed=2)  # other weights: the load must replace them
+    shard_model(fresh, d)
+    out["tied_after_sharding"] = fresh.lm_head.weight is fresh.model.embed_tokens.weight
+    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=1e-2)
+    ck.load_checkpoint(ck.latest_checkpoint(Path(ckpt_dir)), fresh, fresh_opt, d, seed=0)
+    full = FullWeights(fresh).state_dict()
+    out["weights_equal"] = all(torch.equal(full[k], reference[k]) for k in full)
+    out["exp_avg_equal"] = all(torch.equal(full_tensor(fresh_opt.state[p]["exp_avg"]), ref_exp_avg[n])
+                               for n, p in fresh.named_parameters())
+    try:
+        d.check_replicas("test", {"cursor": 3 + d.rank})
+    except ReplicaMismatch as err:
+        out["mismatch"] = str(err)
+    out["same"] = d.check_replicas("test", {"cursor": 3})
+    return out

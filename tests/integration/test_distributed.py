@@ -192,3 +192,13 @@ def test_two_rank_zppo_run_kill_resume_and_world_size_one(prepared, test_overrid
     export_hf(last)
     again, run_export = _safetensors(last / "model"), _safetensors(tmp_path / "run-export")
     assert all(torch.equal(again[k], run_export[k]) for k in again)
+
+
+def test_rank_helpers_fsdp_and_a_one_rank_checkpoint_on_two_ranks(tmp_path):
+    out = launch(2, "tests.integration.dist_ranks:helpers", {"ckpt_dir": str(tmp_path / "ckpt")})
+    assert out["shares"] == ["a0", "b1", "c0", "d1", "e0"]  # round-robin, back in order on every rank
+    assert out["sum"] == [2.0, 1.0] and out["max"] == [1.0, 0.0] and out["any"] == [True, False]
+    assert out["on_main_error"] == "bad input on rank 0"  # rank 0's error, raised on rank 0 too
+    assert out["tied_after_sharding"]  # embedding and LM head sharded as one group, still one parameter
+    assert out["weights_equal"] and out["exp_avg_equal"]  # a single-process checkpoint resumes on 2 ranks
+    assert "rank(s) [1] differs from rank 0's" in out["mismatch"] and len(out["same"]) == 64

@@ -62,6 +62,10 @@ def test_gpu_profile_sbatch_matches_the_reviewed_golden_file(tmp_path, monkeypat
     # the students' config points at their node's server
     assert "url: http://127.0.0.1:8000/v1" in r.output
     assert "submitit parameters" in r.output and "max_num_timeout: 10" in r.output
+    # the dry run shows where the ranks and the teacher run
+    layout = " ".join(r.output[r.output.index("# layout:"):r.output.index("#!/bin/bash")].split())
+    assert "8 node(s) x 6 task(s) = 48 rank(s)" in layout and "FSDP2-sharded" in layout
+    assert "teacher served at http://127.0.0.1:8000/v1 (one server per node" in layout
     assert not run_dir.exists() and not job.exists()
 
 
@@ -69,10 +73,12 @@ def test_teacher_layout_only_for_runs_that_use_a_teacher(tmp_path):
     grpo = runner.invoke(app, ["train", "--scale", "2b", "--method", "grpo", "--executor", "slurm", "--profile",
                                "gpu-8x8", "--run-dir", str(tmp_path / "g"), "--dry-run"], terminal_width=400).output
     assert "#SBATCH --ntasks-per-node=8" in grpo and "zppo serve" not in grpo and "export WORLD_SIZE=64" in grpo
+    assert "8 node(s) x 8 task(s) = 64 rank(s)" in grpo and "no teacher" in grpo
     remote = runner.invoke(app, ["train", "--scale", "2b", "--method", "zppo", "--executor", "slurm", "--profile",
                                  "gpu-8x8", "--run-dir", str(tmp_path / "z"), "--dry-run", "--set",
                                  "model.teacher_endpoint.url=http://teacher-node:8000/v1"], terminal_width=400).output
     assert "zppo serve" not in remote and "url: http://teacher-node:8000/v1" in remote
+    assert "teacher served at http://teacher-node:8000/v1 (shared by the ranks)" in " ".join(remote.split())
     with pytest.raises(Exception, match="teacher_gpus_per_node"):
         slurm_params("gpu-8x8", "2b", ["teacher_gpus_per_node=8"], "n", teacher_serve="zppo serve teacher")
     with pytest.raises(Exception, match="fix: --slurm tasks_per_node=6"):
@@ -89,16 +95,45 @@ def test_layers_scale_then_profile_then_overrides():
     assert gpu.world_size == 16 and gpu.sbatch["ntasks_per_node"] == 8 and "export WORLD_SIZE=16" in gpu.sbatch["setup"]
 
 
-def test_job_script_sets_rank_variables_per_task(monkeypatch):
-    from zppo_cli.orchestration.jobs import set_distributed_env
+def test_job_tasks_get_torch_distributed_variables_from_slurm(monkeypatch):
+    """What each task of a multi-task job exports (submitit's TorchDistributedEnvironment over Slurm's variables):
+    2 nodes x 8 tasks, task 9 = node 1, local rank 1; one-node jobs meet on 127.0.0.1; one-task jobs export none."""
+    from zppo_cli.orchestration.jobs import DIST_VARS, distributed_env
 
-    monkeypatch.setenv("WORLD_SIZE", "16")
-    monkeypatch.setenv("SLURM_PROCID", "9")
-    monkeypatch.setenv("SLURM_LOCALID", "1")
-    for name in ("RANK", "LOCAL_RANK"):  # registered with monkeypatch so they are removed again afterwards
+    for name in DIST_VARS:  # registered with monkeypatch so they are removed again afterwards
         monkeypatch.setenv(name, "unset")
-    assert set_distributed_env() == {"RANK": "9", "LOCAL_RANK": "1"}
-    assert os.environ["RANK"] == "9" and os.environ["LOCAL_RANK"] == "1"
+    slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "16", "SLURM_JOB_NUM_NODES": "2",
+             "SLURM_NODEID": "1", "SLURM_PROCID": "9", "SLURM_LOCALID": "1", "SLURM_JOB_NODELIST": "gpu[017-018]",
+             "MASTER_PORT": "24242"}
+    for k, v in slurm.items():
+        monkeypatch.setenv(k, v)
+    env = distributed_env()
+    assert env == {"MASTER_ADDR": "gpu017", "MASTER_PORT": "24242", "RANK": "9", "WORLD_SIZE": "16",
+                   "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "8"}
+    assert os.environ["RANK"] == "9"
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "zppo-node")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    assert distributed_env()["MASTER_ADDR"] == "127.0.0.1"
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert distributed_env() == {}
+
+
+def test_multi_task_train_is_accepted_eval_and_sweeps_stay_single_process(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["train", "--method", "zppo", "--executor", "slurm", "--slurm", "tasks_per_node=2",
+                            "--run-dir", str(tmp_path / "r"), "--dry-run"], terminal_width=300)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "#SBATCH --ntasks-per-node=2" in text and "export WORLD_SIZE=2" in text
+    assert "1 node(s) x 2 task(s) = 2 rank(s)" in text and "teacher in-process on every rank" in text
+    r = runner.invoke(app, ["train", "--method", "grpo", "--nproc", "2", "--dry-run"], terminal_width=300)
+    assert r.exit_code == 0 and "2 ranks on this machine" in r.output and "no teacher" in " ".join(r.output.split())
+    _bad(["train", "--nproc", "2", "--executor", "slurm"], "--nproc 2 starts ranks on this machine",
+         "--slurm tasks_per_node=N")
+    _bad(["eval", "--suite", "tiny", "--executor", "slurm", "--slurm", "nodes=2"], "asks for 2 tasks", "zppo eval")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()
 
 
 def test_bad_slurm_input_is_one_line_exit_2_and_creates_nothing(tmp_path, monkeypatch):
@@ -118,9 +153,6 @@ def test_bad_slurm_input_is_one_line_exit_2_and_creates_nothing(tmp_path, monkey
     _bad(["train", "--profile", "local"], "--profile only apply to --executor slurm")
     _bad(["train", "--executor", "cloud"], "unknown executor", "local, slurm, debug")
     _bad(["jobs", "logs", "999999"], "unknown job id '999999'", "zppo jobs")
-    # a multi-task profile would start one trainer per task, all writing one run: refused before submitting
-    _bad(base + ["--profile", "gpu-8x8"], "asks for 8 tasks", "--slurm nodes=1 --slurm tasks_per_node=1")
-    _bad(["eval", "--suite", "tiny", "--executor", "slurm", "--slurm", "nodes=2"], "asks for 2 tasks", "zppo eval")
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.job").exists() and not (tmp_path / "runs").exists()
 
 

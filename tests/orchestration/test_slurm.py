@@ -154,6 +154,8 @@ def test_time_limit_requeues_and_finishes_like_an_uninterrupted_run(slurm_cluste
     assert registry.main_state(records[-1][1]) in registry.TERMINAL and _listed(job_id)["result"] == "success"
     out = (tmp_path / "slurm.job" / f"{job_id}_0_log.out").read_text()
     assert "checkpoint requested" in out and "resuming" in out
+    # the signal only set a flag; the job checkpointed at the next step boundary, then requeued
+    assert "USR2 received" in out and re.search(r"zppo: checkpointed \S+ at step \d+; requeueing", out)
 
     _assert_same_final_state(run_dir, local.run_dir)
     assert sorted({m["step"] for m in _metrics(run_dir)}) == list(range(1, steps + 1))
@@ -278,3 +280,59 @@ def _steps_lasting(seconds: float, test_overrides, tmp_path) -> int:
     res = train(cfg, run_dir=tmp_path / "calibrate")
     per_step = statistics.median(m["perf/step_time_s"] for m in _metrics(res.run_dir)[1:])
     return max(100, min(4000, math.ceil(seconds / per_step)))
+
+
+def test_two_task_job_checkpoints_at_a_step_boundary_on_slurms_signal_and_resumes_exactly(
+        slurm_cluster, prepared, test_overrides, tmp_path):
+    """A 2-task job (2 ranks, gloo, FSDP2) trains the tiny zppo recipe; while it trains, Slurm delivers USR2 to
+    every task (`scancel --signal=USR2`, the signal a time limit or a preemption sends; the time-limit path itself is
+    the one-task test above, through the same code): the ranks agree on it at the next step boundary, checkpoint
+    together (DCP), rank 0 requeues, and the requeued job resumes from that checkpoint into the same MLflow run and
+    ends with the same weights and metrics as an uninterrupted 2-rank run here. The signal is sent by the test
+    because the time-limit signal arrives 20-50 s into an attempt (slurmctld checks every 30 s), which a short
+    2-rank run cannot straddle at every machine speed. Checkpoints are otherwise only at the end."""
+    from mlflow.tracking import MlflowClient
+
+    from zppo_cli.launch import launch
+
+    steps, sets = 8, test_overrides + COMMON + ["run.checkpoint_every=100", "run.steps=8", "run.seed=5"]
+    run_dir = tmp_path / "two"
+    r = runner.invoke(app, ["train", "--method", "zppo", "--executor", "slurm", "--run-dir", str(run_dir),
+                            "--slurm", "tasks_per_node=2", "--slurm", "max_requeues=3", *_sets(sets)],
+                      terminal_width=200)
+    assert r.exit_code == 0, r.output
+    job_id = _job_id(r.output)
+    poll(lambda: run_dir.joinpath("metrics.jsonl").is_file() and len(_metrics(run_dir)) >= 2, 600,
+         f"job {job_id} to train two steps", every_s=0.2)
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    from zppo_core.config import load_config
+    from zppo_core.train.run import train  # noqa: F401  (the ranks import it by name)
+
+    cfg = load_config("tiny", method="zppo", overrides=sets)
+    local = launch(2, "zppo_cli.train_cmd:rank_main", {"cfg": cfg, "run_dir": str(tmp_path / "local"),
+                                                        "resume": False})  # the uninterrupted run, meanwhile
+
+    w = runner.invoke(app, ["jobs", "wait", job_id], terminal_width=200)
+    assert w.exit_code == 0, w.output
+    records = _sacct_records(job_id)
+    assert [s for _, s in records].count("REQUEUED") >= 1, records
+    assert _listed(job_id)["result"] == "success"
+    out = (tmp_path / "two.job" / f"{job_id}_0_log.out").read_text()
+    assert "USR2 received" in out and "checkpoint requested" in out
+    saved = re.findall(r"zppo: checkpointed \S+ at step (\d+); requeueing", out)
+    resumed = re.findall(r"zppo: resuming \S+ from step_(\d+)", out)
+    assert saved and [int(x) for x in saved] == [int(x) for x in resumed], (saved, resumed)
+    assert 2 <= int(saved[0]) < steps
+    assert "USR2 received" in (tmp_path / "two.job" / f"{job_id}_1_log.out").read_text()  # rank 1 got it too
+    assert [m["step"] for m in _metrics(run_dir)] == list(range(1, steps + 1))
+    last = run_dir / "checkpoints" / f"step_{steps:06d}"
+    assert (last / "dcp" / ".metadata").is_file() and (last / "model" / "config.json").is_file()
+    assert sorted(p.name for p in (last / "rng").iterdir()) == ["rank_00000.pt", "rank_00001.pt"]
+    _assert_same_final_state(run_dir, local.run_dir)
+    meta = json.loads((run_dir / "run.json").read_text())
+    run = MlflowClient().get_run(meta["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    exp = MlflowClient().get_experiment(run.info.experiment_id)
+    same_dir = MlflowClient().search_runs([exp.experiment_id], filter_string=f"tags.`zppo.run_dir` = '{run_dir}'")
+    assert [x.info.run_id for x in same_dir] == [meta["mlflow_run_id"]]
+    assert max(m.step for m in MlflowClient().get_metric_history(run.info.run_id, "train/accuracy")) == steps
