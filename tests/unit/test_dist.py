@@ -77,3 +77,42 @@ def test_a_killed_rank_is_named_in_one_line(tmp_path):
     broken = ProcessFailure(local_rank=0, pid=4320, exitcode=1, error_file=str(tmp_path / "none.json"))
     line, rank, sig = _failure_line(ChildFailedError("zppo", {0: broken, 1: killed}))
     assert (line, rank, sig) == ("rank 1 (pid 4321) was killed by SIGKILL", 1, "SIGKILL")
+
+
+def test_a_sharded_served_engine_stays_a_chat_engine_and_sends_only_its_share():
+    """`ShardedEngine` over a served model (ChatEngine: chat messages in) splits `generate_chat` like `generate`;
+    over an in-process engine it is not a ChatEngine, so `generate_messages` renders token ids for it."""
+    from zppo_core.dist.data import ShardedEngine
+    from zppo_core.rollout.base import ChatEngine, SamplingParams, generate_messages
+
+    class Served:
+        def __init__(self):
+            self.sent = []
+
+        def generate_chat(self, conversations, params):
+            self.sent += [c[0]["content"] for c in conversations]
+            return [[Completion([], [], f"re:{c[0]['content']}", True)] for c in conversations]
+
+    class InProcess:
+        def generate(self, prompts, params):
+            return [[Completion(p, [], "", True)] for p in prompts]
+
+        def sync_weights(self, model):
+            pass
+
+    convs = [[{"role": "user", "content": t}] for t in "abcde"]
+
+    class Rank1(Dist):  # rank 1 of 2; rank 0 answered its share (a, c, e) the same way
+        def gather_objects(self, obj):
+            return [[[Completion([], [], f"re:{t}", True)] for t in "ace"], obj]
+
+    served = Served()
+    sharded = ShardedEngine(served, Rank1(rank=1, world=2))
+    assert isinstance(sharded, ChatEngine)
+    outs = generate_messages(sharded, convs, SamplingParams(), render=lambda c: [0])
+    assert served.sent == ["b", "d"]  # only this rank's share went to the server
+    assert [o[0].text for o in outs] == [f"re:{t}" for t in "abcde"]  # every reply, in order
+    plain = ShardedEngine(InProcess(), LOCAL)
+    assert not isinstance(plain, ChatEngine)
+    assert generate_messages(plain, convs, SamplingParams(), render=lambda c: [ord(c[0]["content"])])[1][0].token_ids \
+        == [ord("b")]
