@@ -44,10 +44,13 @@ def _record_groups(cfg, tmp_path, steps: int = 3, tries: int = 12):
     raise AssertionError(f"only {len(out)} of {tries} sampled steps had a non-trivial group; need {steps}")
 
 
-def test_two_ranks_compute_what_one_rank_computes(prepared, test_overrides, tmp_path):
+@pytest.mark.parametrize("old_logprobs", ["engine", "trainer"])
+def test_two_ranks_compute_what_one_rank_computes(prepared, test_overrides, tmp_path, old_logprobs):
+    """π_old from the engine (recorded with the rollouts), or from the trainer (each rank's no-grad forward over
+    its own micro-batches, padded with idle forwards to the same count as the other rank's)."""
     from tests.integration.dist_ranks import learn_on_recorded
 
-    cfg = load_config("tiny", overrides=test_overrides + COMMON)
+    cfg = load_config("tiny", overrides=test_overrides + COMMON + [f"algo.old_logprobs={old_logprobs}"])
     steps = _record_groups(cfg, tmp_path)
     path = tmp_path / "groups.pkl"
     path.write_bytes(pickle.dumps(steps))
@@ -63,7 +66,11 @@ def test_two_ranks_compute_what_one_rank_computes(prepared, test_overrides, tmp_
         assert a1.abs().max() > 0
         worst["adv"] = max(worst["adv"], float((a1 - a2).abs().max()))
         assert torch.allclose(a1, a2, rtol=0, atol=1e-6)
-        for key in ("train/loss", "train/grad_norm", "train/entropy", "train/ratio_mean", "perf/train_tokens"):
+        keys = ["train/loss", "train/grad_norm", "train/entropy", "train/ratio_mean", "perf/train_tokens",
+                "train/ratio_mean_first", "train/approx_kl_max"]
+        if old_logprobs == "trainer":
+            keys.append("rollout/logprob_abs_diff_mean")  # summed over the ranks' micro-batches
+        for key in keys:
             assert s2["metrics"][key] == pytest.approx(s1["metrics"][key], rel=1e-5, abs=1e-7), key
         assert len(s1["grads"]) == len(s2["grads"]) == 2  # I = 2 optimizer steps per rollout step
         for g1, g2 in zip(s1["grads"], s2["grads"]):

@@ -5,9 +5,9 @@ in `_no_split_modules`), then on the root. Tied input/output embeddings (the tin
 tie them) are one parameter shared by two modules; torch >= 2.13 refuses a parameter managed by two FSDP groups,
 so the embedding and the LM head are sharded together in one group (`fully_shard([embed, lm_head])`). The sharded
 parameters stay in their loaded dtype (they are the AdamW master weights); `mp_policy` (a `MixedPrecisionPolicy`)
-says what FSDP casts them to for compute and which dtype gradients are reduced in. The loop passes none yet (the
-student computes in its loaded dtype, as on one rank; a bf16-compute / fp32-master policy belongs to the numerics
-issue); `bench/gpu_fsdp.py` passes `MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)`.
+says what FSDP casts them to for compute and which dtype gradients are reduced in: `train/run.py` passes
+`Precision.fsdp_mp_policy()` (`models/precision.py`: bf16 gathers over the fp32 masters, fp32 reduce-scatters)
+when the compute dtype is bf16, and none in fp32; the loop keeps the precision's autocast around the forward.
 
 Gradients: FSDP2's reduce-scatter *averages* over the ranks, so the loop scales each micro-batch's loss by the
 world size and divides by the global token count of the mini-batch (`train/loop.py`; scale-out pitfalls §3).
