@@ -2,7 +2,7 @@
 
 Images are decoded from a datasets Image feature, ``{"bytes", "path"}`` dicts, raw bytes, data URIs, base64
 strings or paths (relative to the benchmark folder), converted to RGB and resized, keeping the aspect ratio,
-into the paper's pixel bounds 256×32×32 .. 1280×32×32.
+into the paper's pixel bounds 256×32×32 .. 1280×32×32 (`zppo_core.tasks.images.fit_pixels`, shared with training).
 
 Videos are located where each benchmark's own tooling puts them (``Benchmark.video_layout``):
 
@@ -25,13 +25,12 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from zppo_core.tasks.images import MAX_PIXELS, MIN_PIXELS, fit_pixels
 from zppo_core.tasks.jsonl_data import DataError
 
 __all__ = ["MAX_PIXELS", "MIN_PIXELS", "MVBENCH_FOLDERS", "decode_images", "find_video", "fit_pixels",
            "srt_text", "videommmu_discipline"]
 
-MIN_PIXELS = 256 * 32 * 32
-MAX_PIXELS = 1280 * 32 * 32
 _VIDEO_DIRS = (".", "videos", "data", "video")
 
 # MVBench task -> folder of its clips (lmms-eval DATA_LIST first, then VLMEvalKit's names for the same clips)
@@ -73,23 +72,6 @@ _SUBJECT_TO_DISCIPLINE = {s: d for d, subjects in _VIDEOMMMU_DISCIPLINES.items()
 
 
 # ------------------------------------------------------------------------------------------ images
-def fit_pixels(image, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS):
-    """`image` as RGB, resized (aspect ratio kept) so that width × height lies in [min_pixels, max_pixels]."""
-    from PIL import Image
-
-    img = image.convert("RGB") if image.mode != "RGB" else image
-    w, h = img.size
-    area = w * h
-    if area == 0 or min_pixels <= area <= max_pixels:
-        return img
-    scale = ((max_pixels if area > max_pixels else min_pixels) / area) ** 0.5
-    nw, nh = max(1, int(w * scale)), max(1, int(h * scale))
-    if area < min_pixels:  # rounding down may leave it just below the floor
-        while nw * nh < min_pixels:
-            nw, nh = (nw + 1, nh) if nw * h <= nh * w else (nw, nh + 1)
-    return img.resize((nw, nh), Image.Resampling.BICUBIC)
-
-
 def _open_image(data: bytes):
     from PIL import Image
 
