@@ -6,6 +6,7 @@ grader. Used at the end of every tiny run, by `prepare` to measure the student, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.rollout.base import Engine, SamplingParams
@@ -25,7 +26,13 @@ class HeldoutResult:
 
 
 def heldout_questions(families: list[str], per_level: int, seed: int = 12345) -> list[Question]:
-    return make_eval_set(families, per_level, seed)
+    """The fixed held-out questions of `families` (the same for every run, checkpoint and periodic eval)."""
+    return list(_heldout_cached(tuple(families), per_level, seed))
+
+
+@lru_cache(maxsize=32)
+def _heldout_cached(families: tuple[str, ...], per_level: int, seed: int) -> tuple[Question, ...]:
+    return tuple(make_eval_set(list(families), per_level, seed))  # visual questions draw images: build them once
 
 
 def evaluate_questions(
