@@ -87,16 +87,42 @@ class EndpointConfig(_Section):
         return self
 
 
+class TinyVisionSpec(_Section):
+    """Vision tower and image processor of the tiny Qwen3.5 vision-language pair (`tiny-vl`), built from config.
+
+    A 16-pixel cell of the synthetic images is 2×2 patches of `patch_size` 8, merged into one image token."""
+
+    depth: int = Field(1, gt=0, description="Vision transformer blocks.")
+    hidden_size: int = Field(64, gt=0, description="Vision tower width.")
+    intermediate_size: int = Field(128, gt=0, description="Vision MLP hidden width.")
+    num_heads: int = Field(2, gt=0, description="Vision attention heads.")
+    patch_size: int = Field(8, gt=0, description="Pixels per patch side (the image processor uses the same).")
+    spatial_merge_size: int = Field(2, gt=0, description="Patches merged per token side (2: 2x2 patches, one token).")
+    num_position_embeddings: int = Field(
+        144, gt=0, description="Learned vision position embeddings (a perfect square; interpolated to each grid)."
+    )
+
+    @model_validator(mode="after")
+    def _square(self) -> "TinyVisionSpec":
+        root = round(self.num_position_embeddings**0.5)
+        if root * root != self.num_position_embeddings:
+            raise ValueError(f"num_position_embeddings={self.num_position_embeddings} must be a perfect square "
+                             f"(e.g. {root * root} or {(root + 1) ** 2})")
+        return self
+
+
 class ModelConfig(_Section):
     student: str = Field(
         "tiny",
-        description="Student model: 'tiny' (built from model.tiny_student and prepared by SFT), a local HF model "
+        description="Student model: 'tiny' (a text Qwen3 built from model.tiny_student and prepared by SFT), "
+        "'tiny-vl' (a Qwen3.5 vision-language model: model.tiny_student + model.tiny_vision), a local HF model "
         "directory, or a hub id already in the local HF cache (nothing is downloaded at run time).",
     )
     teacher: str = Field(
         "tiny",
-        description="Frozen teacher (prompt-side only, never in the gradient): 'tiny', a local directory or a cached "
-        "hub id. With teacher_endpoint.url set, the model that endpoint serves (zppo serve teacher serves this).",
+        description="Frozen teacher (prompt-side only, never in the gradient): 'tiny' / 'tiny-vl' (as the student), "
+        "a local directory or a cached hub id. With teacher_endpoint.url set, the model that endpoint serves (zppo "
+        "serve teacher serves this).",
     )
     teacher_endpoint: EndpointConfig = Field(
         default_factory=EndpointConfig,
@@ -109,6 +135,9 @@ class ModelConfig(_Section):
     tiny_teacher: TinyModelSpec = Field(
         default_factory=lambda: TinyModelSpec(num_hidden_layers=4),
         description="Tiny teacher architecture (larger than the student: 1.0M).",
+    )
+    tiny_vision: TinyVisionSpec = Field(
+        default_factory=TinyVisionSpec, description="tiny-vl: vision tower of the student and the teacher."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where the student trains and samples: auto picks cuda when available, else cpu."
@@ -185,7 +214,20 @@ class DataConfig(_Section):
         description="Held-out families, never trained on (out-of-distribution evaluation).",
     )
     path: str | None = Field(
-        None, description="GPU scales: local dataset (jsonl with question/answer fields) instead of synthetic families."
+        None,
+        description="GPU scales: local dataset (jsonl with question/answer fields, optional image/images paths) "
+        "instead of synthetic families.",
+    )
+    image_dir: str | None = Field(
+        None,
+        description="Folder that relative image paths of data.path are looked up in after the data file's own "
+        "folder (e.g. a shared datasets/ folder).",
+    )
+    min_pixels: int = Field(
+        256 * 32 * 32, gt=0, description="Images are resized (aspect kept) to at least this many pixels (paper)."
+    )
+    max_pixels: int = Field(
+        1280 * 32 * 32, gt=0, description="Images are resized (aspect kept) to at most this many pixels (paper)."
     )
     closer: str = Field(
         " Think in <think></think>, answer in \\boxed{}.",
@@ -363,12 +405,14 @@ class ZPPOConfig(_Section):
                 "eps_high >= eps_low"
             )
         served_teacher = self.model.teacher_endpoint.url is not None
-        if not served_teacher and (self.model.student == "tiny") != (self.model.teacher == "tiny") and "tiny" in (
-            self.model.student,
-            self.model.teacher,
-        ):
+        tiny = ("tiny", "tiny-vl")
+        if not served_teacher and (self.model.student in tiny or self.model.teacher in tiny) and \
+                self.model.student != self.model.teacher:
             raise ValueError(
-                "model.student and model.teacher must both be 'tiny' or both be real models (the tiny pair shares "
-                "a character tokenizer); set both"
+                "model.student and model.teacher must both be 'tiny', both 'tiny-vl', or both real models (a tiny "
+                "pair shares a character tokenizer); set both"
             )
+        if self.data.min_pixels > self.data.max_pixels:
+            raise ValueError(f"data.min_pixels={self.data.min_pixels} > data.max_pixels={self.data.max_pixels}; "
+                             "set min_pixels <= max_pixels")
         return self
