@@ -70,7 +70,8 @@ def eval_(
         from zppo_core.train.run import prepare_tiny
 
         target = resolve_target(run=run, checkpoint=checkpoint, model=model, scale=scale, overrides=sets)
-        spec = suite or ("tiny,tiny-ood" if target.cfg.model.student == "tiny" else "all")
+        default = {"tiny": "tiny,tiny-ood", "tiny-vl": "tiny-vl,tiny-vl-ood,tiny-vl-blank"}
+        spec = suite or default.get(target.cfg.model.student, "all")
         try:
             from zppo_core.suites.evaluate import plan_suites
 

@@ -295,10 +295,10 @@ def prepare(
     """Prepare (SFT) the tiny student and teacher now; cached, so `train` then starts at once."""
     with user_errors():
         cfg = _resolve(scale, None, None, None, set_, None)
-        if cfg.model.student != "tiny":
+        if cfg.model.student not in ("tiny", "tiny-vl"):
             from zppo_core.config import ConfigError
 
-            raise ConfigError(f"prepare is for --scale tiny; preset '{scale}' uses real pretrained models")
+            raise ConfigError(f"prepare is for --scale tiny or tiny-vl; preset '{scale}' uses real pretrained models")
         from zppo_core.train.prepare import ensure_prepared
 
         t0 = time.perf_counter()

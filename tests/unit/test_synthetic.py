@@ -278,8 +278,8 @@ def test_registry():
     assert get_family("add") is FAMILIES["add"]
     assert get_family("modsum") is FAMILIES["modsum"]
     with pytest.raises(
-        ValueError, match=r"unknown task family 'x'; valid: add, bars, bars_wide, chain, chain4, count, count_tall, "
-        r"digits, digits_wide, linear, linear_neg, modsum, modsum_long, sub"
+        ValueError, match=r"unknown task family 'x'; valid: add, bars, bars_long, chain, chain4, count, count_long, "
+        r"digits, digits_long, linear, linear_neg, modsum, modsum_long, sub"
     ):
         get_family("x")
     desc = list_families()

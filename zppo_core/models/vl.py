@@ -51,14 +51,30 @@ def load_processor(path: str, model_type: str | None = None):
     try:
         proc = AutoProcessor.from_pretrained(path)
         if getattr(proc, "image_processor", None) is not None:
-            return proc
+            return _own_tokenizer(proc, path)
     except (ImportError, OSError, ValueError, TypeError, AttributeError) as e:  # e.g. no torchvision for video
         err = e
     if model_type in QWEN_VL_TYPES:
-        return image_only_processor_class().from_pretrained(path)
+        return _own_tokenizer(image_only_processor_class().from_pretrained(path), path)
     why = f" ({err})" if err else " (it loads without an image processor)"
     raise ValueError(f"{path}: the vision-language model's processor does not load{why}; install what it asks for "
                      "(e.g. pip install torchvision) or save the model with its processor")
+
+
+def _own_tokenizer(proc, path: str):
+    """A tokenizer saved as a plain `TokenizersBackend` (the tiny pair's character tokenizer) stays one: the auto
+    classes would otherwise rebuild it as the model type's tokenizer (Qwen3.5's byte-level pre-tokenizer drops the
+    char-level split, and with it every space)."""
+    import json
+    from pathlib import Path
+
+    cfg = Path(path) / "tokenizer_config.json"
+    if cfg.is_file() and json.loads(cfg.read_text()).get("tokenizer_class") == "TokenizersBackend" and \
+            type(proc.tokenizer).__name__ != "TokenizersBackend":
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+        proc.tokenizer = TokenizersBackend.from_pretrained(path)
+    return proc
 
 
 def vision_token_ids(processor) -> list[int]:

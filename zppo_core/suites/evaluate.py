@@ -4,7 +4,11 @@ Two kinds of benchmark share one driver:
 
 * **tiny suites** (offline, synthetic): `tiny` = the held-out split of the run's training families (one
   benchmark per family), `tiny-ood` = each training family's out-of-distribution counterpart
-  (`tasks.OOD_OF`, e.g. modsum -> modsum_long: more terms than training ever shows). Graded by the rule grader.
+  (`tasks.OOD_OF`, e.g. modsum -> modsum_long: more terms than training ever shows). The visual ones (need a
+  vision-language model): `tiny-vl` = the held-out split of the run's visual families (all of them when it trained
+  on none), `tiny-vl-ood` = their ood counterparts (more cells than training shows), `tiny-vl-blank` = `tiny-vl`
+  with every image replaced by a white one (the control: the score falls to the blind baseline, which every
+  visual benchmark reports as its `chance` part). Graded by the rule grader.
 * **the paper's 31** (`eval/benchmarks.py`), read from a local data directory (`eval/data.py`), scored
   deterministically first and by an LLM judge (the teacher, temperature 0) only where parsing fails, or always
   with the benchmark's own judge prompt (`eval/scoring.py`, `eval/judges.py`).
@@ -25,9 +29,10 @@ from typing import Any, Callable, Sequence
 
 from zppo_core.suites.heldout import evaluate_questions, heldout_questions
 from zppo_core.rollout.base import Engine, SamplingParams
-from zppo_core.tasks import OOD_OF
+from zppo_core.tasks import OOD_OF, VISUAL_IN_DIST, is_visual
+from zppo_core.tasks.visual import chance_accuracy
 
-TINY_SUITES = ("tiny", "tiny-ood")
+TINY_SUITES = ("tiny", "tiny-ood", "tiny-vl", "tiny-vl-ood", "tiny-vl-blank")
 
 Progress = Callable[[str, int, int], None]  # (benchmark, done, total)
 
@@ -122,6 +127,9 @@ class EvalReport:
 
 def tiny_benchmarks(suite: str, train_families: Sequence[str]) -> list[str]:
     """Family names evaluated by a tiny suite for a run trained on `train_families`."""
+    if suite in ("tiny-vl", "tiny-vl-blank", "tiny-vl-ood"):
+        visual = [f for f in train_families if is_visual(f)] or list(VISUAL_IN_DIST)
+        return visual if suite != "tiny-vl-ood" else tiny_benchmarks("tiny-ood", visual)
     if suite == "tiny":
         return list(train_families)
     if suite == "tiny-ood":
@@ -150,17 +158,21 @@ def evaluate_tiny(
         qs = heldout_questions([name], per_level)[: limit or None]
         if progress:
             progress(name, 0, len(qs))
+        if any(q.images for q in qs) and not getattr(engine, "supports_images", False):
+            raise ValueError(f"{suite}: {name} is a visual family and the model is text-only; evaluate a "
+                             "vision-language model (e.g. a tiny-vl run) or drop the suite")
         res = evaluate_questions(engine, render, qs, closer, samples=params.n, temperature=params.temperature,
                                  top_p=params.top_p, max_new_tokens=params.max_new_tokens, top_k=params.top_k,
-                                 presence_penalty=params.presence_penalty)
+                                 presence_penalty=params.presence_penalty, blank=suite == "tiny-vl-blank")
         records = [SampleRecord(name, q.id, i, text, extracted, reward == 1.0,
                                 "rule" if extracted is not None else "no-answer")
                    for q, g in zip(qs, res.graded) for i, (text, reward, extracted) in enumerate(g)]
         if progress:
             progress(name, len(qs), len(qs))
+        parts = {"chance": 100.0 * chance_accuracy(qs)} if is_visual(name) else {}
         out.append(BenchmarkResult(
             name=name, family=suite, n=len(qs), score=100.0 * res.accuracy,
-            by_level={k: 100.0 * v for k, v in res.by_level.items()}, records=records))
+            by_level={k: 100.0 * v for k, v in res.by_level.items()}, records=records, parts=parts))
     return out
 
 

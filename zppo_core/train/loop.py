@@ -27,7 +27,9 @@ The step tail (`run`), after every step:
   13. Stop when `on_step` asked for it (or after `stop_after` steps, used to test interruption).
 
 The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (three step
-hooks, a loss, its state and its reports). Periodic and final evaluation come from `zppo_core.suites`, which sits
+hooks, a loss, its state and its reports). Image questions take the same path: every prompt (plain, the method's
+extra prompts, the teacher's) is rendered with the question's images by `PromptRenderer.prompt` (the images once,
+before the text), sampled through `rollout.base.generate_prompts`, and trained on with the same image inputs. Periodic and final evaluation come from `zppo_core.suites`, which sits
 below train (the loop never imports `zppo_core.eval`, and eval never imports train).
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
 """
@@ -47,7 +49,7 @@ from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
 from zppo_core.models.load import PromptRenderer
 from zppo_core.models.logprobs import completion_logprobs
-from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_messages
+from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_prompts
 from zppo_core.run_dir import RunDir
 from zppo_core.tasks.graders import grade
 from zppo_core.tracking import NullTracker, Tracker
@@ -60,12 +62,6 @@ from zppo_core.types import Group, Question, Rollout
 class TrainState:
     step: int = 0  # completed rollout steps
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def _user(text: str) -> list[dict]:
-    """A one-message conversation: what a served teacher gets (it renders with its own chat template); in-process
-    engines get `render(text)`, the same message through the student's template."""
-    return [{"role": "user", "content": text}]
 
 
 class Trainer:
@@ -81,6 +77,7 @@ class Trainer:
         tracker: Tracker | None = None,
         teacher: Engine | ChatEngine | None = None,  # in-process, or served (chat messages)
         on_step: Callable[[int, dict[str, float]], None] | None = None,
+        processor=None,
     ):
         self.cfg = cfg
         self.run_dir = RunDir(run_dir)
@@ -104,7 +101,10 @@ class Trainer:
             top_p=cfg.rollout.top_p,
             max_new_tokens=cfg.rollout.max_new_tokens,
         )
-        self.render = PromptRenderer(tokenizer)  # user-message text -> prompt token ids (cached)
+        self.processor = processor  # a vision-language student's processor (images, chat template), or None
+        # user-message text (+ a question's images) -> prompt token ids and image inputs (cached)
+        self.render = PromptRenderer(tokenizer, processor, min_pixels=cfg.data.min_pixels,
+                                     max_pixels=cfg.data.max_pixels)
         self._next_group_id = 0
         self._last_checkpoint = time.monotonic()
         self.stopped_early = False  # on_step asked to stop before run.steps
@@ -144,7 +144,7 @@ class Trainer:
             self.run_dir.path,
             self.state.step,
             self.model,
-            self.tokenizer,
+            self.processor if self.processor is not None else self.tokenizer,  # a VLM's checkpoint keeps its processor
             self.optimizer,
             self.state_dict(),
             keep=self.cfg.run.keep_checkpoints,
@@ -157,23 +157,22 @@ class Trainer:
         """items: (kind, question, prompt text). Returns one graded group per item."""
         if not items:
             return []
-        prompt_ids = [self.render(text) for _, _, text in items]
+        prompts = [self.render.prompt(text, q.images) for _, q, text in items]  # the question's images, once
         params = SamplingParams(
             n=n,
             temperature=self.sampling.temperature,
             top_p=self.sampling.top_p,
             max_new_tokens=self.sampling.max_new_tokens,
         )
-        outs = generate_messages(engine, [_user(text) for _, _, text in items], params,
-                                 render=lambda conv: self.render(conv[0]["content"]))
+        outs = generate_prompts(engine, prompts, params)
         groups = []
-        for i, ((kind, q, text), pids, comps) in enumerate(zip(items, prompt_ids, outs)):
+        for i, ((kind, q, text), prompt, comps) in enumerate(zip(items, prompts, outs)):
             g = Group(id=self._next_group_id, kind=kind, question=q, prompt_text=text,
                       meta=metas[i] if metas is not None else {})
             self._next_group_id += 1
             for c in comps:
                 reward, extracted = grade(c.text, q.answer)
-                g.rollouts.append(Rollout(q.id, g.id, kind, pids, c, reward, extracted))
+                g.rollouts.append(Rollout(q.id, g.id, kind, prompt.ids, c, reward, extracted, prompt.mm))
             groups.append(g)
         return groups
 
@@ -183,15 +182,16 @@ class Trainer:
         closer = self.cfg.data.closer
         return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions], n)
 
-    def teacher_generate(self, texts: list[str], max_new_tokens: int) -> list[str]:
-        """One greedy teacher completion per user-message text (candidate compression)."""
+    def teacher_generate(self, texts: list[str], max_new_tokens: int, images: list | None = None) -> list[str]:
+        """One greedy teacher completion per user-message text (candidate compression); `images[i]`: the images
+        text i is about (its question's), shown to the teacher with it."""
         if self.teacher is None:
             raise RuntimeError("this method needs a teacher but none was loaded")
         if not texts:
             return []
-        outs = generate_messages(self.teacher, [_user(t) for t in texts],
-                                 SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
-                                 render=lambda conv: self.render(conv[0]["content"]))
+        images = images if images is not None else [()] * len(texts)
+        outs = generate_prompts(self.teacher, [self.render.prompt(t, im) for t, im in zip(texts, images)],
+                                SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens))
         return [o[0].text for o in outs]
 
     # ------------------------------------------------------------------ one step
@@ -308,6 +308,7 @@ class Trainer:
                     [r.completion.token_ids for r in mb],
                     self.tokenizer.pad_token_id,
                     with_entropy=True,
+                    mm=[r.prompt_mm for r in mb] if any(r.prompt_mm for r in mb) else None,  # their images
                 )  # [b, T], [b, T], [b, T]
                 old = torch.zeros_like(logprobs)  # [b, T] π_old from the engine
                 for j, r in enumerate(mb):

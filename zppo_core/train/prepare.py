@@ -7,6 +7,7 @@ levels and is trained briefly, so after it a substantial share of training quest
 accuracy < 0.5 over G_S samples); the teacher is larger, sees all levels and trains longer (≥ 90 % accuracy
 is the target). Held-out (OOD) families are never used here.
 
+`model.student=tiny-vl` (the vision-language pair) is built by `prepare_vl.py` through the same cache.
 Prepared models are cached under `prepare.cache_dir/<key>/{student,teacher}`, keyed by a hash of everything
 that shapes them (architectures, SFT settings, families, closer, tokenizer, this module's version), written
 atomically (temp dir + rename) under a file lock so concurrent runs (sweeps) prepare once.
@@ -38,6 +39,10 @@ PREPARE_SEED = 1234  # prepared models are shared by all runs of a config, whate
 
 
 def cache_key(cfg: ZPPOConfig) -> str:
+    if cfg.model.student == "tiny-vl":
+        from zppo_core.train.prepare_vl import cache_key as vl_key
+
+        return vl_key(cfg)
     tok = build_char_tokenizer()
     blob = {
         "v": PREPARE_VERSION,
@@ -75,7 +80,11 @@ def ensure_prepared(cfg: ZPPOConfig, log: Callable[[str], None] = lambda s: None
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            report = _prepare_into(cfg, tmp, log)
+            if cfg.model.student == "tiny-vl":  # the vision-language pair: train/prepare_vl.py
+                from zppo_core.train.prepare_vl import prepare_into as build
+            else:
+                build = _prepare_into
+            report = build(cfg, tmp, log)
             (tmp / "report.json").write_text(json.dumps(report, indent=2))
             if final.exists():
                 shutil.rmtree(final)

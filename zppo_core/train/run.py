@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from zppo_core.config import ConfigError, flat_params
 from zppo_core.config.schema import ZPPOConfig
-from zppo_core.models.load import resolve_model
+from zppo_core.models.load import is_tiny, resolve_model
 from zppo_core.run_dir import RunDir
 
 
@@ -72,7 +72,7 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
         check_served_teacher(cfg)  # reachable and serving the model, before any file or compute
     else:
         resolve_model(cfg.model.teacher, "model.teacher")
-    if cfg.model.student != "tiny":
+    if not is_tiny(cfg.model.student):
         if cfg.data.path is None:
             raise ConfigError(
                 f"data.path is required at scale '{cfg.scale}' (the synthetic families are for tiny models); "
@@ -88,6 +88,12 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
                 get_family(name)
             except ValueError as err:
                 raise ConfigError(f"data.families: {err}") from None
+        from zppo_core.tasks import is_visual
+
+        visual = [f for f in cfg.data.families if is_visual(f)]
+        if visual and cfg.model.student == "tiny":
+            raise ConfigError(f"data.families: {', '.join(visual)} are visual (their questions are images) but the "
+                              "tiny student is text-only; use --scale tiny-vl")
     if resume:
         from zppo_core.train.checkpoint import CheckpointError, require_checkpoint
 
@@ -133,10 +139,18 @@ def make_stream(cfg: ZPPOConfig):
     if cfg.data.path:
         from zppo_core.tasks.jsonl_data import JsonlStream
 
-        return JsonlStream(cfg.data.path, cfg.run.seed)
+        return JsonlStream(cfg.data.path, cfg.run.seed, cfg.data.image_dir)
     from zppo_core.tasks import QuestionStream
 
     return QuestionStream(cfg.data.families, cfg.data.levels, cfg.run.seed)
+
+
+def _has_images(cfg: ZPPOConfig, stream) -> bool:
+    if cfg.data.path:
+        return any(q.images for q in stream.items)
+    from zppo_core.tasks import is_visual
+
+    return any(is_visual(f) for f in cfg.data.families)
 
 
 def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None):
@@ -172,7 +186,7 @@ def load_models(cfg: ZPPOConfig, need_teacher: bool, log: Callable[[str], None])
     from zppo_core.models.load import load_pair, model_paths
 
     prepared = report = None
-    if cfg.model.student == "tiny":
+    if is_tiny(cfg.model.student):
         prepared = prepare_tiny(cfg, log)
         report = json.loads((prepared / "report.json").read_text())
     student_path, teacher_path = model_paths(cfg, prepared)
@@ -197,6 +211,7 @@ def train(
     else:
         assert cfg is not None
         rd = RunDir(preflight(cfg, run_dir, resume=False))
+    stream = make_stream(cfg)  # bad data (e.g. a missing image, file:line) fails here, before anything is written
 
     import torch
 
@@ -232,9 +247,12 @@ def train(
             rd.write_meta({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
                            "method": cfg.method, "scale": cfg.scale, "seed": cfg.run.seed,
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        stream = make_stream(cfg)
+        if student.processor is None and _has_images(cfg, stream):
+            raise ConfigError(f"the training questions have images but the student ({cfg.model.student}) is a "
+                              "text-only model; use a vision-language student (e.g. --scale tiny-vl or a Qwen3.5 "
+                              "checkpoint)")
         trainer = Trainer(cfg, rd.path, student.model, student.tokenizer, engine, stream, method, tracker, teacher,
-                          on_step)
+                          on_step, processor=student.processor)
         if resume:
             trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path))
             rd.truncate_metrics(trainer.state.step)

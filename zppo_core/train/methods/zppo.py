@@ -144,7 +144,7 @@ class ZPPOMethod:
                                    solution=text)
             for q, text in items
         ]
-        outs = ctx.teacher_generate(prompts, self.compression_max_tokens + 16)
+        outs = ctx.teacher_generate(prompts, self.compression_max_tokens + 16, images=[q.images for q, _ in items])
         return [strip_summary(o) for o in outs]
 
     def extra_prompts(self, plain: list[Group], ctx: StepContext) -> list[ExtraPrompt]:
