@@ -348,6 +348,9 @@ class EvalConfig(_Section):
         "fxmarty/mmlu-redux-2.0-ok); 'all' = every row against its original label."
     )
     samples: int = Field(1, gt=0, description="Samples per item: pass@1 is estimated as mean@k (paper: 1).")
+    video_frames: int = Field(
+        8, gt=0, description="Video benchmarks: frames sampled uniformly per clip, given to the model as images."
+    )
     temperature: float = Field(0.6, ge=0, description="Evaluation sampling temperature (paper: 0.6).")
     top_p: float = Field(0.95, gt=0, le=1, description="Evaluation nucleus sampling (paper: 0.95).")
     top_k: int = Field(20, ge=0, description="Evaluation top-k (paper: 20; 0 = off).")

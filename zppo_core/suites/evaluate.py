@@ -179,11 +179,28 @@ def evaluate_tiny(
 # ---------------------------------------------------------------------------------------------- paper
 
 
-def image_messages(item) -> list[dict[str, Any]]:
+def image_messages(item, frame_times: list[float] | None = None, n_frames: int = 0) -> list[dict[str, Any]]:
     """An item as one user message in the Hugging Face multimodal content format: one image placeholder per
-    image (in order), then the prompt text."""
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in item.images]
+    image (in order), then the prompt text. A video item's `n_frames` frames (images too, see `media.sample_frames`)
+    come first, introduced by a line naming their times."""
+    content: list[dict[str, Any]] = []
+    if n_frames:
+        when = ", ".join(f"{t:.1f}s" for t in frame_times) if frame_times else "in order"
+        content.append({"type": "text", "text": f"The video, as {n_frames} frames sampled uniformly ({when}):"})
+        content += [{"type": "image"} for _ in range(n_frames)]
+    content += [{"type": "image"} for _ in item.images]
     return [{"role": "user", "content": content + [{"type": "text", "text": item.prompt}]}]
+
+
+def request_for(item, frames: int) -> tuple[list[dict[str, Any]], list]:
+    """(messages, images) of an item for a vision-language engine; a video becomes `frames` sampled frames."""
+    if not getattr(item, "video", None):
+        return image_messages(item), list(item.images)
+    from zppo_core.suites.media import sample_frames
+
+    config, split, iid = item.key
+    video, times = sample_frames(item.video, frames, where=f"{config}/{split}/{iid}")
+    return image_messages(item, times, len(video)), video + list(item.images)
 
 
 def unscorable(bench, item, engine) -> str | None:
@@ -228,6 +245,7 @@ def evaluate_benchmark(
     progress: Progress | None = None,
     chunk: int = 64,
     limited: bool = False,
+    video_frames: int = 8,
 ) -> BenchmarkResult:
     """One benchmark of the paper's registry on already-loaded items: sample, score deterministically, send
     only the undecided samples to the judge (or count them wrong when there is no judge), then the benchmark's
@@ -246,20 +264,17 @@ def evaluate_benchmark(
         else:
             kept.append(it)
     items = kept
-    with_images = any(getattr(it, "images", None) for it in items)
+    with_images = any(getattr(it, "images", None) or getattr(it, "video", None) for it in items)
     if with_images and not getattr(engine, "supports_images", False):
-        raise ValueError(f"{bench.name}: the model is text-only and this benchmark needs images; evaluate a "
-                         "vision-language model (--model DIR) or drop the benchmark from the suite")
-    if any(getattr(it, "video", None) for it in items):
-        raise ValueError(f"{bench.name}: no rollout engine reads video yet (the data is in place); drop the "
-                         "benchmark from the suite")
+        raise ValueError(f"{bench.name}: the model is text-only and this benchmark needs images or video; evaluate "
+                         "a vision-language model (--model DIR) or drop the benchmark from the suite")
     verdicts: list[tuple[Any, int, str, Verdict]] = []
     if progress:
         progress(bench.name, 0, len(items))
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
-        if with_images:  # a vision-language engine: each item's images, then its text, in one user message
-            comps = engine.generate_multimodal([(image_messages(it), list(it.images)) for it in part], params)
+        if with_images:  # a vision-language engine: each item's frames/images, then its text, in one user message
+            comps = engine.generate_multimodal([request_for(it, video_frames) for it in part], params)
         else:  # multi-turn rows (e.g. MultiChallenge) carry their conversation; the rest are one user message
             comps = engine.generate([render(it.meta.get("messages") or it.prompt) for it in part], params)
         for it, cs in zip(part, comps):
@@ -366,7 +381,8 @@ def evaluate_suites(
         limited = ev.limit is not None and len(items) >= ev.limit
         try:
             report.results.append(evaluate_benchmark(engine, render, bench, items, params, judge, judge_render,
-                                                     scale=scale, progress=progress, limited=limited))
+                                                     scale=scale, progress=progress, limited=limited,
+                                                     video_frames=ev.video_frames))
         except ValueError as err:  # e.g. an image benchmark on a text-only model
             report.skipped[bench.name] = str(err)
     return report
