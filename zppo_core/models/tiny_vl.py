@@ -10,9 +10,13 @@ config (no hub access, ever).
   sizes are the vision tower's, pixel bounds 16×16 .. 128×128 (the synthetic images are 64-96 pixels a side).
 - Model: the text part is sized like the tiny Qwen3 (`TinyModelSpec`: width, layers, heads), its layers
   alternating linear attention (Gated DeltaNet) and full attention as Qwen3.5's do (with 2 layers: one of each;
-  the config's default would make two layers both linear); rotary dimension = head_dim / 4 (Qwen3.5's partial
-  rotary factor) split into M-RoPE sections (temporal, height, width); embeddings tied. The vision tower is
-  `TinyVisionSpec` with its output width = the text width.
+  the config's default would make two layers both linear); embeddings tied. The vision tower is `TinyVisionSpec`
+  with its output width = the text width.
+- Rotary positions span the whole head (Qwen3.5 rotates a quarter of it). Interleaved M-RoPE gives the image width
+  axis every third frequency pair; a quarter of a 32-wide head has four pairs, so the width axis would get a single
+  pair turning 0.01 rad per cell, and the text could not tell the cells of a strip apart by position (reading did
+  not learn in 500 SFT steps). The whole head gives it five pairs, the fastest 0.32 rad per cell, about what a
+  real Qwen3.5 head (256 wide, a quarter rotated, theta 1e7) gives (0.37 rad).
 
 Measured facts behind these choices: `shared/ops/tiny-models-on-cpu.md` (tiny Qwen3.5 VLM section).
 """
@@ -24,6 +28,7 @@ from pathlib import Path
 from zppo_core.config.schema import TinyModelSpec, TinyVisionSpec
 
 VISION_TOKENS = ["<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>"]
+ROPE_THETA = 10000.0
 MIN_PIXELS = 16 * 16
 MAX_PIXELS = 128 * 128
 
@@ -71,12 +76,10 @@ def build_tiny_vlm(text: TinyModelSpec, vision: TinyVisionSpec, processor, seed:
     from zppo_core.models.tiny import set_generation_ids
 
     tok = processor.tokenizer
-    rotary = text.head_dim // 4  # partial rotary factor 0.25
-    if rotary % 2 or rotary < 4:
-        raise ValueError(f"tiny-vl: head_dim={text.head_dim} gives a rotary dimension of {rotary}; use a head_dim that "
-                         "is a multiple of 16")
-    half = rotary // 2  # M-RoPE sections (temporal, height, width) sum to half the rotary dimension
-    sections = [half - 2 * (half // 4), half // 4, half // 4]
+    if text.head_dim % 2 or text.head_dim < 6:
+        raise ValueError(f"tiny-vl: head_dim={text.head_dim} must be even and >= 6 (M-RoPE needs 3 sections)")
+    half = text.head_dim // 2  # M-RoPE sections (temporal, height, width) sum to half the rotary dimension
+    sections = [half - 2 * (half // 3), half // 3, half // 3]
     text_config = dict(
         vocab_size=len(tok), hidden_size=text.hidden_size, intermediate_size=text.intermediate_size,
         num_hidden_layers=text.num_hidden_layers, num_attention_heads=text.num_attention_heads,
@@ -85,7 +88,7 @@ def build_tiny_vlm(text: TinyModelSpec, vision: TinyVisionSpec, processor, seed:
         linear_num_key_heads=text.num_key_value_heads, linear_num_value_heads=text.num_attention_heads,
         linear_key_head_dim=text.head_dim, linear_value_head_dim=text.head_dim,
         max_position_embeddings=text.max_position_embeddings, tie_word_embeddings=True,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25,
+        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA, "partial_rotary_factor": 1.0,
                          "mrope_section": sections, "mrope_interleaved": True},
         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
     )

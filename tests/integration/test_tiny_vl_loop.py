@@ -1,0 +1,127 @@
+"""The loop on the tiny vision-language pair (`--scale tiny-vl`): real Qwen3.5 VLMs prepared by the real SFT with
+images, real MLflow, real checkpoints. ZPPO runs to the end through the CLI and writes its graduation tables; BCQ/NCQ
+groups carry their question's image once; a resumed run equals an uninterrupted one; `zppo eval` on the run's
+checkpoint runs the image suites; bad image data stops `zppo train` with exit 2 naming the file and line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from zppo_cli.app import app
+from zppo_core.config import load_config
+from zppo_core.train.run import train
+
+runner = CliRunner()
+
+
+def _sets(overrides):
+    return [x for o in overrides for x in ("--set", o)]
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    ptr = (run_dir / "checkpoints" / "latest").read_text().strip()
+    return load_file(str(run_dir / "checkpoints" / ptr / "model" / "model.safetensors"))
+
+
+def test_zppo_tiny_vl_runs_to_the_end_and_logs_graduation_tables(prepared_vl, test_vl_overrides, tmp_path):
+    run_dir = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--scale", "tiny-vl", "--method", "zppo", "--steps", "3", "--seed", "1",
+                            "--run-dir", str(run_dir), *_sets(test_vl_overrides + ["zppo.capacity=6", "eval.every=3"])],
+                      terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "scale tiny-vl" in r.output and "replay buffer" in r.output
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in rows] == [1, 2, 3]
+    assert {"eval/tiny-vl/count", "eval/tiny-vl-ood/digits_long", "eval/tiny-vl-blank/bars"} <= set(rows[-1])
+    assert (run_dir / "reports" / "graduation" / "table.json").is_file()
+    table = json.loads((run_dir / "reports" / "graduation" / "table.json").read_text())
+    assert table and all(row["family"] in ("count", "digits", "bars") for row in table)
+    # the checkpoint keeps the processor: `zppo eval` loads it as an image-text-to-text model
+    ckpt = run_dir / "checkpoints" / "step_000003" / "model"
+    assert (ckpt / "processor_config.json").is_file() and (ckpt / "chat_template.jinja").is_file()
+
+
+def test_reformulated_groups_carry_the_image_once(prepared_vl, test_vl_overrides, tmp_path):
+    """Inside the loop: every group's prompt holds its question's image exactly once, plain, BCQ and NCQ alike."""
+    from zppo_core.train import loop
+
+    seen: list[tuple[str, int, int]] = []
+    original = loop.Trainer._rollout_groups
+
+    def spy(self, engine, items, n, metas=None):
+        groups = original(self, engine, items, n, metas)
+        proc = self.processor
+        for g in groups:
+            r = g.rollouts[0]
+            seen.append((g.kind, r.prompt_ids.count(proc.vision_start_token_id), int(r.prompt_mm["image_grid_thw"].shape[0])))
+        return groups
+
+    cfg = load_config("tiny-vl", "zppo", test_vl_overrides + ["run.steps=2", "zppo.rho_aug=1.0",
+                                                              "run.checkpoint_every=5"])
+    loop.Trainer._rollout_groups = spy
+    try:
+        train(cfg, run_dir=tmp_path / "run")
+    finally:
+        loop.Trainer._rollout_groups = original
+    kinds = {k for k, _, _ in seen}
+    assert {"plain", "ncq"} <= kinds, kinds
+    assert all(starts == 1 and images == 1 for _, starts, images in seen), seen
+
+
+def test_resumed_tiny_vl_run_equals_uninterrupted(prepared_vl, test_vl_overrides, tmp_path):
+    cfg = load_config("tiny-vl", "zppo", test_vl_overrides + ["run.steps=3", "run.seed=4", "run.checkpoint_every=1"])
+    full = train(cfg, run_dir=tmp_path / "full")
+    part = tmp_path / "part"
+    train(cfg, run_dir=part, stop_after=2)
+    resumed = train(None, run_dir=part, resume=True)
+    w_full, w_res = _weights(full.run_dir), _weights(resumed.run_dir)
+    assert set(w_full) == set(w_res) and all(torch.equal(w_full[k], w_res[k]) for k in w_full)
+
+    def stable(rows):
+        return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]
+
+    assert stable(resumed.history) == stable(full.history)
+
+
+def test_eval_on_a_tiny_vl_checkpoint_runs_the_image_suites(prepared_vl, test_vl_overrides, tmp_path):
+    cfg = load_config("tiny-vl", "grpo", test_vl_overrides + ["run.steps=1"])
+    res = train(cfg, run_dir=tmp_path / "run")
+    r = runner.invoke(app, ["eval", "--run", str(res.run_dir), "--out", str(tmp_path / "ev")], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    out = json.loads((tmp_path / "ev" / "results.json").read_text())
+    got = {(b["family"], b["benchmark"]) for b in out["benchmarks"]}
+    assert got == {(s, f) for s in ("tiny-vl", "tiny-vl-blank") for f in ("count", "digits", "bars")} | \
+        {("tiny-vl-ood", f) for f in ("count_long", "digits_long", "bars_long")}
+    assert all(0 <= b["parts"]["chance"] <= 100 for b in out["benchmarks"])
+
+
+@pytest.mark.parametrize("value, needle", [
+    ('"image": "missing.png"', "image 'missing.png' (field 'image') not found"),
+    ('"image": "corrupt.png"', "field 'image': "),
+    ('"images": 3', "field 'images' must be an image path (a string) or a list of paths, not int"),
+])
+def test_bad_image_data_exits_2_naming_file_and_line(tmp_path, monkeypatch, value, needle):
+    """A real-model run reads its data before loading any model: exit 2, the file:line, and no run directory."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # resolved, never loaded: the data fails first
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"question": "q1", "answer": "1", "image": "ok.png"}\n'
+                    f'{{"question": "q2", "answer": "2", {value}}}\n')
+    r = runner.invoke(app, ["train", "--run-dir", str(tmp_path / "run"), "--set", f"model.student={model}",
+                            "--set", f"model.teacher={model}", "--set", "model.device=cpu",
+                            "--set", f"data.path={data}", "--set", "tracking.enabled=false"], terminal_width=300)
+    assert r.exit_code == 2, r.output
+    assert f"{data}:2:" in " ".join(r.output.split()) and needle in " ".join(r.output.split())
+    assert not (tmp_path / "run").exists()
