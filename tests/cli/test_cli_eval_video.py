@@ -102,5 +102,6 @@ def test_eval_video_benchmark_on_a_vision_language_model(tmp_path, monkeypatch):
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["skipped"] == {}
     assert [(b["benchmark"], b["family"], b["n"]) for b in res["benchmarks"]] == [("Video-MME", "Video", 1)]
+    assert "4 sampled frames" in res["benchmarks"][0]["not_comparable"] and not res["benchmarks"][0]["comparable"]
     [sample] = [json.loads(x) for x in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     assert sample["benchmark"] == "Video-MME" and sample["id"] == "001-1" and isinstance(sample["response"], str)

@@ -196,6 +196,13 @@ class PrepareConfig(_Section):
     candidate_noise_scale: float = Field(
         0.5, ge=0, le=1, description="Noise of candidate-prompt targets = this × student_noise[level]."
     )
+    vision_lr_scale: float = Field(
+        0.03,
+        ge=0,
+        description="tiny-vl: SFT learning rate of the vision tower relative to the text model's (at the full rate "
+        "Adam's noisy updates inflate the random tower's outputs 20-50x within 50 steps, the text model's "
+        "normalisation then scales their gradient away, and reading never starts).",
+    )
     cache_dir: str = Field(
         "~/.cache/zppo/prepared",
         description="Prepared checkpoints are cached here, keyed by a hash of everything that shapes them.",

@@ -217,8 +217,11 @@ def unscorable(bench, item, engine) -> str | None:
     return None
 
 
-def _not_comparable(bench, skipped: dict[str, int], complete: bool, limited: bool, judge: bool) -> str:
+def _not_comparable(bench, skipped: dict[str, int], complete: bool, limited: bool, judge: bool,
+                    frames: int = 0) -> str:
     reasons = []
+    if frames:
+        reasons.append(f"video given as {frames} sampled frames (images), not through the model's video path")
     if bench.not_comparable:
         reasons.append(bench.not_comparable)
     if skipped:
@@ -304,7 +307,8 @@ def evaluate_benchmark(
     return BenchmarkResult(name=bench.name, family=bench.family, n=len(items), score=headline,
                            reference=bench.reference.get(scale) if scale else None, records=records, judged=judged,
                            parts=parts, skipped_items=skipped,
-                           not_comparable=_not_comparable(bench, skipped, complete, limited, judge is not None))
+                           not_comparable=_not_comparable(bench, skipped, complete, limited, judge is not None,
+                                                          video_frames if any(it.video for it in items) else 0))
 
 
 # ---------------------------------------------------------------------------------------------- suites

@@ -96,12 +96,18 @@ def sft_examples(
 
 
 def sft(model, render: PromptRenderer, examples: Iterator[Example], steps: int, batch_size: int, lr: float,
-        warmup: int, log: Callable[[str], None] = lambda s: None, name: str = "model") -> list[float]:
-    """Cross-entropy on response tokens only, given the prompt and its images; AdamW, linear warmup + cosine."""
+        warmup: int, log: Callable[[str], None] = lambda s: None, name: str = "model",
+        vision_lr_scale: float = 1.0) -> list[float]:
+    """Cross-entropy on response tokens only, given the prompt and its images; AdamW, linear warmup + cosine. The
+    vision tower learns at `vision_lr_scale` × `lr` (see `prepare.vision_lr_scale`)."""
     from zppo_core.models.logprobs import completion_logprobs
 
     tok = render.tokenizer
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    vision = [p for n, p in model.named_parameters() if ".visual." in f".{n}"]
+    ids = {id(p) for p in vision}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ids]},
+              {"params": vision, "lr": lr * vision_lr_scale}]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda s: min(1.0, (s + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * min(s / max(steps, 1), 1.0))),
@@ -173,7 +179,8 @@ def _train(cfg: ZPPOConfig, who: str, model, render: PromptRenderer, seed: int, 
     losses: list[float] = []
     phases = _phases(cfg, who, seed)
     for i, (steps, examples, lr, warmup) in enumerate(phases):
-        losses += sft(model, render, examples, steps, cfg.prepare.batch_size, lr, warmup, log, f"{who} phase {i + 1}")
+        losses += sft(model, render, examples, steps, cfg.prepare.batch_size, lr, warmup, log, f"{who} phase {i + 1}",
+                      cfg.prepare.vision_lr_scale)
     return {"steps": sum(s for s, *_ in phases), "final_loss": losses[-1] if losses else None,
             "sft_seconds": round(time.perf_counter() - t0, 1)}
 
