@@ -162,3 +162,25 @@ def test_a_text_only_renderer_refuses_images():
     tok = build_char_tokenizer()
     with pytest.raises(ValueError, match="needs a vision-language model"):
         PromptRenderer(tok).prompt("Count red.", _question("count", 1).images)
+
+
+def test_served_engines_get_the_images_as_openai_image_parts(vlm):
+    """A served model (OpenAI-compatible chat) gets the prompt's messages with each image placeholder replaced, in
+    order, by an image_url part holding that image as a PNG data URI, which decodes to the same pixels."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from zppo_core.rollout.base import chat_messages
+
+    _, _, render, _ = vlm
+    q = _question("count", 2, 4)
+    p = render.prompt("Count twice.", (q.images[0], blank_like(load_image(q.images[0], 256, 16384))))
+    [msg] = chat_messages(p)
+    assert msg["role"] == "user" and [c["type"] for c in msg["content"]] == ["image_url", "image_url", "text"]
+    decoded = [Image.open(io.BytesIO(base64.b64decode(c["image_url"]["url"].split(",", 1)[1])))
+               for c in msg["content"][:2]]
+    assert [list(d.convert("RGB").getdata()) for d in decoded] == [list(im.getdata()) for im in p.images]
+    assert msg["content"][2] == {"type": "text", "text": "Count twice."}
+    assert chat_messages(render.prompt("No image.")) == [{"role": "user", "content": "No image."}]
