@@ -99,6 +99,21 @@ def test_eval_on_a_tiny_vl_checkpoint_runs_the_image_suites(prepared_vl, test_vl
     assert got == {(s, f) for s in ("tiny-vl", "tiny-vl-blank") for f in ("count", "digits", "bars")} | \
         {("tiny-vl-ood", f) for f in ("count_long", "digits_long", "bars_long")}
     assert all(0 <= b["parts"]["chance"] <= 100 for b in out["benchmarks"])
+    # an image benchmark of the paper's suite (MathVista, public schema, generated images) on the same checkpoint
+    from datasets import Dataset, Features, Image, Sequence, Value
+    from PIL import Image as PILImage
+
+    feats = Features({"pid": Value("string"), "question": Value("string"), "decoded_image": Image(),
+                      "choices": Sequence(Value("string")), "answer": Value("string"),
+                      "question_type": Value("string"), "answer_type": Value("string")})
+    rows = [{"pid": "1", "question": "Which color?", "decoded_image": PILImage.new("RGB", (64, 32), "red"),
+             "choices": ["red", "blue"], "answer": "red", "question_type": "multi_choice", "answer_type": "text"}]
+    Dataset.from_list(rows, features=feats).save_to_disk(str(tmp_path / "data" / "MathVista"))
+    r = runner.invoke(app, ["eval", "--run", str(res.run_dir), "--suite", "MathVista", "--data-dir",
+                            str(tmp_path / "data"), "--judge", "none", "--out", str(tmp_path / "mv")], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    mv = json.loads((tmp_path / "mv" / "results.json").read_text())
+    assert mv["skipped"] == {} and [(b["benchmark"], b["n"]) for b in mv["benchmarks"]] == [("MathVista", 1)]
 
 
 @pytest.mark.parametrize("value, needle", [
