@@ -1,6 +1,6 @@
 """The loop on the tiny vision-language pair (`--scale tiny-vl`): real Qwen3.5 VLMs prepared by the real SFT with
-images, real MLflow, real checkpoints. ZPPO runs to the end through the CLI and writes its graduation tables; BCQ/NCQ
-groups carry their question's image once; a resumed run equals an uninterrupted one; `zppo eval` on the run's
+images, real MLflow, real checkpoints. ZPPO runs to the end through the CLI and writes its graduation tables; every
+prompt of the loop (plain, NCQ/BCQ, the teacher's rollouts and compression) carries its question's image once; a resumed run equals an uninterrupted one; `zppo eval` on the run's
 checkpoint runs the image suites; bad image data stops `zppo train` with exit 2 naming the file and line."""
 
 from __future__ import annotations
@@ -47,31 +47,32 @@ def test_zppo_tiny_vl_runs_to_the_end_and_logs_graduation_tables(prepared_vl, te
     assert (ckpt / "processor_config.json").is_file() and (ckpt / "chat_template.jinja").is_file()
 
 
-def test_reformulated_groups_carry_the_image_once(prepared_vl, test_vl_overrides, tmp_path):
-    """Inside the loop: every group's prompt holds its question's image exactly once, plain, BCQ and NCQ alike."""
+def test_every_prompt_of_the_loop_carries_the_image_once(prepared_vl, test_vl_overrides, tmp_path, monkeypatch):
+    """Inside the loop: every prompt sent to the student or the teacher (plain groups, NCQ/BCQ groups, the teacher's
+    rollouts and its candidate compression) holds its question's image exactly once, as rendered ids and pixels."""
     from zppo_core.train import loop
+    from zppo_core.train.methods.zppo import COMPRESS_PROMPT
 
-    seen: list[tuple[str, int, int]] = []
-    original = loop.Trainer._rollout_groups
+    seen: list[tuple[int, str, int, int, int]] = []  # engine, prompt text, vision starts, image grids, images
+    original = loop.generate_prompts
 
-    def spy(self, engine, items, n, metas=None):
-        groups = original(self, engine, items, n, metas)
-        proc = self.processor
-        for g in groups:
-            r = g.rollouts[0]
-            seen.append((g.kind, r.prompt_ids.count(proc.vision_start_token_id), int(r.prompt_mm["image_grid_thw"].shape[0])))
-        return groups
+    def spy(engine, prompts, params):
+        vision_start = engine.processor.vision_start_token_id
+        for p in prompts:
+            seen.append((id(engine), p.messages[0]["content"][-1]["text"], p.ids.count(vision_start),
+                         int(p.mm["image_grid_thw"].shape[0]), len(p.images)))
+        return original(engine, prompts, params)
 
+    monkeypatch.setattr(loop, "generate_prompts", spy)
     cfg = load_config("tiny-vl", "zppo", test_vl_overrides + ["run.steps=2", "zppo.rho_aug=1.0",
-                                                              "run.checkpoint_every=5"])
-    loop.Trainer._rollout_groups = spy
-    try:
-        train(cfg, run_dir=tmp_path / "run")
-    finally:
-        loop.Trainer._rollout_groups = original
-    kinds = {k for k, _, _ in seen}
-    assert {"plain", "ncq"} <= kinds, kinds
-    assert all(starts == 1 and images == 1 for _, starts, images in seen), seen
+                                                              "run.checkpoint_every=5", "zppo.compression=teacher",
+                                                              "zppo.compression_max_tokens=8"])
+    train(cfg, run_dir=tmp_path / "run")
+    compress = COMPRESS_PROMPT.split("{")[0]
+    assert len({e for e, *_ in seen}) == 2  # the student's engine and the teacher's
+    assert any(t.startswith(compress) for _, t, *_ in seen)  # the teacher compressed candidates with the image
+    assert any("<candidate>" in t and not t.startswith(compress) for _, t, *_ in seen)  # NCQ/BCQ groups
+    assert all(s[2:] == (1, 1, 1) for s in seen), seen
 
 
 def test_resumed_tiny_vl_run_equals_uninterrupted(prepared_vl, test_vl_overrides, tmp_path):
