@@ -156,6 +156,40 @@ def test_saved_pair_loads_with_its_processor_without_torchvision(vlm, tmp_path):
     assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_a_checkpoint_in_the_hub_layout_loads_with_an_image_only_processor(vlm, tmp_path):
+    """The paper's Qwen3.5 checkpoints ship `preprocessor_config.json` + `video_preprocessor_config.json` for a
+    `Qwen3VLProcessor`, whose video processor needs torchvision. Such a directory (the tiny pair rewritten into that
+    layout) loads through `load_model` as an image-text-to-text model; without torchvision the processor is the
+    image-only one, and prompts render to the same ids and pixels as the original processor's."""
+    import importlib.util
+    import json
+
+    from zppo_core.config import load_config
+    from zppo_core.models.load import load_model
+    from zppo_core.models.tiny_vl import save_vl
+
+    model, proc, render, _ = vlm
+    d = tmp_path / "hub"
+    save_vl(model, proc, d)
+    image_cfg = json.loads((d / "processor_config.json").read_text())["image_processor"]
+    (d / "processor_config.json").unlink()
+    (d / "preprocessor_config.json").write_text(json.dumps({**image_cfg, "processor_class": "Qwen3VLProcessor"}))
+    (d / "video_preprocessor_config.json").write_text(json.dumps({
+        "video_processor_type": "Qwen3VLVideoProcessor", "processor_class": "Qwen3VLProcessor",
+        "patch_size": image_cfg["patch_size"], "temporal_patch_size": 2, "merge_size": 2}))
+    tok_cfg = json.loads((d / "tokenizer_config.json").read_text())
+    (d / "tokenizer_config.json").write_text(json.dumps({**tok_cfg, "processor_class": "Qwen3VLProcessor"}))
+    loaded = load_model(str(d), load_config("tiny-vl"))
+    assert type(loaded.model).__name__ == "Qwen3_5ForConditionalGeneration"
+    assert loaded.processor.image_processor.patch_size == image_cfg["patch_size"]
+    if importlib.util.find_spec("torchvision") is None:
+        assert type(loaded.processor).__name__ == "Qwen3VLImageProcessor"
+    q = _question("bars", 2, 3)
+    again = PromptRenderer.of(loaded, load_config("tiny-vl")).prompt(plain_prompt(q, CLOSER), q.images)
+    first = render.prompt(plain_prompt(q, CLOSER), q.images)
+    assert again.ids == first.ids and torch.equal(again.mm["pixel_values"], first.mm["pixel_values"])
+
+
 def test_a_text_only_renderer_refuses_images():
     from zppo_core.models.tiny import build_char_tokenizer
 
