@@ -29,8 +29,9 @@ The step tail (`run`), after every step:
 The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (three step
 hooks, a loss, its state and its reports). Image questions take the same path: every prompt (plain, the method's
 extra prompts, the teacher's) is rendered with the question's images by `PromptRenderer.prompt` (the images once,
-before the text), sampled through `rollout.base.generate_prompts`, and trained on with the same image inputs. Periodic and final evaluation come from `zppo_core.suites`, which sits
-below train (the loop never imports `zppo_core.eval`, and eval never imports train).
+before the text), sampled through `rollout.base.generate_prompts`, and trained on with the same image inputs.
+Periodic and final evaluation come from `zppo_core.suites`, which sits below train (the loop never imports
+`zppo_core.eval`, and eval never imports train).
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
 """
 
