@@ -141,3 +141,37 @@ def test_bad_image_data_exits_2_naming_file_and_line(tmp_path, monkeypatch, valu
     assert r.exit_code == 2, r.output
     assert f"{data}:2:" in " ".join(r.output.split()) and needle in " ".join(r.output.split())
     assert not (tmp_path / "run").exists()
+
+
+def test_visual_families_on_the_text_only_tiny_student_exit_2(tmp_path):
+    """`--scale tiny` with a visual family: refused before anything is prepared or created, naming the field."""
+    r = runner.invoke(app, ["train", "--scale", "tiny", "--run-dir", str(tmp_path / "run"), "--set",
+                            "data.families=[modsum, count]", "--set", "tracking.enabled=false"], terminal_width=300)
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert "data.families: count are visual" in text and "--scale tiny-vl" in text
+    assert not (tmp_path / "run").exists()
+
+
+def test_image_data_for_a_text_only_student_exits_2(tmp_path, monkeypatch):
+    """Image questions and a text-only checkpoint: exit 2 with the fix, after the models load; the run directory
+    created by then is removed (nothing half-written)."""
+    from PIL import Image
+
+    from zppo_core.config.schema import TinyModelSpec
+    from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model, save_model
+
+    monkeypatch.chdir(tmp_path)
+    tok = build_char_tokenizer()
+    save_model(build_tiny_model(TinyModelSpec(num_hidden_layers=1), tok, seed=0), tok, tmp_path / "text-model")
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"question": "q1", "answer": "1", "image": "ok.png"}\n')
+    r = runner.invoke(app, ["train", "--method", "grpo", "--run-dir", str(tmp_path / "run"),
+                            "--set", f"model.student={tmp_path / 'text-model'}",
+                            "--set", f"model.teacher={tmp_path / 'text-model'}", "--set", "model.device=cpu",
+                            "--set", f"data.path={data}", "--set", "tracking.enabled=false"], terminal_width=300)
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert "the training questions have images" in text and "text-only model" in text
+    assert not (tmp_path / "run").exists()
