@@ -65,7 +65,7 @@ def ls(
                 "tiny-ood": "offline: each training family's out-of-distribution counterpart (modsum -> modsum_long)",
                 "tiny-vl": "offline, images: held-out questions of the visual families (count, digits, bars)",
                 "tiny-vl-ood": "offline, images: their ood counterparts with more cells (count -> count_long)",
-                "tiny-vl-blank": "offline control: tiny-vl with blank images (scores fall to chance)",
+                "tiny-vl-blank": "offline control: tiny-vl with white images (at or below chance)",
                 **{name: ", ".join(b.name for b in benches) for name, benches in SUITES.items()}})
         if what in (None, "sweeps"):
             from zppo_cli.orchestration.sweep_spec import list_sweeps, sweeps_dir

@@ -7,8 +7,8 @@ Two kinds of benchmark share one driver:
   (`tasks.OOD_OF`, e.g. modsum -> modsum_long: more terms than training ever shows). The visual ones (need a
   vision-language model): `tiny-vl` = the held-out split of the run's visual families (all of them when it trained
   on none), `tiny-vl-ood` = their ood counterparts (more cells than training shows), `tiny-vl-blank` = `tiny-vl`
-  with every image replaced by a white one (the control: the score falls to the blind baseline, which every
-  visual benchmark reports as its `chance` part). Graded by the rule grader.
+  with every image replaced by a white one (the control: a model that reads the images scores at or below the
+  blind baseline there, which every visual benchmark reports as its `chance` part). Graded by the rule grader.
 * **the paper's 31** (`eval/benchmarks.py`), read from a local data directory (`eval/data.py`), scored
   deterministically first and by an LLM judge (the teacher, temperature 0) only where parsing fails, or always
   with the benchmark's own judge prompt (`eval/scoring.py`, `eval/judges.py`).
