@@ -1,7 +1,9 @@
 """The loop on the tiny vision-language pair (`--scale tiny-vl`): real Qwen3.5 VLMs prepared by the real SFT with
 images, real MLflow, real checkpoints. ZPPO runs to the end through the CLI and writes its graduation tables; every
-prompt of the loop (plain, NCQ/BCQ, the teacher's rollouts and compression) carries its question's image once; a resumed run equals an uninterrupted one; `zppo eval` on the run's
-checkpoint runs the image suites; bad image data stops `zppo train` with exit 2 naming the file and line."""
+prompt of the loop (plain, NCQ/BCQ, the teacher's rollouts and compression) carries its question's image once; a
+resumed run equals an uninterrupted one; `zppo eval` on the run's checkpoint runs the image suites and a paper image
+benchmark; bad image data stops `zppo train` with exit 2 naming the file and line, and so does image work for a
+text-only student."""
 
 from __future__ import annotations
 
