@@ -70,6 +70,7 @@ class Rollout:
     reward: float
     extracted: str | None  # the final answer parsed from the completion (None: no parseable answer)
     prompt_mm: dict[str, Any] | None = None  # the prompt's image inputs (processor tensors), shared by its group
+    judged: bool = False  # the reward came from the LLM judge (the rule grader could not decide)
 
 
 @dataclass

@@ -58,12 +58,12 @@ def test_every_prompt_of_the_loop_carries_the_image_once(prepared_vl, test_vl_ov
     seen: list[tuple[int, str, int, int, int]] = []  # engine, prompt text, vision starts, image grids, images
     original = loop.generate_prompts
 
-    def spy(engine, prompts, params):
+    def spy(engine, prompts, params, **kw):
         vision_start = engine.processor.vision_start_token_id
         for p in prompts:
             seen.append((id(engine), p.messages[0]["content"][-1]["text"], p.ids.count(vision_start),
                          int(p.mm["image_grid_thw"].shape[0]), len(p.images)))
-        return original(engine, prompts, params)
+        return original(engine, prompts, params, **kw)
 
     monkeypatch.setattr(loop, "generate_prompts", spy)
     cfg = load_config("tiny-vl", "zppo", test_vl_overrides + ["run.steps=2", "zppo.rho_aug=1.0",

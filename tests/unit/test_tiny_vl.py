@@ -145,7 +145,7 @@ def test_saved_pair_loads_with_its_processor_without_torchvision(vlm, tmp_path):
     if importlib.util.find_spec("torchvision") is None:
         assert getattr(loaded.processor, "video_processor", None) is None
     q = _question("digits", 3)
-    again = PromptRenderer.of(loaded, load_config("tiny-vl")).prompt(plain_prompt(q, CLOSER), q.images)
+    again = PromptRenderer.of(loaded, cfg=load_config("tiny-vl")).prompt(plain_prompt(q, CLOSER), q.images)
     first = render.prompt(plain_prompt(q, CLOSER), q.images)
     assert again.ids == first.ids and torch.equal(again.mm["pixel_values"], first.mm["pixel_values"])
     completion = [proc.tokenizer.convert_tokens_to_ids("<think>")]
@@ -185,7 +185,7 @@ def test_a_checkpoint_in_the_hub_layout_loads_with_an_image_only_processor(vlm, 
     if importlib.util.find_spec("torchvision") is None:
         assert type(loaded.processor).__name__ == "Qwen3VLImageProcessor"
     q = _question("bars", 2, 3)
-    again = PromptRenderer.of(loaded, load_config("tiny-vl")).prompt(plain_prompt(q, CLOSER), q.images)
+    again = PromptRenderer.of(loaded, cfg=load_config("tiny-vl")).prompt(plain_prompt(q, CLOSER), q.images)
     first = render.prompt(plain_prompt(q, CLOSER), q.images)
     assert again.ids == first.ids and torch.equal(again.mm["pixel_values"], first.mm["pixel_values"])
 

@@ -103,16 +103,19 @@ def user_message(text: str, n_images: int = 0) -> list[dict[str, Any]]:
     return [{"role": "user", "content": [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]}]
 
 
-def render_prompt(tokenizer, processor, messages: list[dict[str, Any]], images: list | tuple) -> Prompt:
-    """A conversation with image placeholders and its decoded images -> Prompt (see the module docstring)."""
+def render_prompt(tokenizer, processor, messages: list[dict[str, Any]], images: list | tuple,
+                  template_kwargs: dict[str, Any] | None = None) -> Prompt:
+    """A conversation with image placeholders and its decoded images -> Prompt (see the module docstring);
+    `template_kwargs` go to the chat template (the role's `model.chat_template_kwargs`)."""
+    kw = dict(template_kwargs or {})
     if not images:
         templater = processor if processor is not None else tokenizer
-        chat = templater.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        chat = templater.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **kw)
         return Prompt(tokenizer(chat, add_special_tokens=False)["input_ids"], None, messages, ())
     if getattr(processor, "image_processor", None) is None:
         raise ValueError("an image question needs a vision-language model (a text-only model cannot see images); "
                          "use a vision-language student/teacher or data without images")
-    chat = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    chat = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **kw)
     enc = processor(text=[chat], images=list(images), return_tensors="pt")
     ids = enc["input_ids"]  # [1, P]
     P = ids.shape[1]

@@ -5,7 +5,10 @@ Each line is an object with a question and a short gold answer. Accepted field n
 in `image` (one) and/or `images` (a list; shown in that order, `image` first): paths relative to the data file's
 folder (or to `image_dir`, e.g. a shared `datasets` folder), absolute paths, or `data:` URIs. Every image is
 checked when the file is read (exists, is an image): a missing, unreadable or wrongly typed image is a one-line
-`DataError` naming the file and line, before any compute. Other fields go into `Question.meta`.
+`DataError` naming the file and line, before any compute. Optional `answer_type`: `math` (default: the rule
+grader decides, the judge only when no boxed answer parses) or `free_form` (OCR, open-ended: the judge decides
+whatever the rule grader does not accept; `train/reward.py`). Other fields are kept in `Question.meta` (e.g.
+`judge_answer`: the gold as the judge should see it).
 The stream makes one pass in a seeded shuffled order, then reshuffles (epoch 2...) if asked for more.
 """
 
@@ -22,6 +25,8 @@ from zppo_core.types import Question
 _Q = ("question", "prompt", "problem")
 _A = ("answer", "solution", "gold")
 _IMG = ("image", "images")
+ANSWER_TYPES = ("math", "free_form")  # a row's optional "answer_type"
+FREE_FORM = "free_form"
 
 
 class DataError(ValueError):
@@ -56,6 +61,9 @@ def read_jsonl_questions(path: str | Path, image_dir: str | Path | None = None) 
         a = next((row[k] for k in _A if k in row), None)
         if q is None or a is None:
             raise DataError(f"{p}:{n}: needs a question field ({'/'.join(_Q)}) and an answer field ({'/'.join(_A)})")
+        if row.get("answer_type", "math") not in ANSWER_TYPES:
+            raise DataError(f"{p}:{n}: answer_type={row['answer_type']!r}; use one of {', '.join(ANSWER_TYPES)} "
+                            "(or leave it out: math)")
         meta = {k: v for k, v in row.items() if k not in _Q + _A + _IMG}
         bases = [p.parent] + ([Path(image_dir).expanduser()] if image_dir else [])
         try:

@@ -2,19 +2,23 @@
 
 One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments below):
 
-  1. Draw `n_new` new questions from the data stream (one pass over the data; the cursor is checkpointed).
+  1. Draw `n_new` new questions from the data stream (one pass over the data; the cursor is checkpointed),
+     skipping those whose plain prompt exceeds `data.max_prompt_tokens` (counted: data/filtered_questions).
   2. The method picks the step's prompts X from them (e.g. adds questions replayed from its buffer).
-  3. Plain rollouts: G_S student samples per x in X, each graded (binary reward) -> one plain group per x.
+  3. Plain rollouts: G_S student samples per x in X, each graded (binary reward: the rule grader, the judge for
+     what it cannot decide, `train/reward.py`) -> one plain group per x.
   4. The method plans extra prompts from the graded plain groups (BCQ/NCQ, hints, ...; it may call the
      teacher through the step context).
   5. Extra rollouts: G_S student samples per extra prompt, graded against x's gold answer -> one group per
      extra prompt (its own group id: plain/BCQ/NCQ never share a group).
   6. Advantages over all groups at once, before any update: A' = r - mean(group), then normalised over the
      rollouts of non-trivial groups (or the configured variant).
-  7. Update: the step's rollouts are shuffled and split into I equal mini-batches; one AdamW step on each
-     (grad-norm clipped), micro-batches gradient-accumulated with a token-level normaliser per mini-batch.
+  7. Update: the rollouts shuffled into I equal mini-batches, π_old by the engine or the trainer (`old_logprobs.py`);
+     one AdamW step on each over fp32 masters (forward in the compute dtype, `models/precision.py`; fp32 grad-norm
+     clip), micro-batches gradient-accumulated with a token-level normaliser per mini-batch.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
-  9. Sync the rollout engine's weights; the step's train and method metrics go to the tracker.
+  9. Sync the rollout engine's weights; the step's train, method and perf metrics (wall time per phase,
+     tokens/s, peak memory: `perf.py`) go to the tracker.
 
 The step tail (`run`), after every step:
 
@@ -33,6 +37,11 @@ before the text), sampled through `rollout.base.generate_prompts`, and trained o
 Periodic and final evaluation come from `zppo_core.suites`, which sits below train (the loop never imports
 `zppo_core.eval`, and eval never imports train).
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
+
+Why this file is long: it is the one place steps 1-13 run in order (rollouts with their grading and judge call,
+the mini-batch update with π_old and micro-batching, per-phase timing, state and checkpoints, the step tail);
+the pieces that stand alone live beside it (`old_logprobs.py`, `reward.py`, `checkpoint.py`, `tasks/filter.py`,
+`perf.py`).
 """
 
 from __future__ import annotations
@@ -48,14 +57,18 @@ import torch
 from zppo_core.algo.advantages import group_advantages, trivial_group_fraction
 from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
-from zppo_core.models.load import PromptRenderer
+from zppo_core.models.load import PromptRenderer, chat_kwargs
 from zppo_core.models.logprobs import completion_logprobs
+from zppo_core.models.precision import Precision
 from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_prompts
 from zppo_core.run_dir import RunDir
-from zppo_core.tasks.graders import grade
+from zppo_core.tasks.filter import draw_fitting
 from zppo_core.tracking import NullTracker, Tracker
 from zppo_core.train import checkpoint as ckpt_io
+from zppo_core.train import old_logprobs as pi_old
 from zppo_core.train.methods.base import ExtraPrompt, Method, StepContext
+from zppo_core.train.perf import PhaseTimer, memory_metrics, reset_gpu_peak
+from zppo_core.train.reward import Rewarder
 from zppo_core.types import Group, Question, Rollout
 
 
@@ -63,6 +76,10 @@ from zppo_core.types import Group, Question, Rollout
 class TrainState:
     step: int = 0  # completed rollout steps
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+PAD_SLACK = 1.5  # a micro-batch pads to at most 1.5x its real tokens (a few long BCQ prompts were padding the
+# plain rows of their micro-batch to ~2.5x their real tokens on the tiny preset: bench/method_step.py)
 
 
 class Trainer:
@@ -78,6 +95,8 @@ class Trainer:
         tracker: Tracker | None = None,
         teacher: Engine | ChatEngine | None = None,  # in-process, or served (chat messages)
         on_step: Callable[[int, dict[str, float]], None] | None = None,
+        judge: Engine | ChatEngine | None = None,  # reward.judge (None: rule grader only), prompts by judge_render
+        judge_render: Callable[[str], list[int]] | None = None,  # (default: this tokenizer, the judge's keywords)
         processor=None,
     ):
         self.cfg = cfg
@@ -92,6 +111,8 @@ class Trainer:
         self.on_step = on_step
         self.rng = random.Random(cfg.run.seed)
         self.state = TrainState()
+        self.precision = Precision.from_config(cfg)  # bf16 compute over fp32 master weights, or fp32
+        self.precision.check_trainable(model)
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
@@ -103,12 +124,18 @@ class Trainer:
             max_new_tokens=cfg.rollout.max_new_tokens,
         )
         self.processor = processor  # a vision-language student's processor (images, chat template), or None
-        # user-message text (+ a question's images) -> prompt token ids and image inputs (cached)
-        self.render = PromptRenderer(tokenizer, processor, min_pixels=cfg.data.min_pixels,
-                                     max_pixels=cfg.data.max_pixels)
+        # text (+ a question's images) -> prompt ids and image inputs (cached) per role's chat-template keywords
+        # (the teacher shares the student's tokenizer and processor)
+        self.renders = {role: PromptRenderer(tokenizer, processor, template_kwargs=chat_kwargs(cfg, role),
+                                             min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
+                        for role in ("student", "teacher", "compression", "judge")}
+        self.render = self.renders["student"]
+        self.rewarder = Rewarder(judge, (judge_render or self.renders["judge"]) if judge is not None else None,
+                                 max_new_tokens=cfg.reward.judge_max_new_tokens)
         self._next_group_id = 0
         self._last_checkpoint = time.monotonic()
         self.stopped_early = False  # on_step asked to stop before run.steps
+        self.phases = PhaseTimer()  # wall seconds per phase of the current step -> perf/*_time_s
         torch.manual_seed(cfg.run.seed)
 
     # ------------------------------------------------------------------ state
@@ -153,27 +180,31 @@ class Trainer:
 
     # ------------------------------------------------------------------ rollouts
     def _rollout_groups(
-        self, engine: Engine, items: list[tuple[str, Question, str]], n: int, metas: list[dict] | None = None
+        self, engine: Engine, items: list[tuple[str, Question, str]], n: int, metas: list[dict] | None = None,
+        render: PromptRenderer | None = None,
     ) -> list[Group]:
-        """items: (kind, question, prompt text). Returns one graded group per item."""
+        """items: (kind, question, prompt text). Returns one graded group per item (one judge call for all)."""
         if not items:
             return []
-        prompts = [self.render.prompt(text, q.images) for _, q, text in items]  # the question's images, once
+        render = render or self.render
+        prompts = [render.prompt(text, q.images) for _, q, text in items]  # the question's images, once
         params = SamplingParams(
             n=n,
             temperature=self.sampling.temperature,
             top_p=self.sampling.top_p,
             max_new_tokens=self.sampling.max_new_tokens,
         )
-        outs = generate_prompts(engine, prompts, params)
+        outs = generate_prompts(engine, prompts, params, template_kwargs=render.template_kwargs)
+        graded = iter(self.rewarder.grade([(q, c.text) for (_, q, _), comps in zip(items, outs) for c in comps]))
         groups = []
         for i, ((kind, q, text), prompt, comps) in enumerate(zip(items, prompts, outs)):
             g = Group(id=self._next_group_id, kind=kind, question=q, prompt_text=text,
                       meta=metas[i] if metas is not None else {})
             self._next_group_id += 1
             for c in comps:
-                reward, extracted = grade(c.text, q.answer)
-                g.rollouts.append(Rollout(q.id, g.id, kind, prompt.ids, c, reward, extracted, prompt.mm))
+                r = next(graded)
+                g.rollouts.append(Rollout(q.id, g.id, kind, prompt.ids, c, r.reward, r.extracted,
+                                          prompt_mm=prompt.mm, judged=r.judged))
             groups.append(g)
         return groups
 
@@ -181,7 +212,9 @@ class Trainer:
         if self.teacher is None:
             raise RuntimeError("this method needs a teacher but none was loaded")
         closer = self.cfg.data.closer
-        return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions], n)
+        with self.phases("teacher_rollout"):
+            return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions],
+                                        n, render=self.renders["teacher"])
 
     def teacher_generate(self, texts: list[str], max_new_tokens: int, images: list | None = None) -> list[str]:
         """One greedy teacher completion per user-message text (candidate compression); `images[i]`: the images
@@ -191,14 +224,20 @@ class Trainer:
         if not texts:
             return []
         images = images if images is not None else [()] * len(texts)
-        outs = generate_prompts(self.teacher, [self.render.prompt(t, im) for t, im in zip(texts, images)],
-                                SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens))
+        compress = self.renders["compression"]
+        with self.phases("compression"):
+            outs = generate_prompts(self.teacher, [compress.prompt(t, im) for t, im in zip(texts, images)],
+                                    SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
+                                    template_kwargs=compress.template_kwargs)
         return [o[0].text for o in outs]
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         t0 = time.perf_counter()
+        self.phases.reset()
+        device = next(self.model.parameters()).device
+        reset_gpu_peak(device)
         ctx = StepContext(
             step=self.state.step + 1,
             rng=self.rng,
@@ -206,22 +245,24 @@ class Trainer:
             teacher_generate=self.teacher_generate if self.teacher is not None else None,
         )
 
-        # step 1: new questions from the data stream
-        new = self.stream.next(cfg.algo.n_new)
+        # step 1: new questions from the data stream (prompts over data.max_prompt_tokens skipped)
+        new, data_metrics = self._draw_questions(cfg.algo.n_new)
         # step 2: the method picks the step's prompts (new + replay)
         prompts = self.method.select_prompts(new, ctx)
         # step 3: plain rollouts, graded
         t_roll = time.perf_counter()
-        plain = self._rollout_groups(
-            self.engine, [("plain", q, plain_prompt(q, cfg.data.closer)) for q in prompts], cfg.rollout.group_size
-        )
-        # step 4: extra prompts planned by the method (BCQ/NCQ/...)
+        with self.phases("plain_rollout"):
+            plain = self._rollout_groups(
+                self.engine, [("plain", q, plain_prompt(q, cfg.data.closer)) for q in prompts], cfg.rollout.group_size
+            )
+        # step 4: extra prompts planned by the method (BCQ/NCQ/...; teacher rollouts and compressions time themselves)
         extras: list[ExtraPrompt] = self.method.extra_prompts(plain, ctx)
         # step 5: extra rollouts, each prompt its own group
-        extra_groups = self._rollout_groups(
-            self.engine, [(e.kind, e.question, e.text) for e in extras], cfg.rollout.group_size,
-            metas=[e.meta for e in extras],
-        )
+        with self.phases("extra_rollout"):
+            extra_groups = self._rollout_groups(
+                self.engine, [(e.kind, e.question, e.text) for e in extras], cfg.rollout.group_size,
+                metas=[e.meta for e in extras],
+            )
         rollout_time = time.perf_counter() - t_roll
         groups = plain + extra_groups
         rollouts = [r for g in groups for r in g.rollouts]
@@ -255,71 +296,109 @@ class Trainer:
             "train/response_len": gen_tokens / max(len(rollouts), 1),
             "train/truncated_frac": sum(not r.completion.finished for r in rollouts) / max(len(rollouts), 1),
             **upd,
+            **self.rewarder.metrics(rollouts),
+            **data_metrics,
             "perf/step_time_s": step_time,
             "perf/rollout_time_s": rollout_time,
             "perf/update_time_s": update_time,
             "perf/rollout_tokens_per_s": gen_tokens / max(rollout_time, 1e-9),
+            **self._phase_metrics(step_time, update_time, upd["perf/train_tokens"]),
+            **memory_metrics(device),
             **ctx.metrics,
         }
         self.state.history.append({"step": self.state.step, **metrics})
         self.tracker.log_metrics(metrics, step=self.state.step)
         return metrics
 
+    def _phase_metrics(self, step_time: float, update_time: float, train_tokens: float) -> dict[str, float]:
+        """The step's wall time by phase: plain rollouts, teacher rollouts, compressions, extra (BCQ/NCQ) rollouts,
+        update, and the rest (the method's planning and bookkeeping, advantages, weight sync); they add up to
+        perf/step_time_s. perf/rollout_time_s (kept) spans plain rollouts to extra rollouts, the teacher included."""
+        ph = {k: self.phases.seconds.get(k, 0.0)
+              for k in ("plain_rollout", "teacher_rollout", "compression", "extra_rollout")}
+        out = {f"perf/{k}_time_s": v for k, v in ph.items()}
+        out["perf/other_time_s"] = max(step_time - update_time - sum(ph.values()), 0.0)
+        out["perf/update_tokens_per_s"] = train_tokens / max(update_time, 1e-9)
+        return out
+
+    def _draw_questions(self, n: int) -> tuple[list[Question], dict[str, float]]:
+        """Step 1: n new questions whose plain prompt fits `data.max_prompt_tokens`; data/filtered_questions."""
+        limit, closer = self.cfg.data.max_prompt_tokens, self.cfg.data.closer
+        if limit is None:
+            return self.stream.next(n), {}
+        new, skipped = draw_fitting(self.stream, n, lambda q: len(self.render(plain_prompt(q, closer))) <= limit)
+        return new, {"data/filtered_questions": float(skipped)}
+
     def _micro_batches(self, rollouts: list[Rollout], chunk: list[int]) -> list[list[int]]:
         """Split a mini-batch into micro-batches of similar length (BCQ/NCQ prompts are much longer than plain
-        ones, and padding everything to the longest would multiply the work): sort by length, then cut at
-        `micro_batch_size` sequences or `micro_batch_tokens` padded tokens. The gradient is the same: each
-        micro-batch's loss is normalised by the whole mini-batch's token count."""
+        ones, and padding everything to the longest would multiply the work): sort by length, then cut before
+        `micro_batch_size` sequences, before `micro_batch_tokens` padded tokens, and before the padded tokens
+        (longest prompt + longest completion, per sequence) would exceed PAD_SLACK x the real ones. The gradient
+        is the same: each micro-batch's loss is normalised by the whole mini-batch's token count."""
         cfg = self.cfg.algo
-        size = {i: len(rollouts[i].prompt_ids) + len(rollouts[i].completion.token_ids) for i in chunk}
-        order = sorted(chunk, key=lambda i: (size[i], i))
+        lens = {i: (len(rollouts[i].prompt_ids), len(rollouts[i].completion.token_ids)) for i in chunk}
+        order = sorted(chunk, key=lambda i: (sum(lens[i]), i))
         out: list[list[int]] = []
         cur: list[int] = []
+        P = T = real = 0  # the current micro-batch's longest prompt, longest completion, real tokens
         for i in order:
-            if cur and (len(cur) >= cfg.micro_batch_size or size[i] * (len(cur) + 1) > cfg.micro_batch_tokens):
+            p, c = lens[i]
+            padded = (max(P, p) + max(T, c)) * (len(cur) + 1)
+            if cur and (len(cur) >= cfg.micro_batch_size or padded > cfg.micro_batch_tokens
+                        or padded > PAD_SLACK * (real + p + c)):
                 out.append(cur)
-                cur = []
+                cur, P, T, real = [], 0, 0, 0
             cur.append(i)
+            P, T, real = max(P, p), max(T, c), real + p + c
         if cur:
             out.append(cur)
         return out
 
+    def _forward(self, mb: list[Rollout]):
+        """The training forward in the compute dtype: logprobs [b, T] (grad), mask [b, T], entropy [b, T]."""
+        with self.precision.autocast(next(self.model.parameters()).device):
+            return completion_logprobs(
+                self.model,
+                [r.prompt_ids for r in mb],
+                [r.completion.token_ids for r in mb],
+                self.tokenizer.pad_token_id,
+                with_entropy=True,
+                mm=[r.prompt_mm for r in mb] if any(r.prompt_mm for r in mb) else None,  # their images
+            )  # [b, T], [b, T], [b, T]
+
     def _update(self, rollouts: list[Rollout], adv: torch.Tensor) -> dict[str, float]:
+        """Step 7. train/ratio_mean, train/approx_kl (and the clip fractions, entropy) are token-weighted means over
+        all I mini-batches; the per-mini-batch and mismatch metrics are `StepOldLogprobs.metrics`."""
         cfg = self.cfg
         self.model.train()
         order = list(range(len(rollouts)))
         self.rng.shuffle(order)
         I = cfg.algo.updates_per_step
         chunks = [order[i * len(order) // I : (i + 1) * len(order) // I] for i in range(I)]
+        plan = [(chunk, self._micro_batches(rollouts, chunk)) for chunk in chunks if chunk]
+        # π_old: the engine's, or the trainer's (a no-grad forward now, before the first update)
+        olds = pi_old.StepOldLogprobs(cfg.algo.old_logprobs, cfg.algo.tis_cap, self._forward, rollouts,
+                                      [idx for _, mbs in plan for idx in mbs])
         sums: dict[str, float] = {}
         total_tokens = 0.0
         grad_norms = []
         losses = []
-        for chunk in chunks:
-            if not chunk:
-                continue
+        for k_mb, (chunk, micro_batches) in enumerate(plan):
             n_tokens = float(sum(len(rollouts[i].completion.token_ids) for i in chunk))
             self.optimizer.zero_grad(set_to_none=True)
             loss_total = 0.0
-            for idx in self._micro_batches(rollouts, chunk):
+            mb_sums = [0.0, 0.0, 0.0]  # tokens, ratio sum, k3 sum of this mini-batch
+            for idx in micro_batches:
                 mb = [rollouts[i] for i in idx]
-                logprobs, mask, entropy = completion_logprobs(
-                    self.model,
-                    [r.prompt_ids for r in mb],
-                    [r.completion.token_ids for r in mb],
-                    self.tokenizer.pad_token_id,
-                    with_entropy=True,
-                    mm=[r.prompt_mm for r in mb] if any(r.prompt_mm for r in mb) else None,  # their images
-                )  # [b, T], [b, T], [b, T]
-                old = torch.zeros_like(logprobs)  # [b, T] π_old from the engine
-                for j, r in enumerate(mb):
-                    old[j, : len(r.completion.logprobs)] = torch.tensor(r.completion.logprobs)
+                logprobs, mask, entropy = self._forward(mb)  # [b, T], [b, T], [b, T]
+                old, extra = olds.old(idx, mb, logprobs, mask, first=k_mb == 0)  # [b, T], {is_weights: [b, T]}
                 a = adv[idx].to(logprobs.device)  # [b]
-                loss, stats = self.method.objective.loss(logprobs, old, a, mask, num_tokens=n_tokens)
+                loss, stats = self.method.objective.loss(logprobs, old, a, mask, num_tokens=n_tokens, **extra)
                 loss.backward()
                 loss_total += float(loss.detach())
                 tok = float(mask.sum())
                 total_tokens += tok
+                mb_sums = [mb_sums[0] + tok, mb_sums[1] + stats.ratio_mean * tok, mb_sums[2] + stats.approx_kl * tok]
                 for k, v in (
                     ("train/clip_low_frac", stats.clip_low_frac),
                     ("train/clip_high_frac", stats.clip_high_frac),
@@ -329,7 +408,8 @@ class Trainer:
                     ("train/entropy", float((entropy * mask).sum()) / max(tok, 1.0)),
                 ):
                     sums[k] = sums.get(k, 0.0) + v * tok
-            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            olds.end_mini_batch(*mb_sums)
+            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)  # fp32 grads
             grad_norms.append(float(gn))
             self.optimizer.step()
             losses.append(loss_total)
@@ -338,6 +418,7 @@ class Trainer:
         out["train/loss"] = sum(losses) / max(len(losses), 1)
         out["train/grad_norm"] = sum(grad_norms) / max(len(grad_norms), 1)
         out["perf/train_tokens"] = total_tokens
+        out.update(olds.metrics())
         return out
 
     # ------------------------------------------------------------------ the step tail (steps 10-13)
@@ -348,7 +429,7 @@ class Trainer:
         ev = self.cfg.eval
         report = evaluate_suites(
             self.engine, self.render, ev.suites, ev, train_families=list(self.cfg.data.families),
-            closer=self.cfg.data.closer, judge=self.teacher, judge_render=self.render, scale=self.cfg.scale,
+            closer=self.cfg.data.closer, judge=self.teacher, judge_render=self.renders["judge"], scale=self.cfg.scale,
         )
         metrics = report.metrics()
         self.tracker.log_metrics(metrics, step=self.state.step)
@@ -375,10 +456,15 @@ class Trainer:
         """Step 10: the eval suites every `eval.every` steps; the held-out eval after the last step (synthetic
         data only), so the last metrics line and the last checkpoint carry eval/heldout/*."""
         cfg, step, out = self.cfg, self.state.step, {}
+        t0 = time.perf_counter()
         if cfg.eval.every and cfg.eval.suites and step % cfg.eval.every == 0:
             out.update(self.periodic_eval())
         if step == cfg.run.steps and cfg.run.final_eval_per_level and not cfg.data.path:
             out.update(self.final_eval())
+        if out:
+            out["perf/eval_time_s"] = time.perf_counter() - t0
+            self.tracker.log_metrics({"perf/eval_time_s": out["perf/eval_time_s"]}, step=step)
+            self.state.history[-1]["perf/eval_time_s"] = out["perf/eval_time_s"]
         return out
 
     def _log_step(self, metrics: dict[str, float], stop_after: int | None) -> bool:

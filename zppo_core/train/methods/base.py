@@ -61,7 +61,10 @@ class StepContext:
 
 
 class Objective(Protocol):
-    def loss(self, logprobs, old_logprobs, advantages, mask, num_tokens: float) -> tuple[Any, LossStats]: ...
+    def loss(self, logprobs, old_logprobs, advantages, mask, num_tokens: float) -> tuple[Any, LossStats]:
+        """The mini-batch loss. With `algo.tis_cap` set the loop also passes `is_weights=` ([B, T] truncated
+        importance-sampling weights, `train/old_logprobs.py`); an objective that cannot weight tokens may refuse."""
+        ...
 
 
 @dataclass
@@ -72,7 +75,7 @@ class PPOObjective:
     eps_high: float = 0.28
     dual_clip: float | None = 10.0
 
-    def loss(self, logprobs, old_logprobs, advantages, mask, num_tokens: float):
+    def loss(self, logprobs, old_logprobs, advantages, mask, num_tokens: float, is_weights=None):
         return ppo_clip_loss(
             logprobs,
             old_logprobs,
@@ -82,6 +85,7 @@ class PPOObjective:
             eps_high=self.eps_high,
             dual_clip=self.dual_clip,
             num_tokens=num_tokens,
+            is_weights=is_weights,
         )
 
 
