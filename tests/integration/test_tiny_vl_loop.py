@@ -177,3 +177,35 @@ def test_image_data_for_a_text_only_student_exits_2(tmp_path, monkeypatch):
     text = " ".join(r.output.split())
     assert "the training questions have images" in text and "text-only model" in text
     assert not (tmp_path / "run").exists()
+
+
+def test_the_prompt_filter_counts_image_tokens(prepared_vl, test_vl_overrides, tmp_path, monkeypatch):
+    """`data.max_prompt_tokens` measures an image question's rendered prompt, image tokens included: with a limit
+    between some questions' text length and their full length, every question drawn fits in full."""
+    from zppo_core.algo.reformulate import plain_prompt
+    from zppo_core.models.load import PromptRenderer, load_model
+    from zppo_core.train import loop
+    from zppo_core.train.run import make_stream
+
+    overrides = test_vl_overrides + ["run.steps=1", "run.checkpoint_every=5", "algo.n_new=8"]
+    cfg = load_config("tiny-vl", "grpo", overrides)
+    render = PromptRenderer.of(load_model(str(prepared_vl / "student"), cfg), cfg=cfg)
+    closer = cfg.data.closer
+    qs = make_stream(cfg).next(40)
+    sizes = [(len(render(plain_prompt(q, closer))), len(render.prompt(plain_prompt(q, closer), q.images).ids))
+             for q in qs]
+    limit = sorted(full for _, full in sizes)[len(sizes) // 4]
+    assert any(text <= limit < full for text, full in sizes)  # text-only counting would let these through
+    drawn: list[int] = []
+    original = loop.Trainer._draw_questions
+
+    def spy(self, n):
+        new, metrics = original(self, n)
+        drawn.extend(len(self.render.prompt(plain_prompt(q, closer), q.images).ids) for q in new)
+        return new, metrics
+
+    monkeypatch.setattr(loop.Trainer, "_draw_questions", spy)
+    res = train(load_config("tiny-vl", "grpo", overrides + [f"data.max_prompt_tokens={limit}"]),
+                run_dir=tmp_path / "run")
+    assert drawn and all(n <= limit for n in drawn), (limit, drawn)
+    assert res.history[0]["data/filtered_questions"] > 0

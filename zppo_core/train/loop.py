@@ -3,7 +3,8 @@
 One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments below):
 
   1. Draw `n_new` new questions from the data stream (one pass over the data; the cursor is checkpointed),
-     skipping those whose plain prompt exceeds `data.max_prompt_tokens` (counted: data/filtered_questions).
+     skipping those whose plain prompt (image tokens included) exceeds `data.max_prompt_tokens` (counted:
+     data/filtered_questions).
   2. The method picks the step's prompts X from them (e.g. adds questions replayed from its buffer).
   3. Plain rollouts: G_S student samples per x in X, each graded (binary reward: the rule grader, the judge for
      what it cannot decide, `train/reward.py`) -> one plain group per x.
@@ -326,7 +327,9 @@ class Trainer:
         limit, closer = self.cfg.data.max_prompt_tokens, self.cfg.data.closer
         if limit is None:
             return self.stream.next(n), {}
-        new, skipped = draw_fitting(self.stream, n, lambda q: len(self.render(plain_prompt(q, closer))) <= limit)
+        # an image question's prompt counts its image tokens too (rendered once here, cached for its rollouts)
+        new, skipped = draw_fitting(self.stream, n,
+                                    lambda q: len(self.render.prompt(plain_prompt(q, closer), q.images).ids) <= limit)
         return new, {"data/filtered_questions": float(skipped)}
 
     def _micro_batches(self, rollouts: list[Rollout], chunk: list[int]) -> list[list[int]]:
