@@ -281,7 +281,7 @@ def train(
         trainer = Trainer(cfg, rd.path, student.model, student.tokenizer, engine, stream, method, tracker, teacher,
                           on_step, judge=judge, judge_render=judge_render)
         if resume:
-            trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path))
+            trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path, verify=True, warn=log))
             rd.truncate_metrics(trainer.state.step)
             log(f"resumed {rd.path} at step {trainer.state.step}")
     except BaseException:
