@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from zppo_cli import eval_cmd, jobs_cmd, serve_cmd, sweep_cmd, train_cmd
+from zppo_cli import sync_cmd
 from zppo_cli.options import console, user_errors
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.command("train")(train_cmd.train)
 app.command("prepare")(train_cmd.prepare)
 app.command("eval")(eval_cmd.eval_)
+app.command("sync")(sync_cmd.sync)
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(sweep_cmd.app, name="sweep")
 app.add_typer(serve_cmd.app, name="serve")

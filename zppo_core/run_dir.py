@@ -26,6 +26,12 @@ as complete when its state file is there, as it always did. `resume_or_start` is
 trial): resume from the latest checkpoint, or — when an earlier attempt stopped before its first checkpoint —
 discard that partial run (and its MLflow run) and start afresh.
 
+A line appended to a JSONL file (metrics.jsonl, the tracking outbox) after a crash cut the previous one short starts
+on its own line (`append_line`), and readers skip lines that do not parse.
+
+Over 450 lines because every path and every write protocol of a run directory lives here (one owner of the
+layout), checkpoints' manifest and fallback included.
+
 Imports: the config schema only (and the tracking module, lazily, to delete a discarded run's MLflow run).
 """
 
@@ -82,6 +88,30 @@ def fsync_dir(path: Path) -> None:
 
 
 _fault_counts: dict[str, int] = {}
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a JSONL file, on a line of its own even when the file ends in a line cut short by a
+    crash (which readers skip)."""
+    with open(path, "a+b") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end:
+            fh.seek(end - 1)
+            sep = b"" if fh.read(1) == b"\n" else b"\n"
+        else:
+            sep = b""
+        fh.write(sep + line.encode("utf-8") + b"\n")
+
+
+def _json_row(line: str) -> dict[str, Any] | None:
+    """A JSONL line as a dict, or None (blank, cut short, not an object)."""
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def fault_point(name: str) -> None:
@@ -209,6 +239,23 @@ class RunDir:
     def reports(self) -> Path:
         return self.path / REPORTS
 
+    @property
+    def tracking(self) -> Path:
+        """The tracker's local records (see `zppo_core.tracking.durable`)."""
+        return self.path / TRACKING
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.tracking / "outbox.jsonl"
+
+    @property
+    def outbox_files(self) -> Path:
+        return self.tracking / "files"
+
+    @property
+    def sent_path(self) -> Path:
+        return self.tracking / "sent.json"
+
     def checkpoint(self, step: int) -> Path:
         return self.checkpoints / checkpoint_name(step)
 
@@ -259,33 +306,44 @@ class RunDir:
 
     # ------------------------------------------------------------------ metrics.jsonl
     def append_metrics(self, step: int, metrics: dict[str, float]) -> None:
-        with open(self.metrics_path, "a") as fh:
-            fh.write(json.dumps({"step": step, **metrics}) + "\n")
+        append_line(self.metrics_path, json.dumps({"step": step, **metrics}))
 
     def _metric_lines(self) -> Iterator[str]:
+        """The complete lines (a line cut short by a crash, which does not parse, is skipped)."""
         try:
             text = self.metrics_path.read_text()
         except OSError:
             return iter(())
-        return (ln for ln in text.splitlines() if ln.strip())
+        return (ln for ln in text.splitlines() if _json_row(ln) is not None)
 
     def metrics(self) -> list[dict[str, Any]]:
-        """Every metrics line, in order."""
+        """Every complete metrics line, in order."""
         return [json.loads(ln) for ln in self._metric_lines()]
 
     def last_step(self) -> int:
-        """The last step in metrics.jsonl (0 when there is none yet or the file cannot be read)."""
-        lines = list(self._metric_lines())
+        """The last step in metrics.jsonl (0 when there is none yet or the file cannot be read). Reads the file's
+        end only (it is read every step)."""
         try:
-            return int(json.loads(lines[-1])["step"]) if lines else 0
-        except (ValueError, KeyError, TypeError):
+            with open(self.metrics_path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - (1 << 18)))
+                tail = fh.read().decode("utf-8", errors="replace")
+        except OSError:
             return 0
+        for ln in reversed(tail.splitlines()):
+            row = _json_row(ln)
+            if row is not None:
+                try:
+                    return int(row["step"])
+                except (KeyError, TypeError, ValueError):
+                    return 0
+        return 0
 
     def truncate_metrics(self, step: int) -> None:
         """Drop metric lines after `step` (a resumed run recomputes those steps)."""
         if not self.metrics_path.is_file():
             return
-        keep = [ln for ln in self._metric_lines() if json.loads(ln)["step"] <= step]
+        keep = [ln for ln in self._metric_lines() if json.loads(ln).get("step", 0) <= step]
         write_atomic(self.metrics_path, "".join(ln + "\n" for ln in keep))
 
     # ------------------------------------------------------------------ checkpoints

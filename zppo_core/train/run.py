@@ -114,6 +114,7 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
         tempfile.TemporaryDirectory(dir=parent, prefix=".zppo-probe-").cleanup()
     except OSError as err:
         raise ConfigError(f"run dir {rd}: {parent} is not writable ({err.strerror}); choose a writable --run-dir") from None
+    check_tracking(cfg)
     return rd
 
 
@@ -181,21 +182,43 @@ def make_stream(cfg: ZPPOConfig):
     return QuestionStream(cfg.data.families, cfg.data.levels, cfg.run.seed)
 
 
-def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None):
-    if not cfg.tracking.enabled:
-        from zppo_core.tracking import NullTracker
+def check_tracking(cfg: ZPPOConfig) -> None:
+    """A tracking server named by tracking.uri or $MLFLOW_TRACKING_URI answers within tracking.connect_timeout_s
+    (one request, no retries); ConfigError otherwise. Local stores are not checked (nothing is created here)."""
+    import os
 
-        return NullTracker()
-    from zppo_core.tracking.mlflow_tracker import MlflowTracker
+    uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not cfg.tracking.enabled or not uri or not uri.startswith(("http://", "https://")):
+        return
+    from zppo_core.tracking.mlflow_tracker import check_reachable
 
-    return MlflowTracker(
+    why = check_reachable(uri, cfg.tracking.connect_timeout_s)
+    if why is not None:
+        raise ConfigError(
+            f"tracking server {uri} {why}; start it or fix tracking.uri / $MLFLOW_TRACKING_URI, or train without it "
+            f"(--set tracking.enabled=false) and send the run later with `zppo sync RUN_DIR --uri {uri}`"
+        )
+
+
+def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None, resume: bool = False,
+                 log: Callable[[str], None] | None = None):
+    """The run's tracker: local records first, sent to MLflow in the background (`tracking.durable`); with
+    tracking.enabled=false the records stay in the run dir (`zppo sync` sends them later)."""
+    from zppo_core.tracking.durable import DurableTracker
+
+    return DurableTracker(
+        run_dir,
         cfg.tracking.experiment,
         uri=cfg.tracking.uri,
         run_id=run_id,
+        resume=resume,
         run_name=run_dir.name,
         tags={"zppo.method": cfg.method, "zppo.scale": cfg.scale, "zppo.seed": str(cfg.run.seed),
               "zppo.run_dir": str(run_dir.resolve()), **cfg.tracking.tags},
         parent_run_id=cfg.tracking.parent_run_id,
+        enabled=cfg.tracking.enabled,
+        flush_timeout_s=cfg.tracking.flush_timeout_s,
+        warn=log,
     )
 
 
@@ -263,7 +286,7 @@ def train(
         engine = make_engine(cfg, student.model, student.tokenizer, student.processor)
         teacher_eng = teacher_engine(cfg, teacher_model) if wants_teacher else None
         teacher = teacher_eng if method.needs_teacher else None
-        tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id)
+        tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id, resume=resume, log=log)
         if not resume:
             tracker.log_params(flat_params(cfg))
             tracker.log_artifact(rd.config_path)
@@ -312,5 +335,7 @@ def train(
         tracker.set_tags({"zppo.stopped_early_at": str(state.step)})
     if state.step >= cfg.run.steps or stopped:
         tracker.finish("FINISHED")
+    elif hasattr(tracker, "flush"):  # stopped before the end (stop_after): what is queued goes now
+        tracker.flush(cfg.tracking.flush_timeout_s)
     return RunResult(rd.path, tracker.run_id, state.history, report, time.perf_counter() - t0,
                      trainer.method.summary(), stopped_early=stopped)
