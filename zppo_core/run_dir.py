@@ -29,7 +29,7 @@ discard that partial run (and its MLflow run) and start afresh.
 A line appended to a JSONL file (metrics.jsonl, the tracking outbox) after a crash cut the previous one short starts
 on its own line (`append_line`), and readers skip lines that do not parse.
 
-Over 450 lines because every path and every write protocol of a run directory lives here (one owner of the
+Why this file is long: every path and every write protocol of a run directory lives here (one owner of the
 layout), checkpoints' manifest and fallback included.
 
 Imports: the config schema only (and the tracking module, lazily, to delete a discarded run's MLflow run).

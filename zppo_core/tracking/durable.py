@@ -28,6 +28,9 @@ and a run trained with tracking off (on a cluster without the server) can be sen
 Compared with MLflow's own async logging (`log_batch(synchronous=False)`, `mlflow.config.enable_async_logging`):
 its queue is in memory only, drops a batch once MLflow's HTTP retries are exhausted (it logs an error) and covers
 metrics, params and tags but not artifacts; here nothing is dropped and a crash loses nothing the run dir holds.
+
+Why this file is long: recording, sending (the thread and its retries) and replaying (resume, `zppo sync`) share
+the outbox format and the acknowledgement bookkeeping; split, each half would have to know the other's internals.
 """
 
 from __future__ import annotations
