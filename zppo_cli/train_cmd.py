@@ -151,8 +151,10 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
     else:
         config_path = RunDir(rd).config_path
     if executor == "slurm" and cfg.tracking.enabled:
+        from zppo_core.train.run import check_tracking
         from zppo_cli.orchestration.tracking import ensure_store
 
+        check_tracking(cfg)  # a server that does not answer: one line now, not minutes of retries
         ensure_store(cfg.tracking.uri, cfg.tracking.experiment)  # no schema/experiment race between processes
     created = not job_dir.exists()
     job_dir.mkdir(parents=True, exist_ok=True)

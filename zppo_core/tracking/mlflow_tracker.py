@@ -187,9 +187,13 @@ HTTP_DEFAULTS = {  # MLflow's defaults retry a refused connection for ~5 minutes
 
 def http_defaults() -> None:
     """Shorter MLflow HTTP retries for this process (variables the user set win): a caller that retries by itself
-    (the durable tracker) learns of an outage in seconds instead of minutes."""
+    (the durable tracker) learns of an outage in seconds instead of minutes. urllib3's line per retried request is
+    silenced too: that caller says once that the server is away and once that it is back."""
+    import logging
+
     for k, v in HTTP_DEFAULTS.items():
         os.environ.setdefault(k, v)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def is_remote(uri: str) -> bool:
