@@ -34,6 +34,7 @@ class RunResult:
     seconds: float
     method_summary: dict[str, Any]
     stopped_early: bool = False  # on_step asked to stop before run.steps (e.g. a pruned sweep trial)
+    interrupted: bool = False  # stop_requested() stopped it before run.steps (checkpointed; resume continues it)
 
 
 def default_run_dir(cfg: ZPPOConfig) -> Path:
@@ -252,8 +253,10 @@ def train(
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     log: Callable[[str], None] = lambda s: None,
     stop_after: int | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> RunResult:
-    """Run (or resume) a training run. With resume=True, cfg may be None: the run's saved config is used."""
+    """Run (or resume) a training run. With resume=True, cfg may be None: the run's saved config is used.
+    `stop_requested` is polled after each step: True stops the run there, checkpointed (`RunResult.interrupted`)."""
     t0 = time.perf_counter()
     if resume:
         assert run_dir is not None
@@ -303,6 +306,7 @@ def train(
         judge, judge_render = make_judge(cfg, teacher_eng, student.tokenizer)
         trainer = Trainer(cfg, rd.path, student.model, student.tokenizer, engine, stream, method, tracker, teacher,
                           on_step, judge=judge, judge_render=judge_render)
+        trainer.stop_requested = stop_requested
         if resume:
             trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path, verify=True, warn=log))
             rd.truncate_metrics(trainer.state.step)
@@ -335,7 +339,9 @@ def train(
         tracker.set_tags({"zppo.stopped_early_at": str(state.step)})
     if state.step >= cfg.run.steps or stopped:
         tracker.finish("FINISHED")
+    elif trainer.interrupted:  # a signal: checkpointed at this step; `--resume` reopens the MLflow run
+        tracker.finish("KILLED")
     elif hasattr(tracker, "flush"):  # stopped before the end (stop_after): what is queued goes now
         tracker.flush(cfg.tracking.flush_timeout_s)
     return RunResult(rd.path, tracker.run_id, state.history, report, time.perf_counter() - t0,
-                     trainer.method.summary(), stopped_early=stopped)
+                     trainer.method.summary(), stopped_early=stopped, interrupted=trainer.interrupted)
