@@ -59,3 +59,20 @@ def test_signal_checkpoints_at_the_step_boundary_and_resume_finishes(sig, prepar
     assert res.returncode == 0, res.stderr
     assert f"at step {stop}" in " ".join(res.stderr.split()), res.stderr  # "resumed RUN_DIR at step N"
     assert _steps(run_dir) == list(range(1, STEPS + 1))
+
+
+def test_a_second_signal_stops_at_once_and_handlers_are_restored():
+    """The first SIGTERM only asks (the step boundary checks it); the second raises KeyboardInterrupt at once (the
+    usual Ctrl-C path: the last checkpoint intact, exit 130); afterwards the previous handlers are back."""
+    from zppo_cli.train_cmd import _stop_on_signal
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    said: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        with _stop_on_signal(said.append) as stop_requested:
+            assert stop_requested() is False
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop_requested() is True and len(said) == 1 and said[0].startswith("SIGTERM: stopping after")
+            os.kill(os.getpid(), signal.SIGINT)
+            pytest.fail("the second signal did not interrupt")
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
