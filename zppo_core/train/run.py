@@ -102,6 +102,8 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
             raise ConfigError(str(err)) from None
         return Path(run_dir)
     rd = Path(run_dir) if run_dir is not None else (Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg))
+    if rd.exists() and not rd.is_dir():
+        raise ConfigError(f"run dir {rd} is a file, not a directory; choose another --run-dir")
     if not RunDir(rd).is_empty():
         raise ConfigError(f"run dir {rd} already exists and is not empty; use --resume {rd} or another --run-dir")
     parent = rd if rd.exists() else rd.parent
