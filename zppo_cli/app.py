@@ -77,6 +77,8 @@ def ls(
 def ui(
     port: int = typer.Option(5000, "--port", help="Port for the MLflow UI."),
     store: str = typer.Option("mlruns", "--store", help="Directory of the embedded store (default ./mlruns)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default: this machine only; "
+                             "0.0.0.0 opens the UI, which has no login, to the network)."),
 ) -> None:
     """Open the MLflow UI on the local store (or $MLFLOW_TRACKING_URI when set)."""
     import shutil
@@ -88,9 +90,10 @@ def ui(
         from zppo_cli.options import bad_input
 
         raise bad_input("the mlflow executable is not on PATH; activate the environment zppo is installed in")
-    console.print(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C to stop")
+    console.print(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C to stop")
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    os.execvpe(exe, [exe, "ui", "--backend-store-uri", uri, "--port", str(port), "--workers", "1"], env)
+    os.execvpe(exe, [exe, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"],
+               env)
 
 
 @app.command("version")
