@@ -460,7 +460,14 @@ class TrackingConfig(_Section):
         "at ./mlruns/mlflow.db (no server needed).",
     )
     experiment: str = Field("zppo", description="MLflow experiment name.")
-    enabled: bool = Field(True, description="Log to MLflow (false: no tracking at all).")
+    enabled: bool = Field(True, description="Log to MLflow (false: nothing is sent; the run dir keeps the records, "
+                          "and `zppo sync RUN_DIR --uri URI` sends them later).")
+    connect_timeout_s: float = Field(
+        10.0, gt=0, description="A new run checks that a tracking server answers within this many seconds (one "
+        "request) and stops with exit code 2 before anything is created when it does not.")
+    flush_timeout_s: float = Field(
+        60.0, ge=0, description="At the end of a run, how long to wait for records a tracking server has not yet "
+        "received (an outage; training never waits for it); what is left stays in the run dir for `zppo sync`.")
     parent_run_id: str | None = Field(
         None, description="Nest this run's MLflow run under this parent run (sweeps set it for every trial)."
     )

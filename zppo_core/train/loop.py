@@ -29,7 +29,8 @@ The step tail (`run`), after every step:
       metrics)`, which may ask the run to stop (a sweep's pruner does).
   12. Checkpoint: the method's reports, then a full checkpoint, every `run.checkpoint_every` steps, after
       `run.checkpoint_minutes` of wall clock, after the last step and before stopping early.
-  13. Stop when `on_step` asked for it (or after `stop_after` steps, used to test interruption).
+  13. Stop when `on_step` asked for it, when `stop_requested()` says so (a SIGTERM/SIGINT caught by `zppo train`:
+      the step finishes and is checkpointed, then the run stops, resumable), or after `stop_after` steps (tests).
 
 The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (three step
 hooks, a loss, its state and its reports). Image questions take the same path: every prompt (plain, the method's
@@ -137,6 +138,8 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
         self.stopped_early = False  # on_step asked to stop before run.steps
         self.phases = PhaseTimer()  # wall seconds per phase of the current step -> perf/*_time_s
+        self.stop_requested: Callable[[], bool] | None = None  # polled after each step (a caught signal)
+        self.interrupted = False  # stop_requested() stopped the run before run.steps
         torch.manual_seed(cfg.run.seed)
 
     # ------------------------------------------------------------------ state
@@ -476,7 +479,9 @@ class Trainer:
         self.run_dir.append_metrics(self.state.step, metrics)
         stop = bool(self.on_step(self.state.step, metrics)) if self.on_step is not None else False
         self.stopped_early = stop and self.state.step < self.cfg.run.steps
-        return stop or (stop_after is not None and self.state.step >= stop_after)
+        self.interrupted = (not stop and self.stop_requested is not None and self.state.step < self.cfg.run.steps
+                            and bool(self.stop_requested()))
+        return stop or self.interrupted or (stop_after is not None and self.state.step >= stop_after)
 
     def _checkpoint_step(self, stopping: bool) -> None:
         """Step 12: the method's reports and a checkpoint every `run.checkpoint_every` steps, after

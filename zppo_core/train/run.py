@@ -34,6 +34,7 @@ class RunResult:
     seconds: float
     method_summary: dict[str, Any]
     stopped_early: bool = False  # on_step asked to stop before run.steps (e.g. a pruned sweep trial)
+    interrupted: bool = False  # stop_requested() stopped it before run.steps (checkpointed; resume continues it)
 
 
 def default_run_dir(cfg: ZPPOConfig) -> Path:
@@ -107,6 +108,8 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
             raise ConfigError(str(err)) from None
         return Path(run_dir)
     rd = Path(run_dir) if run_dir is not None else (Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg))
+    if rd.exists() and not rd.is_dir():
+        raise ConfigError(f"run dir {rd} is a file, not a directory; choose another --run-dir")
     if not RunDir(rd).is_empty():
         raise ConfigError(f"run dir {rd} already exists and is not empty; use --resume {rd} or another --run-dir")
     parent = rd if rd.exists() else rd.parent
@@ -120,6 +123,7 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
         tempfile.TemporaryDirectory(dir=parent, prefix=".zppo-probe-").cleanup()
     except OSError as err:
         raise ConfigError(f"run dir {rd}: {parent} is not writable ({err.strerror}); choose a writable --run-dir") from None
+    check_tracking(cfg)
     return rd
 
 
@@ -196,21 +200,43 @@ def _has_images(cfg: ZPPOConfig, stream) -> bool:
     return any(is_visual(f) for f in cfg.data.families)
 
 
-def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None):
-    if not cfg.tracking.enabled:
-        from zppo_core.tracking import NullTracker
+def check_tracking(cfg: ZPPOConfig) -> None:
+    """A tracking server named by tracking.uri or $MLFLOW_TRACKING_URI answers within tracking.connect_timeout_s
+    (one request, no retries); ConfigError otherwise. Local stores are not checked (nothing is created here)."""
+    import os
 
-        return NullTracker()
-    from zppo_core.tracking.mlflow_tracker import MlflowTracker
+    uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not cfg.tracking.enabled or not uri or not uri.startswith(("http://", "https://")):
+        return
+    from zppo_core.tracking.mlflow_tracker import check_reachable
 
-    return MlflowTracker(
+    why = check_reachable(uri, cfg.tracking.connect_timeout_s)
+    if why is not None:
+        raise ConfigError(
+            f"tracking server {uri} {why}; start it or fix tracking.uri / $MLFLOW_TRACKING_URI, or train without it "
+            f"(--set tracking.enabled=false) and send the run later with `zppo sync RUN_DIR --uri {uri}`"
+        )
+
+
+def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None, resume: bool = False,
+                 log: Callable[[str], None] | None = None):
+    """The run's tracker: local records first, sent to MLflow in the background (`tracking.durable`); with
+    tracking.enabled=false the records stay in the run dir (`zppo sync` sends them later)."""
+    from zppo_core.tracking.durable import DurableTracker
+
+    return DurableTracker(
+        run_dir,
         cfg.tracking.experiment,
         uri=cfg.tracking.uri,
         run_id=run_id,
+        resume=resume,
         run_name=run_dir.name,
         tags={"zppo.method": cfg.method, "zppo.scale": cfg.scale, "zppo.seed": str(cfg.run.seed),
               "zppo.run_dir": str(run_dir.resolve()), **cfg.tracking.tags},
         parent_run_id=cfg.tracking.parent_run_id,
+        enabled=cfg.tracking.enabled,
+        flush_timeout_s=cfg.tracking.flush_timeout_s,
+        warn=log,
     )
 
 
@@ -244,8 +270,10 @@ def train(
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     log: Callable[[str], None] = lambda s: None,
     stop_after: int | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> RunResult:
-    """Run (or resume) a training run. With resume=True, cfg may be None: the run's saved config is used."""
+    """Run (or resume) a training run. With resume=True, cfg may be None: the run's saved config is used.
+    `stop_requested` is polled after each step: True stops the run there, checkpointed (`RunResult.interrupted`)."""
     t0 = time.perf_counter()
     if resume:
         assert run_dir is not None
@@ -279,7 +307,7 @@ def train(
         engine = make_engine(cfg, student.model, student.tokenizer, student.processor)
         teacher_eng = teacher_engine(cfg, teacher_model) if wants_teacher else None
         teacher = teacher_eng if method.needs_teacher else None
-        tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id)
+        tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id, resume=resume, log=log)
         if not resume:
             tracker.log_params(flat_params(cfg))
             tracker.log_artifact(rd.config_path)
@@ -298,9 +326,11 @@ def train(
                               "checkpoint)")
         judge, judge_render = make_judge(cfg, teacher_eng, student.tokenizer)
         trainer = Trainer(cfg, rd.path, student.model, student.tokenizer, engine, stream, method, tracker, teacher,
-                          on_step, judge=judge, judge_render=judge_render, processor=student.processor)
+                          on_step, judge=judge, judge_render=judge_render,
+                          processor=student.processor)
+        trainer.stop_requested = stop_requested
         if resume:
-            trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path))
+            trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path, verify=True, warn=log))
             rd.truncate_metrics(trainer.state.step)
             log(f"resumed {rd.path} at step {trainer.state.step}")
     except BaseException:
@@ -331,5 +361,9 @@ def train(
         tracker.set_tags({"zppo.stopped_early_at": str(state.step)})
     if state.step >= cfg.run.steps or stopped:
         tracker.finish("FINISHED")
+    elif trainer.interrupted:  # a signal: checkpointed at this step; `--resume` reopens the MLflow run
+        tracker.finish("KILLED")
+    elif hasattr(tracker, "flush"):  # stopped before the end (stop_after): what is queued goes now
+        tracker.flush(cfg.tracking.flush_timeout_s)
     return RunResult(rd.path, tracker.run_id, state.history, report, time.perf_counter() - t0,
-                     trainer.method.summary(), stopped_early=stopped)
+                     trainer.method.summary(), stopped_early=stopped, interrupted=trainer.interrupted)
