@@ -3,7 +3,8 @@
 One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments below):
 
   1. Draw `n_new` new questions from the data stream (one pass over the data; the cursor is checkpointed),
-     skipping those whose plain prompt exceeds `data.max_prompt_tokens` (counted: data/filtered_questions).
+     skipping those whose plain prompt (image tokens included) exceeds `data.max_prompt_tokens` (counted:
+     data/filtered_questions).
   2. The method picks the step's prompts X from them (e.g. adds questions replayed from its buffer).
   3. Plain rollouts: G_S student samples per x in X, each graded (binary reward: the rule grader, the judge for
      what it cannot decide, `train/reward.py`) -> one plain group per x.
@@ -28,7 +29,8 @@ The step tail (`run`), after every step:
       metrics)`, which may ask the run to stop (a sweep's pruner does).
   12. Checkpoint: the method's reports, then a full checkpoint, every `run.checkpoint_every` steps, after
       `run.checkpoint_minutes` of wall clock, after the last step and before stopping early.
-  13. Stop when `on_step` asked for it (or after `stop_after` steps, used to test interruption).
+  13. Stop when `on_step` asked for it, when `stop_requested()` says so (a SIGTERM/SIGINT caught by `zppo train`:
+      the step finishes and is checkpointed, then the run stops, resumable), or after `stop_after` steps (tests).
 
 Ranks (`zppo_core.dist`, FSDP2 student): steps 1, 2, 4, 8 are deterministic replicas (same inputs, the run's Python
 RNG is the same on every rank; a digest is compared after each step) rather than one owner plus broadcasts, since
@@ -39,8 +41,11 @@ training on its members with the global token count (times the world size: FSDP2
 alone logs and prints; evaluation is sharded; stop decisions are all-reduced. One rank runs the single-process loop.
 
 The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (three step
-hooks, a loss, its state and its reports). Periodic and final evaluation come from `zppo_core.suites`, which sits
-below train (the loop never imports `zppo_core.eval`, and eval never imports train).
+hooks, a loss, its state and its reports). Image questions take the same path: every prompt (plain, the method's
+extra prompts, the teacher's) is rendered with the question's images by `PromptRenderer.prompt` (the images once,
+before the text), sampled through `rollout.base.generate_prompts`, and trained on with the same image inputs.
+Periodic and final evaluation come from `zppo_core.suites`, which sits below train (the loop never imports
+`zppo_core.eval`, and eval never imports train).
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
 
 Why this file is long: it is the one place steps 1-13 run in order, rank-aware (rollouts with their grading and
@@ -68,7 +73,7 @@ from zppo_core.dist.fsdp import FullWeights, gradient_sync, idle_backward, is_sh
 from zppo_core.models.load import PromptRenderer, chat_kwargs
 from zppo_core.models.logprobs import completion_logprobs
 from zppo_core.models.precision import Precision
-from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_messages
+from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_prompts
 from zppo_core.run_dir import RunDir
 from zppo_core.tasks.filter import draw_fitting
 from zppo_core.tracking import NullTracker, Tracker
@@ -94,12 +99,6 @@ PAD_SLACK = 1.5  # a micro-batch pads to at most 1.5x its real tokens (a few lon
 # plain rows of their micro-batch to ~2.5x their real tokens on the tiny preset: bench/method_step.py)
 
 
-def _user(text: str) -> list[dict]:
-    """A one-message conversation: what a served teacher gets (it renders with its own chat template); in-process
-    engines get `render(text)`, the same message through the student's template."""
-    return [{"role": "user", "content": text}]
-
-
 class Trainer:
     def __init__(
         self,
@@ -115,6 +114,7 @@ class Trainer:
         on_step: Callable[[int, dict[str, float]], None] | None = None,
         judge: Engine | ChatEngine | None = None,  # reward.judge (None: rule grader only), prompts by judge_render
         judge_render: Callable[[str], list[int]] | None = None,  # (default: this tokenizer, the judge's keywords)
+        processor=None,
         dist: Dist = LOCAL,
     ):
         """With several ranks: `model` is this rank's FSDP2-sharded student, `engine` samples from its own full
@@ -144,8 +144,11 @@ class Trainer:
             top_p=cfg.rollout.top_p,
             max_new_tokens=cfg.rollout.max_new_tokens,
         )
-        # text -> prompt ids (cached) per role's chat-template keywords (the teacher shares the student's tokenizer)
-        self.renders = {role: PromptRenderer(tokenizer, template_kwargs=chat_kwargs(cfg, role))
+        self.processor = processor  # a vision-language student's processor (images, chat template), or None
+        # text (+ a question's images) -> prompt ids and image inputs (cached) per role's chat-template keywords
+        # (the teacher shares the student's tokenizer and processor)
+        self.renders = {role: PromptRenderer(tokenizer, processor, template_kwargs=chat_kwargs(cfg, role),
+                                             min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
                         for role in ("student", "teacher", "compression", "judge")}
         self.render = self.renders["student"]
         self.rewarder = Rewarder(judge, (judge_render or self.renders["judge"]) if judge is not None else None,
@@ -155,6 +158,8 @@ class Trainer:
         self.stopped_early = False  # on_step asked to stop before run.steps
         self.preempted = False  # a stop request (Slurm's time-limit/preemption signal): checkpointed, not finished
         self.phases = PhaseTimer()  # wall seconds per phase of the current step -> perf/*_time_s
+        self.stop_requested: Callable[[], bool] | None = None  # polled after each step (a caught signal)
+        self.interrupted = False  # stop_requested() stopped the run before run.steps
         torch.manual_seed(rank_seed(cfg.run.seed, dist.rank))  # the run's seed on rank 0
 
     # ------------------------------------------------------------------ state
@@ -194,7 +199,7 @@ class Trainer:
             self.run_dir.path,
             self.state.step,
             self.model,
-            self.tokenizer,
+            self.processor if self.processor is not None else self.tokenizer,  # a VLM's checkpoint keeps its processor
             self.optimizer,
             self.state_dict(),
             keep=self.cfg.run.keep_checkpoints,
@@ -222,24 +227,23 @@ class Trainer:
                        render: PromptRenderer | None = None) -> list[Group]:
         """This rank's share: (group id, (kind, question, prompt text), meta) -> one graded group each."""
         render = render or self.render
-        prompt_ids = [render(text) for _, (_, _, text), _ in items]
+        prompts = [render.prompt(text, q.images) for _, (_, q, text), _ in items]  # the question's images, once
         params = SamplingParams(
             n=n,
             temperature=self.sampling.temperature,
             top_p=self.sampling.top_p,
             max_new_tokens=self.sampling.max_new_tokens,
         )
-        outs = generate_messages(engine, [_user(text) for _, (_, _, text), _ in items], params,
-                                 render=lambda conv: render(conv[0]["content"]),
-                                 template_kwargs=render.template_kwargs)
+        outs = generate_prompts(engine, prompts, params, template_kwargs=render.template_kwargs)
         graded = iter(self.rewarder.grade([(q, c.text) for (_, (_, q, _), _), comps in zip(items, outs)
                                            for c in comps]))
         groups = []
-        for (gid, (kind, q, text), meta), pids, comps in zip(items, prompt_ids, outs):
+        for (gid, (kind, q, text), meta), prompt, comps in zip(items, prompts, outs):
             g = Group(id=gid, kind=kind, question=q, prompt_text=text, meta=meta)
             for c in comps:
                 r = next(graded)
-                g.rollouts.append(Rollout(q.id, g.id, kind, pids, c, r.reward, r.extracted, r.judged))
+                g.rollouts.append(Rollout(q.id, g.id, kind, prompt.ids, c, r.reward, r.extracted,
+                                          prompt_mm=prompt.mm, judged=r.judged))
             groups.append(g)
         return groups
 
@@ -251,18 +255,20 @@ class Trainer:
             return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions],
                                         n, render=self.renders["teacher"])
 
-    def teacher_generate(self, texts: list[str], max_new_tokens: int) -> list[str]:
-        """One greedy teacher completion per user-message text (candidate compression)."""
+    def teacher_generate(self, texts: list[str], max_new_tokens: int, images: list | None = None) -> list[str]:
+        """One greedy teacher completion per user-message text (candidate compression); `images[i]`: the images
+        text i is about (its question's), shown to the teacher with it."""
         if self.teacher is None:
             raise RuntimeError("this method needs a teacher but none was loaded")
         if not texts:
             return []
+        images = images if images is not None else [()] * len(texts)
         compress = self.renders["compression"]
         with self.phases("compression"):
-            outs = generate_messages(ShardedEngine(self.teacher, self.dist), [_user(t) for t in texts],
-                                     SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
-                                     render=lambda conv: compress(conv[0]["content"]),
-                                     template_kwargs=compress.template_kwargs)
+            outs = generate_prompts(ShardedEngine(self.teacher, self.dist),
+                                    [compress.prompt(t, im) for t, im in zip(texts, images)],
+                                    SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
+                                    template_kwargs=compress.template_kwargs)
         return [o[0].text for o in outs]
 
     # ------------------------------------------------------------------ one step
@@ -360,7 +366,9 @@ class Trainer:
         limit, closer = self.cfg.data.max_prompt_tokens, self.cfg.data.closer
         if limit is None:
             return self.stream.next(n), {}
-        new, skipped = draw_fitting(self.stream, n, lambda q: len(self.render(plain_prompt(q, closer))) <= limit)
+        # an image question's prompt counts its image tokens too (rendered once here, cached for its rollouts)
+        new, skipped = draw_fitting(self.stream, n,
+                                    lambda q: len(self.render.prompt(plain_prompt(q, closer), q.images).ids) <= limit)
         return new, {"data/filtered_questions": float(skipped)}
 
     def learn(self, groups: list[Group], mine: set[int]) -> tuple[dict[str, float], torch.Tensor, list[int]]:
@@ -419,6 +427,7 @@ class Trainer:
                 [r.completion.token_ids for r in mb],
                 self.tokenizer.pad_token_id,
                 with_entropy=True,
+                mm=[r.prompt_mm for r in mb] if any(r.prompt_mm for r in mb) else None,  # their images
             )  # [b, T], [b, T], [b, T]
 
     def _update(self, rollouts: list[Rollout], adv: torch.Tensor, positions: list[int] | None = None,
@@ -542,16 +551,19 @@ class Trainer:
     def _log_step(self, metrics: dict[str, float], stop_after: int | None) -> bool:
         """Step 11: the step's line in metrics.jsonl, then `on_step` (rank 0). True when the run should stop now:
         `on_step` asked for it (e.g. a pruned sweep trial), a stop was requested on any rank (a Slurm time limit or
-        preemption: `self.preempted`), or `stop_after` steps are done (interruption tests). All ranks agree."""
+        preemption: `self.preempted`; a local signal: `self.interrupted`), or `stop_after` steps are done
+        (interruption tests). All ranks agree."""
         asked = False
         if self.dist.is_main:
             self.run_dir.append_metrics(self.state.step, metrics)
             asked = bool(self.on_step(self.state.step, metrics)) if self.on_step is not None else False
-        asked, requested = self.dist.any(asked, stop_requested() is not None)
+        signalled = self.stop_requested is not None and bool(self.stop_requested())
+        asked, requested, signalled = self.dist.any(asked, stop_requested() is not None, signalled)
         unfinished = self.state.step < self.cfg.run.steps
         self.stopped_early = asked and unfinished
         self.preempted = requested and unfinished
-        return asked or requested or (stop_after is not None and self.state.step >= stop_after)
+        self.interrupted = not asked and signalled and unfinished
+        return asked or requested or self.interrupted or (stop_after is not None and self.state.step >= stop_after)
 
     def _checkpoint_step(self, stopping: bool) -> None:
         """Step 12: the method's reports and a checkpoint every `run.checkpoint_every` steps, after

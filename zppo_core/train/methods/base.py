@@ -46,7 +46,8 @@ class StepContext:
     what its hooks share within it.
 
     `teacher_sample(questions, n)`: n teacher rollouts per question on its plain prompt, graded (one group each).
-    `teacher_generate(texts, max_new_tokens)`: one greedy teacher completion per user-message text (compression).
+    `teacher_generate(texts, max_new_tokens, images=None)`: one greedy teacher completion per user-message text
+    (compression); `images[i]` are shown with text i (its question's images: the teacher sees what the student sees).
     `replayed`: ids of the questions `select_prompts` drew from the method's memory this step.
     `metrics`: the step's method metrics, recorded by the hooks and logged by the loop after `observe`.
     """
@@ -54,7 +55,7 @@ class StepContext:
     step: int
     rng: Any  # random.Random of the run (checkpointed)
     teacher_sample: Callable[[list[Question], int], list[Group]] | None = None
-    teacher_generate: Callable[[list[str], int], list[str]] | None = None
+    teacher_generate: Callable[..., list[str]] | None = None
     replayed: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
