@@ -32,6 +32,16 @@ def completion_logprobs(
     model, prompts: list[list[int]], completions: list[list[int]], pad_id: int, with_entropy: bool = False
 ):
     """logprobs [B, T] (grad flows), mask [B, T], entropy [B, T] (detached) or None."""
+    logprobs, mask, entropy, _ = completion_forward(model, prompts, completions, pad_id, with_entropy)
+    return logprobs, mask, entropy
+
+
+def completion_forward(
+    model, prompts: list[list[int]], completions: list[list[int]], pad_id: int, with_entropy: bool = False,
+    keep_logits: bool = False,
+):
+    """`completion_logprobs` plus, with `keep_logits`, the fp32 logits [B, T, V] at the completion positions (grad
+    flows; the distillation losses compare them with the teacher's). Returns (logprobs, mask, entropy, logits)."""
     device = next(model.parameters()).device
     ids, attn, pos, comp, mask, P = pack(prompts, completions, pad_id)
     T = comp.shape[1]
@@ -42,4 +52,4 @@ def completion_logprobs(
     logits = out.logits[:, :T].float()  # [B, T, V] logits predicting each completion token
     logprobs = gather_token_logprobs(logits, comp.to(device))  # [B, T]
     entropy = token_entropy_from_logits(logits.detach()) if with_entropy else None  # [B, T]
-    return logprobs, mask.to(device), entropy
+    return logprobs, mask.to(device), entropy, (logits if keep_logits else None)

@@ -8,17 +8,22 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
   4. The method plans extra prompts from the graded plain groups (BCQ/NCQ, hints, ...; it may call the
      teacher through the step context).
   5. Extra rollouts: G_S student samples per extra prompt, graded against x's gold answer -> one group per
-     extra prompt (its own group id: plain/BCQ/NCQ never share a group).
-  6. Advantages over all groups at once, before any update: A' = r - mean(group), then normalised over the
-     rollouts of non-trivial groups (or the configured variant).
-  7. Update: the step's rollouts are shuffled and split into I equal mini-batches; one AdamW step on each
-     (grad-norm clipped), micro-batches gradient-accumulated with a token-level normaliser per mini-batch.
+     extra prompt (its own group id: plain/BCQ/NCQ never share a group). A prompt's forced response prefix (the
+     Prefix baseline) is part of the prompt ids, so only the continuation is sampled and trained.
+ 5b. The method says which groups the update trains on (RL methods: all of them; Off-Distill: the teacher's
+     correct responses; the drift baseline: plain groups with a teacher response as one more rollout).
+  6. Advantages over the trained groups at once, before any update: A' = r - mean(group), then normalised over
+     the rollouts of non-trivial groups (or the configured variant).
+  7. Update: the trained rollouts are shuffled and split into I equal mini-batches (I = the objective's
+     updates_per_step, else algo.updates_per_step); one AdamW step on each (grad-norm clipped), micro-batches
+     gradient-accumulated with a token-level normaliser per mini-batch. An objective that compares
+     distributions with the teacher's (distillation) gets both models' logits along each sequence.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
   9. Sync the rollout engine's weights; the step's train and method metrics go to the tracker.
 
 The step tail (`run`), after every step:
 
-  10. Evaluate: the `eval.suites` every `eval.every` steps; after the last step the held-out eval
+  10. Evaluate: the `eval.suites` every `eval.every` steps and after the last step; then the held-out eval
       (`run.final_eval_per_level`, synthetic data), so the last metrics line and checkpoint carry eval/heldout/*.
   11. Log: the step's line in `metrics.jsonl` (train, method and eval metrics together), then `on_step(step,
       metrics)`, which may ask the run to stop (a sweep's pruner does).
@@ -46,7 +51,7 @@ from zppo_core.algo.advantages import group_advantages, trivial_group_fraction
 from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
 from zppo_core.models.load import PromptRenderer
-from zppo_core.models.logprobs import completion_logprobs
+from zppo_core.models.logprobs import completion_forward, completion_logprobs
 from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_messages
 from zppo_core.run_dir import RunDir
 from zppo_core.tasks.graders import grade
@@ -81,6 +86,7 @@ class Trainer:
         tracker: Tracker | None = None,
         teacher: Engine | ChatEngine | None = None,  # in-process, or served (chat messages)
         on_step: Callable[[int, dict[str, float]], None] | None = None,
+        teacher_model=None,
     ):
         self.cfg = cfg
         self.run_dir = RunDir(run_dir)
@@ -88,6 +94,7 @@ class Trainer:
         self.tokenizer = tokenizer
         self.engine = engine
         self.teacher = teacher
+        self.teacher_model = teacher_model  # the teacher as a torch model (its logits for distillation), or None
         self.stream = stream
         self.method = method
         self.tracker = tracker or NullTracker()
@@ -152,27 +159,36 @@ class Trainer:
 
     # ------------------------------------------------------------------ rollouts
     def _rollout_groups(
-        self, engine: Engine, items: list[tuple[str, Question, str]], n: int, metas: list[dict] | None = None
+        self, engine: Engine, items: list[tuple[str, Question, str]], n: int, metas: list[dict] | None = None,
+        prefixes: list[list[int]] | None = None,
     ) -> list[Group]:
-        """items: (kind, question, prompt text). Returns one graded group per item."""
+        """items: (kind, question, prompt text); prefixes: response-side token ids forced after each rendered prompt
+        (graded as part of the response, never trained). Returns one graded group per item."""
         if not items:
             return []
-        prompt_ids = [self.render(text) for _, _, text in items]
+        prefixes = prefixes or [[] for _ in items]
+        prompt_ids = [self.render(text) + list(pre) for (_, _, text), pre in zip(items, prefixes)]
+        prefix_texts = [self.tokenizer.decode(pre, skip_special_tokens=True) if pre else "" for pre in prefixes]
         params = SamplingParams(
             n=n,
             temperature=self.sampling.temperature,
             top_p=self.sampling.top_p,
             max_new_tokens=self.sampling.max_new_tokens,
         )
-        outs = generate_messages(engine, [_user(text) for _, _, text in items], params,
-                                 render=lambda conv: self.render(conv[0]["content"]))
+        if any(prefixes) and isinstance(engine, ChatEngine):
+            raise ValueError("a forced response prefix needs an engine that takes token ids, not a served chat model")
+        convs = [_user(text) for _, _, text in items]
+        ids = {id(c): pids for c, pids in zip(convs, prompt_ids)}
+        outs = generate_messages(engine, convs, params, render=lambda conv: ids[id(conv)])
         groups = []
         for i, ((kind, q, text), pids, comps) in enumerate(zip(items, prompt_ids, outs)):
-            g = Group(id=self._next_group_id, kind=kind, question=q, prompt_text=text,
-                      meta=metas[i] if metas is not None else {})
+            meta = dict(metas[i]) if metas is not None else {}
+            if prefixes[i]:
+                meta["prefix"] = prefix_texts[i]
+            g = Group(id=self._next_group_id, kind=kind, question=q, prompt_text=text, meta=meta)
             self._next_group_id += 1
             for c in comps:
-                reward, extracted = grade(c.text, q.answer)
+                reward, extracted = grade(prefix_texts[i] + c.text, q.answer)
                 g.rollouts.append(Rollout(q.id, g.id, kind, pids, c, reward, extracted))
             groups.append(g)
         return groups
@@ -194,6 +210,23 @@ class Trainer:
                                  render=lambda conv: self.render(conv[0]["content"]))
         return [o[0].text for o in outs]
 
+    @torch.no_grad()
+    def student_logprobs(self, rollouts: list[Rollout]) -> list[list[float]]:
+        """Per-token log-probs of the rollouts' completions under the student's current weights (no gradient)."""
+        out: list[list[float]] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(rollouts), self.cfg.algo.micro_batch_size):
+                mb = rollouts[start : start + self.cfg.algo.micro_batch_size]
+                lp, _, _ = completion_logprobs(self.model, [r.prompt_ids for r in mb],
+                                               [r.completion.token_ids for r in mb],
+                                               self.tokenizer.pad_token_id)  # [b, T]
+                out += [lp[j, : len(r.completion.token_ids)].tolist() for j, r in enumerate(mb)]
+        finally:
+            self.model.train(was_training)
+        return out
+
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
@@ -203,6 +236,7 @@ class Trainer:
             rng=self.rng,
             teacher_sample=self.teacher_sample if self.teacher is not None else None,
             teacher_generate=self.teacher_generate if self.teacher is not None else None,
+            student_logprobs=self.student_logprobs,
         )
 
         # step 1: new questions from the data stream
@@ -219,20 +253,25 @@ class Trainer:
         # step 5: extra rollouts, each prompt its own group
         extra_groups = self._rollout_groups(
             self.engine, [(e.kind, e.question, e.text) for e in extras], cfg.rollout.group_size,
-            metas=[e.meta for e in extras],
+            metas=[e.meta for e in extras], prefixes=[e.prefix_ids for e in extras],
         )
-        rollout_time = time.perf_counter() - t_roll
         groups = plain + extra_groups
         rollouts = [r for g in groups for r in g.rollouts]
+        # step 5b: the groups the update trains on (RL: all of them)
+        trained = self.method.train_groups(groups, ctx)
+        rollout_time = time.perf_counter() - t_roll
+        train_rollouts = [r for g in trained for r in g.rollouts]
 
-        # step 6: advantages over all groups, once, before the updates
-        rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)  # [N]
+        # step 6: advantages over the trained groups, once, before the updates
+        rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)  # [N] every sampled rollout
         gids = torch.tensor([r.group_id for r in rollouts], dtype=torch.long)  # [N]
-        adv = group_advantages(rewards, gids, mode=cfg.algo.adv_norm, eps=cfg.algo.adv_eps)  # [N]
+        t_rewards = torch.tensor([r.reward for r in train_rollouts], dtype=torch.float32)  # [M] trained ones
+        t_gids = torch.tensor([r.group_id for r in train_rollouts], dtype=torch.long)  # [M]
+        adv = group_advantages(t_rewards, t_gids, mode=cfg.algo.adv_norm, eps=cfg.algo.adv_eps)  # [M]
 
         # step 7: I mini-batch updates
         t_upd = time.perf_counter()
-        upd = self._update(rollouts, adv)
+        upd = self._update(train_rollouts, adv)
         update_time = time.perf_counter() - t_upd
 
         # step 8: the method observes the plain groups (buffer refresh); its metrics are in ctx.metrics
@@ -251,6 +290,7 @@ class Trainer:
             "train/trivial_group_frac": trivial_group_fraction(rewards, gids),
             "train/groups": float(len(groups)),
             "train/rollouts": float(len(rollouts)),
+            "train/trained_sequences": float(len(train_rollouts)),
             "train/response_len": gen_tokens / max(len(rollouts), 1),
             "train/truncated_frac": sum(not r.completion.finished for r in rollouts) / max(len(rollouts), 1),
             **upd,
@@ -283,12 +323,27 @@ class Trainer:
             out.append(cur)
         return out
 
+    def _teacher_logits(self, mb: list[Rollout]) -> torch.Tensor:
+        """The teacher's logits [b, T, V] along the micro-batch's sequences (no gradient)."""
+        if self.teacher_model is None:
+            raise RuntimeError(
+                "this method's loss compares the student's next-token distributions with the teacher's, which needs "
+                "the teacher as an in-process model (a served teacher returns only top-k log-probs); load the "
+                "teacher locally"
+            )
+        with torch.no_grad():
+            _, _, _, logits = completion_forward(self.teacher_model, [r.prompt_ids for r in mb],
+                                                 [r.completion.token_ids for r in mb], self.tokenizer.pad_token_id,
+                                                 keep_logits=True)  # [b, T, V]
+        return logits
+
     def _update(self, rollouts: list[Rollout], adv: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
+        objective = self.method.objective
         self.model.train()
         order = list(range(len(rollouts)))
         self.rng.shuffle(order)
-        I = cfg.algo.updates_per_step
+        I = objective.updates_per_step or cfg.algo.updates_per_step
         chunks = [order[i * len(order) // I : (i + 1) * len(order) // I] for i in range(I)]
         sums: dict[str, float] = {}
         total_tokens = 0.0
@@ -302,30 +357,26 @@ class Trainer:
             loss_total = 0.0
             for idx in self._micro_batches(rollouts, chunk):
                 mb = [rollouts[i] for i in idx]
-                logprobs, mask, entropy = completion_logprobs(
+                logprobs, mask, entropy, logits = completion_forward(
                     self.model,
                     [r.prompt_ids for r in mb],
                     [r.completion.token_ids for r in mb],
                     self.tokenizer.pad_token_id,
                     with_entropy=True,
-                )  # [b, T], [b, T], [b, T]
+                    keep_logits=objective.needs_teacher_logits,
+                )  # [b, T], [b, T], [b, T], [b, T, V] or None
+                teacher_logits = self._teacher_logits(mb) if objective.needs_teacher_logits else None  # [b, T, V]
                 old = torch.zeros_like(logprobs)  # [b, T] π_old from the engine
                 for j, r in enumerate(mb):
                     old[j, : len(r.completion.logprobs)] = torch.tensor(r.completion.logprobs)
                 a = adv[idx].to(logprobs.device)  # [b]
-                loss, stats = self.method.objective.loss(logprobs, old, a, mask, num_tokens=n_tokens)
+                loss, stats = objective.loss(logprobs, old, a, mask, num_tokens=n_tokens, logits=logits,
+                                             teacher_logits=teacher_logits)
                 loss.backward()
                 loss_total += float(loss.detach())
                 tok = float(mask.sum())
                 total_tokens += tok
-                for k, v in (
-                    ("train/clip_low_frac", stats.clip_low_frac),
-                    ("train/clip_high_frac", stats.clip_high_frac),
-                    ("train/dual_clip_frac", stats.dual_clip_frac),
-                    ("train/ratio_mean", stats.ratio_mean),
-                    ("train/approx_kl", stats.approx_kl),
-                    ("train/entropy", float((entropy * mask).sum()) / max(tok, 1.0)),
-                ):
+                for k, v in {**stats.metrics(), "train/entropy": float((entropy * mask).sum()) / max(tok, 1.0)}.items():
                     sums[k] = sums.get(k, 0.0) + v * tok
             gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
             grad_norms.append(float(gn))
@@ -370,10 +421,11 @@ class Trainer:
         return metrics
 
     def _eval_step(self) -> dict[str, float]:
-        """Step 10: the eval suites every `eval.every` steps; the held-out eval after the last step (synthetic
-        data only), so the last metrics line and the last checkpoint carry eval/heldout/*."""
+        """Step 10: the eval suites every `eval.every` steps and after the last step (a run's end point is always
+        evaluated); the held-out eval after the last step (synthetic data only), so the last metrics line and the
+        last checkpoint carry eval/heldout/*."""
         cfg, step, out = self.cfg, self.state.step, {}
-        if cfg.eval.every and cfg.eval.suites and step % cfg.eval.every == 0:
+        if cfg.eval.every and cfg.eval.suites and (step % cfg.eval.every == 0 or step == cfg.run.steps):
             out.update(self.periodic_eval())
         if step == cfg.run.steps and cfg.run.final_eval_per_level and not cfg.data.path:
             out.update(self.final_eval())

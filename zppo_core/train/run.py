@@ -234,7 +234,7 @@ def train(
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         stream = make_stream(cfg)
         trainer = Trainer(cfg, rd.path, student.model, student.tokenizer, engine, stream, method, tracker, teacher,
-                          on_step)
+                          on_step, teacher_model=teacher_model.model if teacher_model is not None else None)
         if resume:
             trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path))
             rd.truncate_metrics(trainer.state.step)
