@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from zppo_cli import eval_cmd, jobs_cmd, serve_cmd, sweep_cmd, train_cmd
+from zppo_cli import eval_cmd, jobs_cmd, reproduce_cmd, serve_cmd, sweep_cmd, train_cmd
 from zppo_cli.options import console, user_errors
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.command("eval")(eval_cmd.eval_)
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(sweep_cmd.app, name="sweep")
 app.add_typer(serve_cmd.app, name="serve")
+app.add_typer(reproduce_cmd.app, name="reproduce")
 
 
 @app.command("ls")
