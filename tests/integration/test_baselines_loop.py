@@ -93,7 +93,7 @@ def test_a_forced_prefix_is_graded_with_the_continuation(prepared, test_override
     prefix = student.tokenizer(get_family("modsum").solution(question), add_special_tokens=False)["input_ids"]
     text = f"{question.prompt}{cfg.data.closer}"
     [g] = tr._rollout_groups(engine, [("prefix", question, text)], 4, prefixes=[prefix])
-    assert g.meta["prefix"] == get_family("modsum").solution(question)
+    assert g.meta["response_prefix"] == get_family("modsum").solution(question)
     for r in g.rollouts:
         assert r.prompt_ids == tr.render(text) + prefix and len(r.completion.token_ids) == 1
         assert r.reward == 1.0  # graded on prefix + continuation: the prefix's box is the last one

@@ -53,3 +53,21 @@ def completion_forward(
     logprobs = gather_token_logprobs(logits, comp.to(device))  # [B, T]
     entropy = token_entropy_from_logits(logits.detach()) if with_entropy else None  # [B, T]
     return logprobs, mask.to(device), entropy, (logits if keep_logits else None)
+
+
+@torch.no_grad()
+def sequence_logprobs(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int,
+                      batch_size: int = 64) -> list[list[float]]:
+    """Per-token log-probs of each completion under `model` in eval mode, no gradient, one list per sequence (e.g.
+    the student's own log-probs of a teacher response that is trained as if the student had sampled it)."""
+    out: list[list[float]] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(prompts), batch_size):
+            p, c = prompts[start : start + batch_size], completions[start : start + batch_size]
+            lp, _, _ = completion_logprobs(model, p, c, pad_id)  # [b, T]
+            out += [lp[j, : len(cj)].tolist() for j, cj in enumerate(c)]
+    finally:
+        model.train(was_training)
+    return out

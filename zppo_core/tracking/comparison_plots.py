@@ -94,7 +94,8 @@ def plot_buffer_dynamics(records: list[RunRecord], label: str, buffer: dict[str,
     plt.close(fig)
 
 
-def write_figures(records: list[RunRecord], results: dict[str, Any], labels: dict[str, str], out_dir: Path) -> list[Path]:
+def write_figures(records: list[RunRecord], results: dict[str, Any], labels: dict[str, str],
+                  out_dir: Path) -> list[Path]:
     """Every figure of the study into `out_dir`; returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -51,7 +51,7 @@ from zppo_core.algo.advantages import group_advantages, trivial_group_fraction
 from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
 from zppo_core.models.load import PromptRenderer
-from zppo_core.models.logprobs import completion_forward, completion_logprobs
+from zppo_core.models.logprobs import completion_forward, sequence_logprobs
 from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_messages
 from zppo_core.run_dir import RunDir
 from zppo_core.tasks.graders import grade
@@ -184,7 +184,7 @@ class Trainer:
         for i, ((kind, q, text), pids, comps) in enumerate(zip(items, prompt_ids, outs)):
             meta = dict(metas[i]) if metas is not None else {}
             if prefixes[i]:
-                meta["prefix"] = prefix_texts[i]
+                meta["response_prefix"] = prefix_texts[i]
             g = Group(id=self._next_group_id, kind=kind, question=q, prompt_text=text, meta=meta)
             self._next_group_id += 1
             for c in comps:
@@ -210,22 +210,11 @@ class Trainer:
                                  render=lambda conv: self.render(conv[0]["content"]))
         return [o[0].text for o in outs]
 
-    @torch.no_grad()
     def student_logprobs(self, rollouts: list[Rollout]) -> list[list[float]]:
         """Per-token log-probs of the rollouts' completions under the student's current weights (no gradient)."""
-        out: list[list[float]] = []
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            for start in range(0, len(rollouts), self.cfg.algo.micro_batch_size):
-                mb = rollouts[start : start + self.cfg.algo.micro_batch_size]
-                lp, _, _ = completion_logprobs(self.model, [r.prompt_ids for r in mb],
-                                               [r.completion.token_ids for r in mb],
-                                               self.tokenizer.pad_token_id)  # [b, T]
-                out += [lp[j, : len(r.completion.token_ids)].tolist() for j, r in enumerate(mb)]
-        finally:
-            self.model.train(was_training)
-        return out
+        return sequence_logprobs(self.model, [r.prompt_ids for r in rollouts],
+                                 [r.completion.token_ids for r in rollouts], self.tokenizer.pad_token_id,
+                                 self.cfg.algo.micro_batch_size)
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:

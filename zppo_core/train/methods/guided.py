@@ -119,8 +119,8 @@ class GuidedGRPO:
 
     def _keep_samples(self, extra: list[Group]) -> None:
         for g in extra[: max(self.samples_to_log - len(self.samples), 0)]:
-            shown = g.prompt_text + (f"\n[response forced to start with] {g.meta['prefix']}" if "prefix" in g.meta
-                                     else "")
+            forced = g.meta.get("response_prefix")
+            shown = g.prompt_text + (f"\n[response forced to start with] {forced}" if forced is not None else "")
             self.samples.append({"kind": self.kind, "question_id": g.question.id, "gold": g.question.answer,
                                  "prompt": shown,
                                  "rollouts": [{"text": r.completion.text, "reward": r.reward} for r in g.rollouts]})
@@ -179,7 +179,7 @@ class Prefix(GuidedGRPO):
             if k < 1:
                 continue
             out.append(ExtraPrompt("prefix", g.question, plain_prompt(g.question, self.closer),
-                                   prefix_ids=list(r.completion.token_ids[:k])))  # the loop adds meta["prefix"]
+                                   prefix_ids=list(r.completion.token_ids[:k])))  # meta["response_prefix"]: loop
         return out
 
 
