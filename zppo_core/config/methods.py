@@ -96,6 +96,12 @@ def validate(cfg: "ZPPOConfig") -> None:
             f"zppo.rho_aug={z.rho_aug} with algo.n_new={n} gives 0 {what} slots per step; "
             f"raise zppo.rho_aug or algo.n_new (method '{cfg.method}' uses the capped hard set)"
         )
+    if spec.distill is not None and cfg.model.teacher_endpoint.url is not None:
+        raise ValueError(
+            f"method '{cfg.method}' compares the student's full next-token distributions with the teacher's, but a "
+            "served teacher (model.teacher_endpoint.url) returns only top-k log-probs; --set "
+            "model.teacher_endpoint.url=null to load the teacher in-process, or choose another method"
+        )
     if spec.buffer and z.capacity < 1:
         raise ValueError(f"zppo.capacity={z.capacity}: method '{cfg.method}' needs a buffer of capacity >= 1")
     if spec.bcq or spec.ncq or spec.guide == "hint":
