@@ -36,7 +36,7 @@ def test_tiny_hard_extends_tiny():
     assert hard.prepare.student_noise == {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0, 5: 0.0} != tiny.prepare.student_noise
     assert (hard.prepare.student_warm_steps, hard.prepare.misconception_rate) == (0, 1.0)
     assert hard.prepare.teacher_steps == tiny.prepare.teacher_steps and hard.eval.suites == tiny.eval.suites
-    assert hard.eval.per_level == 100 and hard.scale == "tiny-hard"
+    assert hard.eval.per_level == 150 and hard.scale == "tiny-hard"
 
 
 def test_overrides_parse_yaml_scalars_and_nest():
