@@ -194,3 +194,30 @@ def test_on_distill_trains_on_the_students_own_rollouts():
     assert m.train_groups(plain, c) == plain and c.calls == []  # the teacher scores; it does not sample
     m.observe(plain, plain, c)
     assert m.replay.buffer.ids() == ["q0"]  # the buffer sees plain accuracies, as for GRPO†
+
+
+def test_prefix_refuses_a_teacher_that_returns_no_token_ids():
+    m = method("prefix")
+    c = ctx(teacher_correct={"q4": 1}, tokens=0)  # a served non-vLLM teacher: text, no ids
+    with pytest.raises(RuntimeError, match="forces the teacher's tokens"):
+        m.extra_prompts([group(0, q(4), 0)], c)
+
+
+def test_teacher_logits_are_the_full_forward_at_the_completion_positions():
+    from zppo_core.config.schema import TinyModelSpec
+    from zppo_core.models.logprobs import teacher_completion_logits
+    from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model
+
+    tok = build_char_tokenizer()
+    teacher = build_tiny_model(TinyModelSpec(num_hidden_layers=1, hidden_size=32, head_dim=8), tok, 0)
+    rs = [Rollout("a", 0, "plain", [7, 8, 9], Completion([20, 21], [0.0, 0.0], "", True), 0.0, None),
+          Rollout("b", 0, "plain", [7], Completion([22, 23, 24], [0.0] * 3, "", True), 0.0, None)]
+    logits = teacher_completion_logits(teacher, rs, tok.pad_token_id)  # [2, 3, V]
+    assert logits.shape == (2, 3, len(tok)) and not logits.requires_grad
+    with torch.no_grad():  # one unpadded forward per sequence: position P-1+t predicts completion token t
+        full_a = teacher(input_ids=torch.tensor([[7, 8, 9, 20, 21]])).logits[0]  # [5, V]
+        full_b = teacher(input_ids=torch.tensor([[7, 22, 23, 24]])).logits[0]  # [4, V]
+    assert torch.allclose(logits[0, :2], full_a[2:4], atol=1e-5)
+    assert torch.allclose(logits[1, :3], full_b[0:3], atol=1e-5)
+    with pytest.raises(RuntimeError, match="in this process"):
+        teacher_completion_logits(None, rs, tok.pad_token_id)

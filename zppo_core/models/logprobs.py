@@ -71,3 +71,15 @@ def sequence_logprobs(model, prompts: list[list[int]], completions: list[list[in
     finally:
         model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def teacher_completion_logits(teacher, rollouts, pad_id: int) -> torch.Tensor:
+    """The teacher model's logits [b, T, V] along the rollouts' completions (no gradient): what a distillation loss
+    compares the student's with. `teacher` must be an in-process model (config validation refuses a served one)."""
+    if teacher is None:
+        raise RuntimeError("the teacher's logits need the teacher loaded in this process (a served teacher gives "
+                           "only top-k log-probs)")
+    _, _, _, logits = completion_forward(teacher, [r.prompt_ids for r in rollouts],
+                                         [r.completion.token_ids for r in rollouts], pad_id, keep_logits=True)
+    return logits  # [b, T, V]

@@ -51,7 +51,7 @@ from zppo_core.algo.advantages import group_advantages, trivial_group_fraction
 from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
 from zppo_core.models.load import PromptRenderer
-from zppo_core.models.logprobs import completion_forward, sequence_logprobs
+from zppo_core.models.logprobs import completion_forward, sequence_logprobs, teacher_completion_logits
 from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_messages
 from zppo_core.run_dir import RunDir
 from zppo_core.tasks.graders import grade
@@ -312,20 +312,6 @@ class Trainer:
             out.append(cur)
         return out
 
-    def _teacher_logits(self, mb: list[Rollout]) -> torch.Tensor:
-        """The teacher's logits [b, T, V] along the micro-batch's sequences (no gradient)."""
-        if self.teacher_model is None:
-            raise RuntimeError(
-                "this method's loss compares the student's next-token distributions with the teacher's, which needs "
-                "the teacher as an in-process model (a served teacher returns only top-k log-probs); load the "
-                "teacher locally"
-            )
-        with torch.no_grad():
-            _, _, _, logits = completion_forward(self.teacher_model, [r.prompt_ids for r in mb],
-                                                 [r.completion.token_ids for r in mb], self.tokenizer.pad_token_id,
-                                                 keep_logits=True)  # [b, T, V]
-        return logits
-
     def _update(self, rollouts: list[Rollout], adv: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
         objective = self.method.objective
@@ -354,7 +340,8 @@ class Trainer:
                     with_entropy=True,
                     keep_logits=objective.needs_teacher_logits,
                 )  # [b, T], [b, T], [b, T], [b, T, V] or None
-                teacher_logits = self._teacher_logits(mb) if objective.needs_teacher_logits else None  # [b, T, V]
+                teacher_logits = teacher_completion_logits(self.teacher_model, mb, self.tokenizer.pad_token_id) \
+                    if objective.needs_teacher_logits else None  # [b, T, V]
                 old = torch.zeros_like(logprobs)  # [b, T] π_old from the engine
                 for j, r in enumerate(mb):
                     old[j, : len(r.completion.logprobs)] = torch.tensor(r.completion.logprobs)

@@ -10,7 +10,9 @@ Every one of them takes the same hard set as ZPPO: X_hard = {x : r̄_x < τ} fro
   each, trained under the hint prompt.
 - `prefix` (Prefix): for each kept question with a correct teacher response, its first `prefix_fraction` (40 %)
   of tokens are forced at the start of the student's response; G_S student continuations form one extra group;
-  the prefix is part of the prompt ids, so it is graded with the continuation but never trained.
+  the prefix is part of the prompt ids, so it is graded with the continuation but never trained. The teacher's
+  token ids are used as the student's (the tiny pair and the Qwen3.5 family share a tokenizer; a served vLLM
+  teacher returns its ids).
 - `grpo_rollout_matched` (GRPO† + matched rollouts, no teacher): as many extra *plain* groups as ZPPO would build
   BCQ/NCQ instances, on the *same questions*: two per kept question (the BCQ and NCQ ZPPO builds when the teacher
   solves it), hardest first, stopping at the joint cap ρ_aug·n_new. Same questions rather than merely the same
@@ -175,6 +177,9 @@ class Prefix(GuidedGRPO):
         for g, r in zip(kept, self.teacher_correct(kept, ctx)):
             if r is None:
                 continue
+            if not r.completion.token_ids:  # a served teacher that is not vLLM returns text only
+                raise RuntimeError("the Prefix baseline forces the teacher's tokens, but the teacher returned none "
+                                   "(serve it with vLLM, which returns token ids, or load it in-process)")
             k = prefix_length(len(r.completion.token_ids), self.prefix_fraction)
             if k < 1:
                 continue
