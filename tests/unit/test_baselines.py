@@ -14,7 +14,14 @@ import pytest
 import torch
 
 from zppo_core.algo.advantages import group_advantages
-from zppo_core.algo.reformulate import build_hint, hint_from_solution, load_template, prefix_length
+from zppo_core.algo.reformulate import (
+    HINT_PROMPT,
+    build_hint,
+    clean_hint,
+    hint_from_solution,
+    load_template,
+    prefix_length,
+)
 from zppo_core.config import ConfigError, load_config
 from zppo_core.config.methods import SPECS, TABLE
 from zppo_core.models.logprobs import pack
@@ -99,6 +106,33 @@ def test_hint_prompt_text_hand_checked():
     assert extras[0].text == "Add mod 10: 7+8+4. <hint>7+8=5</hint> <think></think>\\boxed{}"
     assert extras[0].text == build_hint(q(4).prompt, "7+8=5", CLOSER, load_template("compact", "full"))
     assert extras[0].prefix_ids == []
+
+
+def test_clean_hint_hand_checked():
+    assert clean_hint("Sure. <hint>Add the units first; \\boxed{9} is not needed.</hint> bye") == \
+        "Add the units first;  is not needed."
+    assert clean_hint("  carry the 1 \\boxed{5") == "carry the 1"  # no wrapper: whole text, unclosed box cut
+    assert clean_hint("<hint>start with 7+8") == "start with 7+8"  # an unclosed wrapper (budget ran out)
+
+
+def test_hint_written_by_the_teacher_from_its_correct_answer():
+    m = method("hint", 8, "zppo.compression=teacher", "baselines.hint_max_tokens=20")
+    asked: list[tuple[list[str], int]] = []
+
+    def teacher_generate(texts, max_new_tokens):
+        asked.append((texts, max_new_tokens))
+        return ["<hint>Reduce 7+8 mod 10 first: \\boxed{9}</hint>"]
+
+    c = ctx(teacher_correct={"q4": 1})
+    c.teacher_generate = teacher_generate
+    extras = m.extra_prompts([group(0, q(4), 0)], c)
+    [(texts, budget)] = asked
+    assert budget == 36  # hint_max_tokens + 16 for the wrapper
+    assert texts[0] == HINT_PROMPT.format(max_tokens=20, question="Add mod 10: 7+8+4.",
+                                          solution="<think>7+8=5;5+4=9</think>\\boxed{9}")
+    assert "at most 20 tokens" in texts[0] and "Do not give the final answer" in texts[0]
+    assert [e.meta["hint"] for e in extras] == ["Reduce 7+8 mod 10 first:"]  # the box is gone
+    assert extras[0].text == "Add mod 10: 7+8+4. <hint>Reduce 7+8 mod 10 first:</hint> <think></think>\\boxed{}"
 
 
 def test_hint_skips_questions_the_teacher_cannot_solve():
