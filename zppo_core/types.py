@@ -48,6 +48,7 @@ class Rollout:
     completion: Completion
     reward: float
     extracted: str | None  # the final answer parsed from the completion (None: no parseable answer)
+    judged: bool = False  # the reward came from the LLM judge (the rule grader could not decide)
 
 
 @dataclass

@@ -127,12 +127,15 @@ def test_time_limit_requeues_and_finishes_like_an_uninterrupted_run(slurm_cluste
     same weights and metrics as an uninterrupted run, in the same MLflow run.
 
     slurmctld checks time limits every 30 s and sends the signal at the first check at most `signal_delay_s + 30`
-    before the limit, i.e. 20-50 s into each attempt here; STEPS_FOR_TIMEOUT steps take longer than that (about
-    0.13 s a step on one thread, plus ~8 s start-up), so the first attempt is always signalled. Later attempts may
-    be signalled too; each resumes from the checkpoint written every step (max_requeues=8 leaves room)."""
+    before the limit, i.e. 20-50 s into each attempt here. The step count is set from this machine's speed, measured
+    by a short local run now (`_steps_lasting`), so that training lasts TRAIN_S_FOR_TIMEOUT s and the first attempt
+    is always signalled on a quiet machine and a loaded one alike (a fixed 400 steps finished unsignalled on a quiet
+    CI machine). Later attempts may be signalled too; each resumes from the checkpoint written every step
+    (max_requeues=8 leaves room)."""
     from mlflow.tracking import MlflowClient
 
-    steps, seed = STEPS_FOR_TIMEOUT, 6
+    seed = 6
+    steps = _steps_lasting(TRAIN_S_FOR_TIMEOUT, test_overrides, tmp_path)
     run_dir = tmp_path / "slurm"
     r = runner.invoke(app, ["train", "--executor", "slurm", "--steps", str(steps), "--seed", str(seed),
                             "--run-dir", str(run_dir), "--slurm", "time_min=1", "--slurm", "signal_delay_s=10",
@@ -257,4 +260,21 @@ def test_debug_executor_restarts_a_run_stopped_before_its_first_checkpoint(prepa
     _assert_same_final_state(tmp_path / "dbg", clean.run_dir)
 
 
-STEPS_FOR_TIMEOUT = 400
+TRAIN_S_FOR_TIMEOUT = 80.0  # > the 50 s by which the first time-limit signal has surely come, with margin
+
+
+def _steps_lasting(seconds: float, test_overrides, tmp_path) -> int:
+    """How many steps of the one-thread tiny recipe train for about `seconds` on this machine now: the median
+    perf/step_time_s of a 12-step local run (its first step, which warms up, left out), with checkpoints every step
+    as in the test. At least 100 steps, at most 4000."""
+    import math
+    import statistics
+
+    from zppo_core.config import load_config
+    from zppo_core.train.run import train
+
+    cfg = load_config("tiny", overrides=test_overrides + COMMON + ["run.checkpoint_every=1", "run.steps=12",
+                                                                   "run.seed=99"])
+    res = train(cfg, run_dir=tmp_path / "calibrate")
+    per_step = statistics.median(m["perf/step_time_s"] for m in _metrics(res.run_dir)[1:])
+    return max(100, min(4000, math.ceil(seconds / per_step)))

@@ -23,6 +23,50 @@ def test_gpu_presets_carry_the_papers_recipe():
     assert cfg.rollout.max_new_tokens == 12288 and cfg.run.steps == 200 and cfg.model.requires_cuda
 
 
+@pytest.mark.parametrize("scale", ["0.8b", "2b", "4b", "9b"])
+def test_gpu_presets_train_at_paper_numerics(scale):
+    from zppo_core.config.schema import PAPER_CLOSER
+
+    cfg = load_config(scale)
+    assert (cfg.model.dtype, cfg.model.master_dtype) == ("bfloat16", "float32")  # bf16 compute, fp32 masters
+    assert cfg.algo.old_logprobs == "trainer" and cfg.algo.tis_cap is None and cfg.reward.judge == "teacher"
+    assert cfg.data.max_prompt_tokens == 4096 and cfg.data.closer == PAPER_CLOSER
+    assert PAPER_CLOSER.count(". ") == 2 and "<think> </think>" in PAPER_CLOSER and "\\boxed{}" in PAPER_CLOSER
+    kw = cfg.model.chat_template_kwargs
+    assert kw.compression == {"enable_thinking": False} and kw.judge == {"enable_thinking": False}
+    assert kw.student == {} and kw.teacher == {}
+    tiny = load_config("tiny")  # the tiny preset keeps today's numerics
+    assert (tiny.model.dtype, tiny.algo.old_logprobs, tiny.reward.judge, tiny.data.max_prompt_tokens) == \
+        ("float32", "engine", "none", None)
+
+
+@pytest.mark.parametrize("sets, fragment", [
+    (["algo.tis_cap=2"], "set algo.old_logprobs=trainer"),
+    (["algo.old_logprobs=trainer", "algo.tis_cap=0"], "algo.tis_cap"),
+    (["model.master_dtype=bfloat16"], "pure bfloat16 training"),
+    (["model.chat_template_kwargs.critic={}"], "model.chat_template_kwargs.critic"),
+    (["data.max_prompt_tokens=0"], "data.max_prompt_tokens"),
+])
+def test_numerics_settings_are_checked(sets, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config("tiny", overrides=sets)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_reward_judge_must_name_something_loadable(tmp_path):
+    from zppo_core.train.run import check_judge
+
+    for ok in ("none", "teacher"):
+        check_judge(load_config("tiny", overrides=[f"reward.judge={ok}"]))
+    (tmp_path / "judge").mkdir()
+    with pytest.raises(ConfigError, match="local Hugging Face model directory"):
+        check_judge(load_config("tiny", overrides=[f"reward.judge={tmp_path / 'judge'}"]))
+    (tmp_path / "judge" / "config.json").write_text("{}")
+    check_judge(load_config("tiny", overrides=[f"reward.judge={tmp_path / 'judge'}"]))
+    with pytest.raises(ConfigError, match="served judge endpoint"):
+        check_judge(load_config("tiny", overrides=["reward.judge=http://judge:8000/v1"]))
+
+
 def test_list_presets_has_descriptions():
     presets = list_presets()
     assert set(presets) == {"tiny", "tiny-hard", "0.8b", "2b", "4b", "9b"}

@@ -28,6 +28,7 @@ def test_reads_accepted_field_names_ids_and_meta(tmp_path):
     (['[1, 2]\n'], ":1: each line must be a JSON object"),
     (['{"question": "q"}\n'], ":1: needs a question field"),
     (["\n"], "no questions; the file is empty"),
+    (['{"question": "q", "answer": 1, "answer_type": "ocr"}\n'], ":1: answer_type='ocr'; use one of math, free_form"),
 ])
 def test_bad_files_name_the_file_and_line(tmp_path, lines, needle):
     f = _write(tmp_path / "d.jsonl", lines)
@@ -53,3 +54,10 @@ def test_stream_is_seeded_reshuffles_per_epoch_and_resumes(tmp_path):
     c.load_state_dict(state)
     assert [q.id for q in c.next(7)] == nxt
     assert first != [q.id for q in JsonlStream(f, seed=4).next(5)]  # the seed matters
+
+
+def test_answer_type_is_kept_for_the_reward(tmp_path):
+    f = _write(tmp_path / "d.jsonl", [json.dumps({"question": "Read it.", "answer": "STOP", "answer_type": "free_form"})
+                                      + "\n", json.dumps({"question": "1+1?", "answer": 2}) + "\n"])
+    qs = read_jsonl_questions(f)
+    assert qs[0].meta["answer_type"] == "free_form" and "answer_type" not in qs[1].meta

@@ -147,6 +147,44 @@ def test_generate_messages_dispatches_by_engine_kind(server):
     assert generate_messages(InProcess(), _msgs("ab"), SamplingParams(), render=lambda c: [len(c)]) == [[[1]]]
 
 
+def test_a_calls_chat_template_keywords_update_the_endpoints(server):
+    """The role's keywords (the loop passes model.chat_template_kwargs.<role>) go with each request, over the
+    endpoint's own; through generate_messages too. A non-vLLM server refuses them with one line."""
+    server.on("/models", models("tiny")).on("/chat/completions", echo_chat)
+    e = engine(server.url, chat_template_kwargs={"enable_thinking": True, "x": 1}).check()
+    e.generate_chat(_msgs("a"), SamplingParams(n=2, temperature=1.0))  # the endpoint's keywords alone
+    generate_messages(e, _msgs("b"), SamplingParams(n=1, temperature=0.0), render=lambda c: pytest.fail("no render"),
+                      template_kwargs={"enable_thinking": False})
+    posts = [b for k, b, _ in server.requests if k == "POST /chat/completions"]
+    assert [b["chat_template_kwargs"] for b in posts] == [{"enable_thinking": True, "x": 1},
+                                                         {"enable_thinking": False, "x": 1}]
+    server.on("/models", models("m", owner="someone"))
+    other = engine(server.url, model="m").check()
+    assert other.generate_chat(_msgs("c"), SamplingParams(), template_kwargs={})[0][0].text == "c#0"
+    msg = _err(lambda: other.generate_chat(_msgs("c"), SamplingParams(), template_kwargs={"enable_thinking": False}))
+    assert "chat-template keywords ['enable_thinking'] need vLLM's server" in msg
+    assert "model.chat_template_kwargs" in msg
+
+
+def test_preflight_refuses_role_keywords_for_a_served_teacher_that_is_not_vllm(server, tmp_path):
+    from zppo_core.config import ConfigError, load_config
+    from zppo_core.train.run import preflight
+
+    server.on("/models", models("tiny", owner="someone"))
+    sets = [f"model.teacher_endpoint.url={server.url}", "tracking.enabled=false"]
+    preflight(load_config("tiny", method="zppo", overrides=sets), tmp_path / "ok", resume=False)  # no keywords
+    cfg = load_config("tiny", method="zppo", overrides=sets + ["model.chat_template_kwargs.compression="
+                                                                "{enable_thinking: false}"])
+    with pytest.raises(ConfigError) as err:
+        preflight(cfg, tmp_path / "bad", resume=False)
+    assert "model.chat_template_kwargs.compression" in str(err.value) and "not vLLM's server" in str(err.value)
+    assert not (tmp_path / "bad").exists()
+    grpo = load_config("tiny", method="grpo", overrides=sets + ["model.chat_template_kwargs.compression={x: 1}"])
+    preflight(grpo, tmp_path / "grpo", resume=False)  # GRPO never calls the teacher: nothing to check
+    server.on("/models", models("tiny"))  # vLLM's server takes them
+    preflight(cfg, tmp_path / "vllm", resume=False)
+
+
 def test_api_key_is_sent_but_never_shown(server, monkeypatch):
     server.on("/models", models("tiny"), lambda b: (401, {"error": {"message": "bad key"}}))
     monkeypatch.setenv("ZPPO_TEST_KEY", "sk-secret-123")

@@ -200,10 +200,6 @@ def _teacher_generate_from(table):
 
 
 def test_teacher_compression_keeps_the_answer_or_falls_back():
-    from zppo_core.train.methods.zppo import strip_summary
-
-    assert strip_summary("noise <summary> short\n\\boxed{7} </summary> tail") == "short\n\\boxed{7}"
-    assert strip_summary("no wrapper \\boxed{7}") == "no wrapper \\boxed{7}"
     m = method("grpo_buffer_bcq", n_new=4, compression="teacher")  # 1 slot
     plain = [group(0, q(0, gold="7"), 0)]
     c = ctx(teacher_correct={"q0": 2})
@@ -218,7 +214,8 @@ def test_teacher_compression_keeps_the_answer_or_falls_back():
     # every compression of a correct teacher answer loses it: no BCQ for this question
     m2 = method("grpo_buffer_bcq", n_new=4, compression="teacher")
     c2 = ctx(teacher_correct={"q0": 2})
-    c2.teacher_generate, _ = _teacher_generate_from({t0: "\\boxed{1}", t1: "\\boxed{2}"})
+    c2.teacher_generate, _ = _teacher_generate_from({t0: "<summary>\\boxed{1}</summary>",
+                                                     t1: "<summary>\\boxed{2}</summary>"})
     assert m2.extra_prompts(plain, c2) == []
 
 
@@ -231,3 +228,76 @@ def test_compression_that_changes_a_wrong_answer_uses_the_raw_candidate():
     extras = m.extra_prompts([g], c)
     assert kinds(extras) == [("ncq", "q0")]
     assert wrong[0] in extras[0].text and "\\boxed{7}" not in extras[0].text.split("<candidate>", 1)[1]
+
+
+@pytest.mark.parametrize("reply, want", [
+    ("noise <summary> short\n\\boxed{7} </summary> tail", "short\n\\boxed{7}"),
+    ("<summary>draft \\boxed{1}</summary> then <summary>final \\boxed{7}</summary>", "final \\boxed{7}"),
+    ("<think>plan: <summary>inside thinking \\boxed{9}</summary></think><summary>after \\boxed{7}</summary>",
+     "after \\boxed{7}"),
+    ("<think>only thinking <summary>\\boxed{9}</summary></think>", None),
+    # the chat template opened <think> in the prompt: the reply starts inside thinking
+    ("draft <summary>\\boxed{9}</summary></think>\n\n<summary>done \\boxed{7}</summary>", "done \\boxed{7}"),
+    ("<summary>ok \\boxed{7}</summary><think>cut at the token limit <summary>\\boxed{9}", "ok \\boxed{7}"),
+    ("<summary>unclosed at the end \\boxed{7}", "unclosed at the end \\boxed{7}"),
+    ("<summary>kept \\boxed{7}</summary><summary>  </summary>", "kept \\boxed{7}"),  # the last non-empty
+    ("no wrapper \\boxed{7}", None),
+    ("", None),
+])
+def test_parse_summary_takes_the_last_summary_outside_thinking(reply, want):
+    from zppo_core.train.methods.zppo import parse_summary
+
+    assert parse_summary(reply) == want
+
+
+def test_compression_fallbacks_are_counted_and_use_the_raw_candidate():
+    """Teacher replies without a usable summary (thinking only, no tags) fall back to the raw candidate truncated,
+    and so does a summary that changes the wrong candidate's answer: 3 of the 4 compressed candidates here."""
+    m = method("grpo_buffer_bcq", n_new=4, compression="teacher", candidate_max_chars=200)  # 1 slot
+    g = group(0, q(0, gold="7"), 2, n=6)  # four wrong rollouts: answers 102..105
+    wrong = [r.completion.text for r in g.rollouts if r.reward == 0]
+    c = ctx(teacher_correct={"q0": 3})
+    teacher = [f"<think>s1000.{j}</think>\\boxed{{7}}" for j in range(3)]
+    table = {w: "<summary>\\boxed{7}</summary>" for w in wrong}  # would leak the gold: fallback to the raw text
+    table[teacher[0]] = "<think>I would write <summary>\\boxed{7}</summary></think>"  # thinking only: fallback
+    table[teacher[1]] = "The answer is 7."  # no summary: fallback
+    c.teacher_generate, calls = _teacher_generate_from(table)  # teacher[2] gets a proper <summary>
+    extras = m.extra_prompts([g], c)
+    assert calls == [4] and kinds(extras) == [("bcq", "q0")]  # 3 teacher + the BCQ's wrong candidate
+    assert c.metrics["zppo/compression_fallback_frac"] == pytest.approx(3 / 4)
+    candidates = extras[0].text.split("<candidate>")[1:]
+    assert len(candidates) == 2 and all("<summary>" not in x for x in candidates)
+    student = next(x for x in candidates if "\\boxed{7}" not in x)  # the raw wrong rollout, not the leak
+    assert any(w in student for w in wrong)
+
+
+def test_match_rates_are_conditioned_on_correct_and_wrong_rollouts():
+    """Hand-computed: BCQ candidates teacher=7 (correct), student=100 (wrong); 8 rollouts: 3 correct (answer 7),
+    5 wrong of which 2 repeat the wrong candidate's 100. NCQ lists 100 and 101; 4 rollouts: 1 correct, 3 wrong of
+    which 2 repeat a listed answer."""
+    m = method("zppo")
+    question = q(0, gold="7")
+    bcq = Group(id=10, kind="bcq", question=question, prompt_text="p",
+                meta={"order": ["student", "teacher"], "candidate_answers": ["100", "7"]})
+    answers = ["7", "7", "7", "100", "100", "5", None, "6"]
+    for j, a in enumerate(answers):
+        text = f"\\boxed{{{a}}}" if a is not None else "no box"
+        bcq.rollouts.append(Rollout("q0", 10, "bcq", [1], Completion([1], [0.0], text, True), float(a == "7"), a))
+    ncq = Group(id=11, kind="ncq", question=question, prompt_text="p", meta={"wrong_answers": ["100", "101", None]})
+    for j, a in enumerate(["7", "101", "100", "3"]):
+        ncq.rollouts.append(Rollout("q0", 11, "ncq", [1], Completion([1], [0.0], f"\\boxed{{{a}}}", True),
+                                    float(a == "7"), a))
+    c = ctx()
+    m.observe([], [bcq, ncq], c)
+    got = c.metrics
+    assert got["zppo/bcq_match_positive"] == 3 / 3  # correct rollouts matching the correct candidate
+    assert got["zppo/bcq_match_negative"] == 2 / 5  # wrong rollouts matching the wrong candidate
+    assert got["zppo/ncq_match_negative"] == 2 / 3  # wrong NCQ rollouts repeating a listed answer
+    assert got["zppo/bcq_match_positive_all"] == 3 / 8 and got["zppo/bcq_match_negative_all"] == 2 / 8
+    assert got["zppo/ncq_match_negative_all"] == 2 / 4
+    # no wrong rollouts: the conditioned rate is absent (not 0), the unconditioned one is there
+    all_right = Group(id=12, kind="ncq", question=question, prompt_text="p", meta={"wrong_answers": ["100"]})
+    all_right.rollouts.append(Rollout("q0", 12, "ncq", [1], Completion([1], [0.0], "\\boxed{7}", True), 1.0, "7"))
+    c2 = ctx(step=2)
+    m.observe([], [all_right], c2)
+    assert "zppo/ncq_match_negative" not in c2.metrics and c2.metrics["zppo/ncq_match_negative_all"] == 0.0

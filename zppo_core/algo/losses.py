@@ -7,7 +7,9 @@ For every completion token t of rollout b, with the sampling policy's log-prob (
     J_bt     = max(J_bt, c * A_b)                                          only where A_b < 0 (dual clip, c = 10)
     loss     = - sum_{b,t} mask_bt * J_bt / num_tokens                     token-level averaging
 
-with eps_low = 0.20, eps_high = 0.28, c = 10; no KL term, no entropy bonus. ``num_tokens`` defaults to the
+with eps_low = 0.20, eps_high = 0.28, c = 10; no KL term, no entropy bonus. Optional ``is_weights`` [B, T]
+(detached; truncated importance-sampling weights π_old/π_engine, see ``train/old_logprobs.py``) multiply each
+token's objective J_bt before the sum, as TRL multiplies its per-token loss. ``num_tokens`` defaults to the
 number of unmasked tokens of the call; the training loop passes the token count of the whole mini-batch when it
 splits it into micro-batches, so that the sum of the micro-batch losses (and their gradients) equals the loss of
 the mini-batch in one pass.
@@ -68,6 +70,7 @@ def ppo_clip_loss(
     eps_high: float = 0.28,
     dual_clip: float | None = 10.0,
     num_tokens: float | None = None,
+    is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, LossStats]:
     """Token-level PPO with clip-higher and dual clip, no KL, no entropy term (see module docstring).
 
@@ -79,6 +82,7 @@ def ppo_clip_loss(
         eps_low, eps_high: ratio clip range [1 - eps_low, 1 + eps_high].
         dual_clip: c > 1, lower bound c * A on the objective of A < 0 tokens; None disables it.
         num_tokens: normaliser; defaults to the number of unmasked tokens in this call (at least 1).
+        is_weights: [B, T] per-token weights of the objective (detached), or None.
 
     Returns:
         (scalar loss, LossStats).
@@ -111,6 +115,10 @@ def ppo_clip_loss(
         dual_floor = dual_clip * adv  # [B, 1]
         objective = torch.where(neg_adv, torch.maximum(objective, dual_floor), objective)  # [B, T]
 
+    if is_weights is not None:
+        if is_weights.shape != logprobs.shape:
+            raise ValueError(f"is_weights must be [B, T] = {tuple(logprobs.shape)}, got {tuple(is_weights.shape)}")
+        objective = objective * is_weights.detach().to(dtype)  # [B, T]
     denom = m_f.sum().clamp(min=1.0) if num_tokens is None else num_tokens  # [] or float
     loss = -(objective * m_f).sum() / denom  # []
 

@@ -5,6 +5,9 @@ Every field carries help text (shown by `zppo train --dry-run` and `zppo ls`). P
 applied on top. Cross-field rules live in `ZPPOConfig._check`, and each message names the fix.
 
 No torch import here: the CLI validates configs before any heavy import.
+
+Why this file is long: it is the whole schema, one small class per section with every field's help text, and
+the cross-field rules must see all sections at once; splitting it would scatter the single source of truth.
 """
 
 from __future__ import annotations
@@ -13,6 +16,26 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The shared closer of the GPU presets (ZPPO.md §3: reason inside <think> </think>, then the answer in \\boxed{}).
+# The paper's own wording is not in ZPPO.md and could not be read here; this is the three-sentence closer of the
+# EasyR1 / verl recipes the paper's RL backbone follows (verl examples/data_preprocess/geo3k.py,
+# `instruction_following`, appended after one space), which says exactly what ZPPO.md §3 describes.
+PAPER_CLOSER = (
+    " You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
+    "The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \\boxed{}."
+)
+
+
+def pure_bf16_reason(lr: float) -> str:
+    """One line: why bf16 master weights are refused for training, and the fix (zppo_core.models.precision)."""
+    return (
+        f"pure bfloat16 training (model.master_dtype=bfloat16) is refused: AdamW steps of ~lr={lr:g} fall below "
+        f"half a bf16 spacing for every weight with |w| >= {256 * lr:.2g}, so most updates round away (measured: "
+        "2% of σ=0.02 weights move in 10 steps at lr 1e-6); set model.master_dtype=float32 (model.dtype=bfloat16 then means bf16 compute "
+        "with fp32 master weights and fp32 AdamW state)"
+    )
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -87,6 +110,18 @@ class EndpointConfig(_Section):
         return self
 
 
+class ChatTemplateKwargs(_Section):
+    """Keyword arguments passed to the chat template (`apply_chat_template(..., **kwargs)`) per role, e.g.
+    `enable_thinking: false` for a Qwen3-family model that otherwise opens in thinking mode."""
+
+    student: dict[str, Any] = Field(default_factory=dict, description="Student prompts (plain, BCQ, NCQ, eval).")
+    teacher: dict[str, Any] = Field(default_factory=dict, description="Teacher rollouts on hard questions (BCQ).")
+    compression: dict[str, Any] = Field(
+        default_factory=dict, description="The teacher's candidate-compression calls (need <summary> in the reply)."
+    )
+    judge: dict[str, Any] = Field(default_factory=dict, description="The judge (training reward and evaluation).")
+
+
 class ModelConfig(_Section):
     student: str = Field(
         "tiny",
@@ -114,7 +149,18 @@ class ModelConfig(_Section):
         "auto", description="Where the student trains and samples: auto picks cuda when available, else cpu."
     )
     dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="Training dtype. fp32 on CPU (bf16 is slower there); bf16 on GPU as in the paper."
+        "float32",
+        description="Compute dtype: the training forward/backward (bf16 autocast over the fp32 masters), rollouts, "
+        "and the frozen teacher/judge weights. fp32 on CPU (bf16 is slower there); bf16 on GPU as in the paper.",
+    )
+    master_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Dtype of the trained weights, their gradients and the AdamW state (checkpoints keep it). Must "
+        "be float32: pure bf16 training rounds AdamW steps of ~lr away and is refused.",
+    )
+    chat_template_kwargs: ChatTemplateKwargs = Field(
+        default_factory=lambda: ChatTemplateKwargs(),
+        description="Extra keywords for apply_chat_template per role (e.g. enable_thinking: false).",
     )
     requires_cuda: bool = Field(False, description="The preset only makes sense on GPUs (the paper's scales).")
 
@@ -188,8 +234,15 @@ class DataConfig(_Section):
         None, description="GPU scales: local dataset (jsonl with question/answer fields) instead of synthetic families."
     )
     closer: str = Field(
-        " Think in <think></think>, answer in \\boxed{}.",
-        description="Shared closer appended to every training and evaluation prompt (plain, BCQ, NCQ).",
+        PAPER_CLOSER,
+        description="Shared closer appended to every training and evaluation prompt (plain, BCQ, NCQ). Default: the "
+        "three-sentence think/boxed closer (see PAPER_CLOSER); the tiny preset uses a short one.",
+    )
+    max_prompt_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="Skip training questions whose plain prompt (chat template + closer) is longer than this many "
+        "tokens (paper: 4,096); counted as data/filtered_questions. None: no filter.",
     )
 
 
@@ -224,12 +277,42 @@ class AlgoConfig(_Section):
     eps_low: float = Field(0.20, ge=0, lt=1, description="PPO lower clip ε_low.")
     eps_high: float = Field(0.28, ge=0, description="PPO upper clip ε_high (clip-higher).")
     dual_clip: float | None = Field(10.0, description="Dual-clip constant c on negative advantages (None: off).")
+    old_logprobs: Literal["engine", "trainer"] = Field(
+        "engine",
+        description="Where PPO's π_old comes from: 'trainer' recomputes it with a no-grad forward of the trained "
+        "model before the first update (GPU presets: engine and trainer numerics differ); 'engine' uses the "
+        "rollout engine's log-probs (tiny: the transformers engine shares the model, the two agree).",
+    )
+    tis_cap: float | None = Field(
+        None,
+        gt=0,
+        description="Truncated importance sampling for the engine/trainer mismatch (needs old_logprobs=trainer): "
+        "each token's loss is weighted by min(π_old/π_engine, tis_cap) (TRL token_truncate, verl rollout_is=token; "
+        "typical 2-3). None: off.",
+    )
 
     @model_validator(mode="after")
     def _dual(self) -> "AlgoConfig":
         if self.dual_clip is not None and self.dual_clip <= 1.0:
             raise ValueError(f"dual_clip={self.dual_clip} must be > 1 (paper: 10) or null to disable it")
+        if self.tis_cap is not None and self.old_logprobs != "trainer":
+            raise ValueError(
+                f"tis_cap={self.tis_cap} corrects engine log-probs against the trainer's π_old, but "
+                "old_logprobs=engine uses the engine's as π_old; set algo.old_logprobs=trainer or algo.tis_cap=null"
+            )
         return self
+
+
+class RewardConfig(_Section):
+    """The training reward (ZPPO.md §2): the rule grader, and the LLM judge for what the rule grader cannot decide."""
+
+    judge: str = Field(
+        "none",
+        description="Judge of training rollouts the rule grader cannot decide (no \\boxed{} answer parses, or the "
+        "question's answer_type is free_form): 'none' (rule grader only), 'teacher' (the teacher at temperature 0, "
+        "as the paper), or a local model directory. Strict JSON verdict, as `zppo eval`; malformed = wrong.",
+    )
+    judge_max_new_tokens: int = Field(256, gt=0, description="The judge's reply budget per verdict.")
 
 
 class ZPPOSection(_Section):
@@ -364,6 +447,7 @@ class ZPPOConfig(_Section):
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     zppo: ZPPOSection = Field(default_factory=ZPPOSection)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -391,4 +475,6 @@ class ZPPOConfig(_Section):
                 "model.student and model.teacher must both be 'tiny' or both be real models (the tiny pair shares "
                 "a character tokenizer); set both"
             )
+        if self.model.master_dtype != "float32":
+            raise ValueError(pure_bf16_reason(self.optim.lr))
         return self

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from zppo_core.config import ConfigError, apply_overrides, load_config
 from zppo_core.config.schema import ZPPOConfig
-from zppo_core.models.load import PromptRenderer, load_model, resolve_model
+from zppo_core.models.load import PromptRenderer, chat_kwargs, load_model, resolve_model
 from zppo_core.run_dir import RunDir, write_atomic
 from zppo_core.suites.evaluate import EvalReport, Progress, evaluate_suites, plan_suites
 
@@ -114,7 +114,8 @@ def _checkpoint_dir(rd: RunDir, checkpoint: str | None) -> Path:
 def _load(cfg: ZPPOConfig, path: str | None, who: str, log: Callable[[str], None], prepare: Prepare | None):
     """(engine, render) for a model directory, or for the prepared tiny student/teacher when path is None. A
     vision-language model comes with its processor, which the engine uses to feed images and `render` as its chat
-    template."""
+    template. `render` passes the role's chat-template keywords (the student's; the judge's for a teacher or
+    judge, which eval only uses as the judge)."""
     from zppo_core.rollout import make_engine
 
     if path is None:
@@ -123,7 +124,8 @@ def _load(cfg: ZPPOConfig, path: str | None, who: str, log: Callable[[str], None
                               "prepare_tiny to evaluate_target (zppo eval does)")
         path = str(prepare(cfg, log) / who)
     m = load_model(path, cfg)
-    return make_engine(cfg, m.model, m.tokenizer, m.processor), PromptRenderer.of(m)
+    role = "student" if who == "student" else "judge"
+    return make_engine(cfg, m.model, m.tokenizer, m.processor), PromptRenderer.of(m, chat_kwargs(cfg, role))
 
 
 class LazyEngine:
@@ -162,9 +164,11 @@ def _served_judge(cfg: ZPPOConfig, judge: str):
     return None
 
 
-def _judge_render(judge_engine):
+def _judge_render(judge_engine, template_kwargs: dict | None = None):
     """What turns the judge's message into its prompt: an in-process judge's renderer; a served judge renders
-    with its own chat template (never called then)."""
+    with its own chat template (never called then) and gets `template_kwargs` with each request (for the served
+    teacher as judge: the judge role's `model.chat_template_kwargs.judge`; a judge endpoint of its own takes
+    `eval.judge_endpoint.chat_template_kwargs`)."""
     if judge_engine is None:
         return None
     if isinstance(judge_engine, LazyEngine):
@@ -173,6 +177,7 @@ def _judge_render(judge_engine):
     def renders_itself(text):
         raise RuntimeError("a served judge takes chat messages; rollout.base.generate_messages sends them")
 
+    renders_itself.template_kwargs = dict(template_kwargs or {})
     return renders_itself
 
 
@@ -219,7 +224,7 @@ def evaluate_target(
         judge_engine = LazyEngine(lambda: _load(cfg, str(Path(judge).expanduser()), "judge", log, prepare))
     report = evaluate_suites(
         engine, render, suite, cfg.eval, train_families=list(cfg.data.families), closer=cfg.data.closer,
-        judge=judge_engine, judge_render=_judge_render(judge_engine),
+        judge=judge_engine, judge_render=_judge_render(judge_engine, chat_kwargs(cfg, "judge") if judge == "teacher" else None),
         scale=_reference_key(target), data_dir=data_dir, progress=progress,
     )
     fam_ref = family_reference(target, report)

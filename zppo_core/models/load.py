@@ -3,13 +3,17 @@
 - `resolve_model(ref, field)`: `tiny` (the prepared pair, see `train/prepare.py`), a local Hugging Face model
   directory, or a hub id already in the local HF cache; anything else is a `ConfigError` naming the fix (nothing
   is ever downloaded).
-- `device(cfg)`, `torch_dtype(cfg)`: `model.device` (auto -> cuda when available) and `model.dtype`.
+- `device(cfg)`, `torch_dtype(cfg)`: `model.device` (auto -> cuda when available) and `model.dtype` (the compute
+  dtype; `zppo_core.models.precision` says what trains in which dtype).
 - `load_model(path, cfg, trainable=...)`: a causal LM with its tokenizer, or — when the directory's config has a
   `vision_config` — an image-text-to-text model with its `AutoProcessor` (whose tokenizer is used). A frozen model
-  (teacher, judge, an evaluated checkpoint) is in eval mode with gradients off; a trainable one (the student) is
-  returned as `from_pretrained` gives it. `tokenizer=` shares a tokenizer (the teacher uses the student's).
-- `render(tokenizer, text, templater)` / `PromptRenderer`: a user message (or a whole conversation) through the
-  model's chat template to prompt token ids; for a vision-language model the processor holds the template.
+  (teacher, judge, an evaluated checkpoint) is loaded in the compute dtype, in eval mode with gradients off; a
+  trainable one (the student) in the master dtype (fp32: bf16 compute runs under autocast, see `precision.py`)
+  and returned as `from_pretrained` gives it. `tokenizer=` shares a tokenizer (the teacher uses the student's).
+- `render(tokenizer, text, templater, template_kwargs)` / `PromptRenderer`: a user message (or a whole
+  conversation) through the model's chat template to prompt token ids; for a vision-language model the processor
+  holds the template. `template_kwargs` go to `apply_chat_template` (per role: `model.chat_template_kwargs`,
+  `chat_kwargs(cfg, role)`; e.g. `enable_thinking=False` for a Qwen3-family teacher's compression calls).
 
 Engines over a loaded model are built in `zppo_core.rollout.make_engine`.
 """
@@ -58,9 +62,15 @@ def device(cfg: ZPPOConfig) -> str:
 
 
 def torch_dtype(cfg: ZPPOConfig):
+    """The compute dtype (`model.dtype`)."""
     import torch
 
     return torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
+
+
+def chat_kwargs(cfg: ZPPOConfig, role: str) -> dict[str, Any]:
+    """`model.chat_template_kwargs.<role>` (student | teacher | compression | judge) as a dict."""
+    return dict(getattr(cfg.model.chat_template_kwargs, role))
 
 
 def is_vision_language(path: str) -> bool:
@@ -101,7 +111,10 @@ def _padded(tok):
 
 
 def load_model(path: str, cfg: ZPPOConfig, trainable: bool = False, tokenizer: Any = None) -> LoadedModel:
-    """A model directory -> LoadedModel on `device(cfg)` in `torch_dtype(cfg)` (see the module docstring)."""
+    """A model directory -> LoadedModel on `device(cfg)`: a trainable model in the master dtype, a frozen one in
+    the compute dtype (`Precision.load_dtype`; see the module docstring)."""
+    from zppo_core.models.precision import Precision
+
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -120,7 +133,8 @@ def load_model(path: str, cfg: ZPPOConfig, trainable: bool = False, tokenizer: A
     else:
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path)
         model_cls = AutoModelForCausalLM
-    model = model_cls.from_pretrained(path, dtype=torch_dtype(cfg)).to(device(cfg))
+    dtype = Precision.from_config(cfg).load_dtype(trainable)
+    model = model_cls.from_pretrained(path, dtype=dtype).to(device(cfg))
     if not trainable:
         model.eval()
         for p in model.parameters():
@@ -146,32 +160,37 @@ def load_pair(cfg: ZPPOConfig, student_path: str, teacher_path: str | None) -> t
     return student, teacher
 
 
-def render(tokenizer, text: str | list[dict], templater=None) -> list[int]:
+def render(tokenizer, text: str | list[dict], templater=None, template_kwargs: dict[str, Any] | None = None) -> list[int]:
     """User message (or a whole conversation, a list of {role, content}) -> prompt token ids through the
     model's chat template (generation prompt added). `templater`: what holds the chat template when it is not
-    the tokenizer (a vision-language model's processor)."""
+    the tokenizer (a vision-language model's processor). `template_kwargs`: extra variables for the template
+    (e.g. `enable_thinking=False`)."""
     messages = text if isinstance(text, list) else [{"role": "user", "content": text}]
-    chat = (templater or tokenizer).apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    chat = (templater or tokenizer).apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                                        **(template_kwargs or {}))
     return tokenizer(chat, add_special_tokens=False)["input_ids"]
 
 
 class PromptRenderer:
     """`render` with a cache (the same prompts come back: replayed questions, eval sets): call it with a user
-    message or a conversation. At most `max_cache` prompts are kept; later ones are rendered each time."""
+    message or a conversation. At most `max_cache` prompts are kept; later ones are rendered each time.
+    `template_kwargs` are the role's chat-template keywords (`chat_kwargs(cfg, role)`)."""
 
-    def __init__(self, tokenizer, templater=None, max_cache: int = 100_000):
+    def __init__(self, tokenizer, templater=None, max_cache: int = 100_000,
+                 template_kwargs: dict[str, Any] | None = None):
         self.tokenizer, self.templater, self.max_cache = tokenizer, templater, max_cache
+        self.template_kwargs = dict(template_kwargs or {})
         self._cache: dict[str, list[int]] = {}
 
     @classmethod
-    def of(cls, loaded: LoadedModel) -> "PromptRenderer":
-        return cls(loaded.tokenizer, loaded.processor)
+    def of(cls, loaded: LoadedModel, template_kwargs: dict[str, Any] | None = None) -> "PromptRenderer":
+        return cls(loaded.tokenizer, loaded.processor, template_kwargs=template_kwargs)
 
     def __call__(self, text: str | list[dict]) -> list[int]:
         key = text if isinstance(text, str) else json.dumps(text)
         ids = self._cache.get(key)
         if ids is None:
-            ids = render(self.tokenizer, text, self.templater)
+            ids = render(self.tokenizer, text, self.templater, self.template_kwargs)
             if len(self._cache) < self.max_cache:
                 self._cache[key] = ids
         return ids

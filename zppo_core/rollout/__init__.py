@@ -3,7 +3,9 @@
 `make_engine(cfg, model, tokenizer, processor=None)` picks the engine of `rollout.engine`: the transformers
 engine (CPU/GPU; with a processor it also takes images) or the vLLM engine (GPU; imported lazily, only here and in
 `vllm_engine.py`). A model loaded by `zppo_core.models.load.load_model` passes its `model`, `tokenizer` and
-`processor`.
+`processor`. Over the trained student (fp32 master weights) with `model.dtype=bfloat16`, the transformers
+engine samples under bf16 autocast, the training forward's compute (`zppo_core.models.precision`); the vLLM
+engine runs in `model.dtype` and `load_weights` casts the synced fp32 weights to it.
 
 `served_engine(endpoint, role=..., field=...)` is the other kind: a model behind an OpenAI-compatible API
 (`rollout/openai_engine.py`; the teacher with `model.teacher_endpoint.url`, a judge with `eval.judge_endpoint.url`,
@@ -26,9 +28,13 @@ def make_engine(cfg, model, tokenizer, processor: Any = None):
         if processor is not None:
             return VLLMEngine.from_model(model, tokenizer, cfg, processor=processor, max_prompt_len=VLM_MAX_PROMPT_LEN)
         return VLLMEngine.from_model(model, tokenizer, cfg)
+    from zppo_core.models.precision import Precision
     from zppo_core.rollout.hf import TransformersEngine
 
-    return TransformersEngine(model, tokenizer, batch_size=cfg.rollout.batch_size, processor=processor)
+    compute = Precision.from_config(cfg).compute_dtype
+    autocast = compute if next(model.parameters()).dtype != compute else None
+    return TransformersEngine(model, tokenizer, batch_size=cfg.rollout.batch_size, processor=processor,
+                              autocast_dtype=autocast)
 
 
 def served_engine(endpoint, *, role: str, field: str, default_model: str | None = None, check: bool = True):

@@ -8,7 +8,9 @@ Text-only engines have no `generate_multimodal` (and `supports_images` absent or
 
 A served model (the teacher or a judge behind an OpenAI-compatible API, `rollout/openai_engine.py`) renders its own
 prompts with its own tokenizer and chat template, so it takes chat messages (`ChatEngine.generate_chat`) instead of
-token ids; `generate_messages` sends a conversation to either kind of engine.
+token ids; `generate_messages` sends a conversation to either kind of engine. A caller's chat-template keywords
+(`template_kwargs`, the role's `model.chat_template_kwargs`) are in its `render` for an in-process engine and go
+with the request to a served one.
 """
 
 from __future__ import annotations
@@ -70,15 +72,20 @@ class ChatEngine(Protocol):
     carry text and `finished`; token ids (when the server returns them) are in the served model's vocabulary, and
     log-probs are empty (a served model is prompt-side only: teacher, judge)."""
 
-    def generate_chat(self, conversations: list[Conversation], params: SamplingParams) -> list[list[Completion]]:
+    def generate_chat(self, conversations: list[Conversation], params: SamplingParams,
+                      template_kwargs: dict[str, Any] | None = None) -> list[list[Completion]]:
         ...
 
 
 def generate_messages(
-    engine, conversations: list[Conversation], params: SamplingParams, render: Callable[[Any], list[int]]
+    engine, conversations: list[Conversation], params: SamplingParams, render: Callable[[Any], list[int]],
+    template_kwargs: dict[str, Any] | None = None,
 ) -> list[list[Completion]]:
-    """`params.n` completions per conversation from any engine: a ChatEngine gets the messages, an in-process
-    engine the token ids `render(conversation)` makes (the caller's tokenizer and chat template)."""
+    """`params.n` completions per conversation from any engine: a ChatEngine gets the messages (with
+    `template_kwargs`, the caller's chat-template keywords), an in-process engine the token ids
+    `render(conversation)` makes (the caller's tokenizer and chat template, the same keywords inside)."""
     if isinstance(engine, ChatEngine):
+        if template_kwargs:
+            return engine.generate_chat(conversations, params, template_kwargs=template_kwargs)
         return engine.generate_chat(conversations, params)
     return engine.generate([render(c) for c in conversations], params)

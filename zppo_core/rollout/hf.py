@@ -1,8 +1,13 @@
 """Transformers rollout engine: batched, KV-cached sampling with `model.generate` (CPU or GPU).
 
 Log-probs are taken from the raw (unprocessed) logits that `generate` returns (`output_logits=True`), so they
-are the policy's log-probs under the weights that sampled, i.e. PPO's π_old, with no second forward pass.
+are the policy's log-probs under the weights that sampled: PPO's π_old with `algo.old_logprobs=engine` (no second
+forward pass); with `trainer` the loop recomputes π_old and compares (`train/old_logprobs.py`).
 Randomness comes from torch's global generator, which the trainer seeds and checkpoints.
+
+`autocast_dtype` (set by `make_engine` when the model's weights are fp32 masters and `model.dtype` is bf16):
+sampling runs under `torch.autocast` in that dtype, i.e. with the same bf16 compute as the training forward
+(`zppo_core.models.precision`), so the engine's log-probs are the trained policy's at training numerics.
 
 Built with a processor that has an image processor (a vision-language model loaded with `AutoProcessor` and
 `AutoModelForImageTextToText`), the engine also takes images (`generate_multimodal`): the processor renders the
@@ -10,6 +15,8 @@ chat template, expands the image placeholders and turns the images into pixel va
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -19,8 +26,9 @@ from zppo_core.types import Completion
 
 
 class TransformersEngine:
-    def __init__(self, model, tokenizer, batch_size: int = 256, processor=None):
+    def __init__(self, model, tokenizer, batch_size: int = 256, processor=None, autocast_dtype=None):
         self.model = model
+        self.autocast_dtype = autocast_dtype  # compute dtype over fp32 master weights (None: the weights' dtype)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.processor = processor  # a multimodal processor (image processor + this tokenizer), or None
@@ -55,9 +63,12 @@ class TransformersEngine:
         out: list[Completion] = []
         was_training = self.model.training
         self.model.eval()
+        compute = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
+                   else contextlib.nullcontext())
         try:
-            for start in range(0, len(flat), self.batch_size):
-                out.extend(run(flat[start : start + self.batch_size], params))
+            with compute:
+                for start in range(0, len(flat), self.batch_size):
+                    out.extend(run(flat[start : start + self.batch_size], params))
         finally:
             self.model.train(was_training)
         return [out[i * params.n : (i + 1) * params.n] for i in range(len(requests))]

@@ -20,10 +20,13 @@ callers go through `rollout.base.generate_messages`, which renders token ids onl
 Completions carry `text` and `finished` (finish_reason "stop" vs "length"). On vLLM (its model cards say
 `owned_by: vllm`) the request asks for `return_token_ids`, so `token_ids` holds the served model's ids (its
 vocabulary, EOS included when it stopped); log-probs are not requested (empty list): the served model is
-prompt-side only, and PPO's π_old always comes from the student's own engine. Greedy calls with n > 1 are sent as
-n requests of n = 1 (vLLM rejects greedy n > 1). vLLM extensions (top_k, chat_template_kwargs) are refused with a
-clear error on other servers. The server should run without a reasoning parser (`zppo serve` starts it so): the
-reply's `content` is then the whole response, thinking included, as the in-process teacher would produce it.
+prompt-side only, and PPO's π_old comes from the student's own engine or the trainer (`algo.old_logprobs`).
+Greedy calls with n > 1 are sent as n requests of n = 1 (vLLM rejects greedy n > 1). vLLM extensions (top_k,
+chat_template_kwargs) are refused with a clear error on other servers. The chat-template keywords sent are the
+endpoint's (`<endpoint>.chat_template_kwargs`) updated by the call's own (`generate_chat(..., template_kwargs=)`:
+the loop passes the role's `model.chat_template_kwargs`, e.g. thinking off for the teacher's compression calls
+only). The server should run without a reasoning parser (`zppo serve` starts it so): the reply's `content` is
+then the whole response, thinking included, as the in-process teacher would produce it.
 
 The API key is read from the environment variable the config names (`api_key_env`) and sent as a bearer token;
 it is never logged, saved, or put in an error message.
@@ -188,7 +191,8 @@ class OpenAIChatEngine:
 
     # ------------------------------------------------------------------ sampling
 
-    def _payload(self, messages: Conversation, params: SamplingParams, n: int) -> dict[str, Any]:
+    def _payload(self, messages: Conversation, params: SamplingParams, n: int,
+                 template_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
         p: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -204,10 +208,14 @@ class OpenAIChatEngine:
                 raise EndpointError(f"{self._where()}: top_k={params.top_k} needs vLLM's server; use top_k=0 with "
                                     "a non-vLLM endpoint")
             p["top_k"] = int(params.top_k)
+        if template_kwargs and not self.is_vllm:
+            raise EndpointError(f"{self._where()}: chat-template keywords {sorted(template_kwargs)} need vLLM's "
+                                "server; unset them in model.chat_template_kwargs for this role")
         if self.is_vllm:
             p["return_token_ids"] = True
-            if self.spec.chat_template_kwargs:
-                p["chat_template_kwargs"] = dict(self.spec.chat_template_kwargs)
+            kwargs = {**self.spec.chat_template_kwargs, **(template_kwargs or {})}
+            if kwargs:
+                p["chat_template_kwargs"] = kwargs
         return p
 
     def _completions(self, body: Any, n: int) -> list[Completion]:
@@ -227,8 +235,10 @@ class OpenAIChatEngine:
             out.append(Completion(token_ids=ids, logprobs=[], text=msg.get("content") or "", finished=reason == "stop"))
         return out
 
-    def generate_chat(self, conversations: list[Conversation], params: SamplingParams) -> list[list[Completion]]:
-        """For each conversation, `params.n` completions, in order; requests run concurrently."""
+    def generate_chat(self, conversations: list[Conversation], params: SamplingParams,
+                      template_kwargs: dict[str, Any] | None = None) -> list[list[Completion]]:
+        """For each conversation, `params.n` completions, in order; requests run concurrently. `template_kwargs`
+        update the endpoint's chat-template keywords for these requests (vLLM only)."""
         if not conversations:
             return []
         if self.model is None or self.is_vllm is None:
@@ -237,7 +247,8 @@ class OpenAIChatEngine:
                     self.check()
         per_request = 1 if params.greedy else params.n
         copies = params.n if params.greedy else 1
-        jobs = [(i, self._payload(c, params, per_request)) for i, c in enumerate(conversations) for _ in range(copies)]
+        jobs = [(i, self._payload(c, params, per_request, template_kwargs))
+                for i, c in enumerate(conversations) for _ in range(copies)]
         results: list[list[Completion]] = [[] for _ in conversations]
 
         def run(payload):

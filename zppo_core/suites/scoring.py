@@ -337,7 +337,8 @@ def judge_verdicts(
     params = SamplingParams(n=1, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=budget)
     # a served judge (ChatEngine) gets the messages and applies its own chat template; others get render(text)
     outs = generate_messages(engine, [[{"role": "user", "content": m}] for m in messages], params,
-                             render=lambda conv: render(conv[0]["content"]))
+                             render=lambda conv: render(conv[0]["content"]),
+                             template_kwargs=getattr(render, "template_kwargs", None))
     verdicts = []
     for entry, spec, completions in zip(items_and_responses, specs, outs, strict=True):
         text = completions[0].text if completions else ""

@@ -1,7 +1,10 @@
 """Training questions from a local JSONL file (GPU scales; nothing is downloaded).
 
 Each line is an object with a question and a short gold answer. Accepted field names: `question` / `prompt` /
-`problem` for the text, `answer` / `solution` / `gold` for the answer, optional `id` and `image` (path).
+`problem` for the text, `answer` / `solution` / `gold` for the answer, optional `id` and `image` (path), and
+optional `answer_type`: `math` (default: the rule grader decides, the judge only when no boxed answer parses) or
+`free_form` (OCR, open-ended: the judge decides whatever the rule grader does not accept; `train/reward.py`).
+Other fields are kept in `Question.meta` (e.g. `judge_answer`: the gold as the judge should see it).
 The stream makes one pass in a seeded shuffled order, then reshuffles (epoch 2...) if asked for more.
 """
 
@@ -16,6 +19,8 @@ from zppo_core.types import Question
 
 _Q = ("question", "prompt", "problem")
 _A = ("answer", "solution", "gold")
+ANSWER_TYPES = ("math", "free_form")  # a row's optional "answer_type"
+FREE_FORM = "free_form"
 
 
 class DataError(ValueError):
@@ -48,6 +53,9 @@ def read_jsonl_questions(path: str | Path) -> list[Question]:
         a = next((row[k] for k in _A if k in row), None)
         if q is None or a is None:
             raise DataError(f"{p}:{n}: needs a question field ({'/'.join(_Q)}) and an answer field ({'/'.join(_A)})")
+        if row.get("answer_type", "math") not in ANSWER_TYPES:
+            raise DataError(f"{p}:{n}: answer_type={row['answer_type']!r}; use one of {', '.join(ANSWER_TYPES)} "
+                            "(or leave it out: math)")
         meta = {k: v for k, v in row.items() if k not in _Q + _A}
         out.append(Question(id=str(row.get("id", f"{p.stem}-{n}")), prompt=str(q), answer=str(a),
                             family=p.stem, meta=meta))

@@ -2,9 +2,11 @@
 
 One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments below):
 
-  1. Draw `n_new` new questions from the data stream (one pass over the data; the cursor is checkpointed).
+  1. Draw `n_new` new questions from the data stream (one pass over the data; the cursor is checkpointed),
+     skipping those whose plain prompt exceeds `data.max_prompt_tokens` (counted: data/filtered_questions).
   2. The method picks the step's prompts X from them (e.g. adds questions replayed from its buffer).
-  3. Plain rollouts: G_S student samples per x in X, each graded (binary reward) -> one plain group per x.
+  3. Plain rollouts: G_S student samples per x in X, each graded (binary reward: the rule grader, the judge for
+     what it cannot decide, `train/reward.py`) -> one plain group per x.
   4. The method plans extra prompts from the graded plain groups (BCQ/NCQ, hints, ...; it may call the
      teacher through the step context).
   5. Extra rollouts: G_S student samples per extra prompt, graded against x's gold answer -> one group per
@@ -14,10 +16,11 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
      correct responses; the drift baseline: plain groups with a teacher response as one more rollout).
   6. Advantages over the trained groups at once, before any update: A' = r - mean(group), then normalised over
      the rollouts of non-trivial groups (or the configured variant).
-  7. Update: the trained rollouts are shuffled and split into I equal mini-batches (I = the objective's
-     updates_per_step, else algo.updates_per_step); one AdamW step on each (grad-norm clipped), micro-batches
-     gradient-accumulated with a token-level normaliser per mini-batch. An objective that compares
-     distributions with the teacher's (distillation) gets both models' logits along each sequence.
+  7. Update: the trained rollouts shuffled into I equal mini-batches (I = the objective's updates_per_step, else
+     algo.updates_per_step), π_old by the engine or the trainer (`old_logprobs.py`); one AdamW step on each over
+     fp32 masters (forward in the compute dtype, `models/precision.py`; fp32 grad-norm clip), micro-batches
+     gradient-accumulated with a token-level normaliser per mini-batch. An objective that compares distributions
+     with the teacher's (distillation) gets both models' logits along each sequence and no π_old.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
   9. Sync the rollout engine's weights; the step's train and method metrics go to the tracker.
 
@@ -31,10 +34,14 @@ The step tail (`run`), after every step:
       `run.checkpoint_minutes` of wall clock, after the last step and before stopping early.
   13. Stop when `on_step` asked for it (or after `stop_after` steps, used to test interruption).
 
-The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (three step
-hooks, a loss, its state and its reports). Periodic and final evaluation come from `zppo_core.suites`, which sits
+The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (four step
+hooks, an objective, its state and its reports). Periodic and final evaluation come from `zppo_core.suites`, which sits
 below train (the loop never imports `zppo_core.eval`, and eval never imports train).
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
+
+Why this file is long: it is the one place steps 1-13 run in order (rollouts with their grading and judge call,
+the mini-batch update with π_old and micro-batching, state and checkpoints, the step tail); the pieces that stand
+alone live beside it (`old_logprobs.py`, `reward.py`, `checkpoint.py`, `tasks/filter.py`).
 """
 
 from __future__ import annotations
@@ -50,14 +57,17 @@ import torch
 from zppo_core.algo.advantages import group_advantages, trivial_group_fraction
 from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
-from zppo_core.models.load import PromptRenderer
+from zppo_core.models.load import PromptRenderer, chat_kwargs
 from zppo_core.models.logprobs import completion_forward, sequence_logprobs, teacher_completion_logits
+from zppo_core.models.precision import Precision
 from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_messages
 from zppo_core.run_dir import RunDir
-from zppo_core.tasks.graders import grade
+from zppo_core.tasks.filter import draw_fitting
 from zppo_core.tracking import NullTracker, Tracker
 from zppo_core.train import checkpoint as ckpt_io
+from zppo_core.train import old_logprobs as pi_old
 from zppo_core.train.methods.base import ExtraPrompt, Method, StepContext
+from zppo_core.train.reward import Rewarder
 from zppo_core.types import Group, Question, Rollout
 
 
@@ -86,7 +96,9 @@ class Trainer:
         tracker: Tracker | None = None,
         teacher: Engine | ChatEngine | None = None,  # in-process, or served (chat messages)
         on_step: Callable[[int, dict[str, float]], None] | None = None,
-        teacher_model=None,
+        judge: Engine | ChatEngine | None = None,  # reward.judge (None: rule grader only), prompts by judge_render
+        judge_render: Callable[[str], list[int]] | None = None,  # (default: this tokenizer, the judge's keywords)
+        teacher_model=None,  # the teacher as a torch model (its logits for distillation), or None
     ):
         self.cfg = cfg
         self.run_dir = RunDir(run_dir)
@@ -94,13 +106,15 @@ class Trainer:
         self.tokenizer = tokenizer
         self.engine = engine
         self.teacher = teacher
-        self.teacher_model = teacher_model  # the teacher as a torch model (its logits for distillation), or None
+        self.teacher_model = teacher_model
         self.stream = stream
         self.method = method
         self.tracker = tracker or NullTracker()
         self.on_step = on_step
         self.rng = random.Random(cfg.run.seed)
         self.state = TrainState()
+        self.precision = Precision.from_config(cfg)  # bf16 compute over fp32 master weights, or fp32
+        self.precision.check_trainable(model)
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
@@ -111,7 +125,12 @@ class Trainer:
             top_p=cfg.rollout.top_p,
             max_new_tokens=cfg.rollout.max_new_tokens,
         )
-        self.render = PromptRenderer(tokenizer)  # user-message text -> prompt token ids (cached)
+        # text -> prompt ids (cached) per role's chat-template keywords (the teacher shares the student's tokenizer)
+        self.renders = {role: PromptRenderer(tokenizer, template_kwargs=chat_kwargs(cfg, role))
+                        for role in ("student", "teacher", "compression", "judge")}
+        self.render = self.renders["student"]
+        self.rewarder = Rewarder(judge, (judge_render or self.renders["judge"]) if judge is not None else None,
+                                 max_new_tokens=cfg.reward.judge_max_new_tokens)
         self._next_group_id = 0
         self._last_checkpoint = time.monotonic()
         self.stopped_early = False  # on_step asked to stop before run.steps
@@ -160,14 +179,15 @@ class Trainer:
     # ------------------------------------------------------------------ rollouts
     def _rollout_groups(
         self, engine: Engine, items: list[tuple[str, Question, str]], n: int, metas: list[dict] | None = None,
-        prefixes: list[list[int]] | None = None,
+        render: PromptRenderer | None = None, prefixes: list[list[int]] | None = None,
     ) -> list[Group]:
         """items: (kind, question, prompt text); prefixes: response-side token ids forced after each rendered prompt
-        (graded as part of the response, never trained). Returns one graded group per item."""
+        (graded as part of the response, never trained). Returns one graded group per item (one judge call)."""
         if not items:
             return []
+        render = render or self.render
         prefixes = prefixes or [[] for _ in items]
-        prompt_ids = [self.render(text) + list(pre) for (_, _, text), pre in zip(items, prefixes)]
+        prompt_ids = [render(text) + list(pre) for (_, _, text), pre in zip(items, prefixes)]
         prefix_texts = [self.tokenizer.decode(pre, skip_special_tokens=True) if pre else "" for pre in prefixes]
         params = SamplingParams(
             n=n,
@@ -179,7 +199,10 @@ class Trainer:
             raise ValueError("a forced response prefix needs an engine that takes token ids, not a served chat model")
         convs = [_user(text) for _, _, text in items]
         ids = {id(c): pids for c, pids in zip(convs, prompt_ids)}
-        outs = generate_messages(engine, convs, params, render=lambda conv: ids[id(conv)])
+        outs = generate_messages(engine, convs, params, render=lambda conv: ids[id(conv)],
+                                 template_kwargs=render.template_kwargs)
+        graded = iter(self.rewarder.grade(
+            [(q, pre + c.text) for (_, q, _), pre, comps in zip(items, prefix_texts, outs) for c in comps]))
         groups = []
         for i, ((kind, q, text), pids, comps) in enumerate(zip(items, prompt_ids, outs)):
             meta = dict(metas[i]) if metas is not None else {}
@@ -188,8 +211,8 @@ class Trainer:
             g = Group(id=self._next_group_id, kind=kind, question=q, prompt_text=text, meta=meta)
             self._next_group_id += 1
             for c in comps:
-                reward, extracted = grade(prefix_texts[i] + c.text, q.answer)
-                g.rollouts.append(Rollout(q.id, g.id, kind, pids, c, reward, extracted))
+                r = next(graded)
+                g.rollouts.append(Rollout(q.id, g.id, kind, pids, c, r.reward, r.extracted, r.judged))
             groups.append(g)
         return groups
 
@@ -197,7 +220,8 @@ class Trainer:
         if self.teacher is None:
             raise RuntimeError("this method needs a teacher but none was loaded")
         closer = self.cfg.data.closer
-        return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions], n)
+        return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions], n,
+                                    render=self.renders["teacher"])
 
     def teacher_generate(self, texts: list[str], max_new_tokens: int) -> list[str]:
         """One greedy teacher completion per user-message text (candidate compression)."""
@@ -205,16 +229,19 @@ class Trainer:
             raise RuntimeError("this method needs a teacher but none was loaded")
         if not texts:
             return []
+        compress = self.renders["compression"]
         outs = generate_messages(self.teacher, [_user(t) for t in texts],
                                  SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
-                                 render=lambda conv: self.render(conv[0]["content"]))
+                                 render=lambda conv: compress(conv[0]["content"]),
+                                 template_kwargs=compress.template_kwargs)
         return [o[0].text for o in outs]
 
     def student_logprobs(self, rollouts: list[Rollout]) -> list[list[float]]:
         """Per-token log-probs of the rollouts' completions under the student's current weights (no gradient)."""
-        return sequence_logprobs(self.model, [r.prompt_ids for r in rollouts],
-                                 [r.completion.token_ids for r in rollouts], self.tokenizer.pad_token_id,
-                                 self.cfg.algo.micro_batch_size)
+        with self.precision.autocast(next(self.model.parameters()).device):
+            return sequence_logprobs(self.model, [r.prompt_ids for r in rollouts],
+                                     [r.completion.token_ids for r in rollouts], self.tokenizer.pad_token_id,
+                                     self.cfg.algo.micro_batch_size)
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
@@ -228,8 +255,8 @@ class Trainer:
             student_logprobs=self.student_logprobs,
         )
 
-        # step 1: new questions from the data stream
-        new = self.stream.next(cfg.algo.n_new)
+        # step 1: new questions from the data stream (prompts over data.max_prompt_tokens skipped)
+        new, data_metrics = self._draw_questions(cfg.algo.n_new)
         # step 2: the method picks the step's prompts (new + replay)
         prompts = self.method.select_prompts(new, ctx)
         # step 3: plain rollouts, graded
@@ -283,6 +310,8 @@ class Trainer:
             "train/response_len": gen_tokens / max(len(rollouts), 1),
             "train/truncated_frac": sum(not r.completion.finished for r in rollouts) / max(len(rollouts), 1),
             **upd,
+            **self.rewarder.metrics(rollouts),
+            **data_metrics,
             "perf/step_time_s": step_time,
             "perf/rollout_time_s": rollout_time,
             "perf/update_time_s": update_time,
@@ -292,6 +321,14 @@ class Trainer:
         self.state.history.append({"step": self.state.step, **metrics})
         self.tracker.log_metrics(metrics, step=self.state.step)
         return metrics
+
+    def _draw_questions(self, n: int) -> tuple[list[Question], dict[str, float]]:
+        """Step 1: n new questions whose plain prompt fits `data.max_prompt_tokens`; data/filtered_questions."""
+        limit, closer = self.cfg.data.max_prompt_tokens, self.cfg.data.closer
+        if limit is None:
+            return self.stream.next(n), {}
+        new, skipped = draw_fitting(self.stream, n, lambda q: len(self.render(plain_prompt(q, closer))) <= limit)
+        return new, {"data/filtered_questions": float(skipped)}
 
     def _micro_batches(self, rollouts: list[Rollout], chunk: list[int]) -> list[list[int]]:
         """Split a mini-batch into micro-batches of similar length (BCQ/NCQ prompts are much longer than plain
@@ -312,49 +349,67 @@ class Trainer:
             out.append(cur)
         return out
 
+    def _forward(self, mb: list[Rollout], keep_logits: bool = False):
+        """The training forward in the compute dtype: logprobs [b, T] (grad), mask [b, T], entropy [b, T], and the
+        logits [b, T, V] (grad) with `keep_logits` (else None)."""
+        with self.precision.autocast(next(self.model.parameters()).device):
+            return completion_forward(
+                self.model,
+                [r.prompt_ids for r in mb],
+                [r.completion.token_ids for r in mb],
+                self.tokenizer.pad_token_id,
+                with_entropy=True,
+                keep_logits=keep_logits,
+            )  # [b, T], [b, T], [b, T], [b, T, V] or None
+
     def _update(self, rollouts: list[Rollout], adv: torch.Tensor) -> dict[str, float]:
+        """Step 7. train/ratio_mean, train/approx_kl (and the clip fractions, entropy) are token-weighted means over
+        all I mini-batches; the per-mini-batch and mismatch metrics are `StepOldLogprobs.metrics`."""
         cfg = self.cfg
-        objective = self.method.objective
         self.model.train()
         order = list(range(len(rollouts)))
         self.rng.shuffle(order)
+        objective = self.method.objective
+        distill = objective.needs_teacher_logits  # a JSD to the teacher: no π_old, no ratio
         I = objective.updates_per_step or cfg.algo.updates_per_step
         chunks = [order[i * len(order) // I : (i + 1) * len(order) // I] for i in range(I)]
+        plan = [(chunk, self._micro_batches(rollouts, chunk)) for chunk in chunks if chunk]
+        # π_old: the engine's, or the trainer's (a no-grad forward now, before the first update)
+        olds = None if distill else pi_old.StepOldLogprobs(
+            cfg.algo.old_logprobs, cfg.algo.tis_cap, lambda mb: self._forward(mb)[:3], rollouts,
+            [idx for _, mbs in plan for idx in mbs])
         sums: dict[str, float] = {}
         total_tokens = 0.0
         grad_norms = []
         losses = []
-        for chunk in chunks:
-            if not chunk:
-                continue
+        for k_mb, (chunk, micro_batches) in enumerate(plan):
             n_tokens = float(sum(len(rollouts[i].completion.token_ids) for i in chunk))
             self.optimizer.zero_grad(set_to_none=True)
             loss_total = 0.0
-            for idx in self._micro_batches(rollouts, chunk):
+            mb_sums = [0.0, 0.0, 0.0]  # tokens, ratio sum, k3 sum of this mini-batch
+            for idx in micro_batches:
                 mb = [rollouts[i] for i in idx]
-                logprobs, mask, entropy, logits = completion_forward(
-                    self.model,
-                    [r.prompt_ids for r in mb],
-                    [r.completion.token_ids for r in mb],
-                    self.tokenizer.pad_token_id,
-                    with_entropy=True,
-                    keep_logits=objective.needs_teacher_logits,
-                )  # [b, T], [b, T], [b, T], [b, T, V] or None
+                logprobs, mask, entropy, logits = self._forward(mb, keep_logits=distill)  # [b, T] x3, [b, T, V]
                 teacher_logits = teacher_completion_logits(self.teacher_model, mb, self.tokenizer.pad_token_id) \
-                    if objective.needs_teacher_logits else None  # [b, T, V]
-                old = torch.zeros_like(logprobs)  # [b, T] π_old from the engine
-                for j, r in enumerate(mb):
-                    old[j, : len(r.completion.logprobs)] = torch.tensor(r.completion.logprobs)
+                    if distill else None  # [b, T, V]
+                old, extra = olds.old(idx, mb, logprobs, mask, first=k_mb == 0) if olds is not None \
+                    else (logprobs.detach(), {})  # [b, T], {is_weights: [b, T]}
                 a = adv[idx].to(logprobs.device)  # [b]
                 loss, stats = objective.loss(logprobs, old, a, mask, num_tokens=n_tokens, logits=logits,
-                                             teacher_logits=teacher_logits)
+                                             teacher_logits=teacher_logits, **extra)
                 loss.backward()
                 loss_total += float(loss.detach())
                 tok = float(mask.sum())
                 total_tokens += tok
-                for k, v in {**stats.metrics(), "train/entropy": float((entropy * mask).sum()) / max(tok, 1.0)}.items():
+                m = {**stats.metrics(), "train/entropy": float((entropy * mask).sum()) / max(tok, 1.0)}
+                if not distill:
+                    mb_sums = [mb_sums[0] + tok, mb_sums[1] + m["train/ratio_mean"] * tok,
+                               mb_sums[2] + m["train/approx_kl"] * tok]
+                for k, v in m.items():
                     sums[k] = sums.get(k, 0.0) + v * tok
-            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            if olds is not None:
+                olds.end_mini_batch(*mb_sums)
+            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)  # fp32 grads
             grad_norms.append(float(gn))
             self.optimizer.step()
             losses.append(loss_total)
@@ -363,6 +418,7 @@ class Trainer:
         out["train/loss"] = sum(losses) / max(len(losses), 1)
         out["train/grad_norm"] = sum(grad_norms) / max(len(grad_norms), 1)
         out["perf/train_tokens"] = total_tokens
+        out.update(olds.metrics() if olds is not None else {})
         return out
 
     # ------------------------------------------------------------------ the step tail (steps 10-13)
@@ -373,7 +429,7 @@ class Trainer:
         ev = self.cfg.eval
         report = evaluate_suites(
             self.engine, self.render, ev.suites, ev, train_families=list(self.cfg.data.families),
-            closer=self.cfg.data.closer, judge=self.teacher, judge_render=self.render, scale=self.cfg.scale,
+            closer=self.cfg.data.closer, judge=self.teacher, judge_render=self.renders["judge"], scale=self.cfg.scale,
         )
         metrics = report.metrics()
         self.tracker.log_metrics(metrics, step=self.state.step)

@@ -4,8 +4,10 @@
 paths, data, run directory); `train` then builds the pieces and runs the loop. A run that fails during setup
 removes the run directory and MLflow run it created, so bad input leaves nothing half-written behind.
 
-Models load through `zppo_core.models.load`, engines come from `zppo_core.rollout.make_engine`, and every file of
-the run directory is written and read through `zppo_core.run_dir.RunDir`.
+Models load through `zppo_core.models.load` (the student in its fp32 master dtype, frozen models in the compute
+dtype: `zppo_core.models.precision`), engines come from `zppo_core.rollout.make_engine`, and every file of the
+run directory is written and read through `zppo_core.run_dir.RunDir`. The training judge (`reward.judge`) is
+built by `make_judge`: none, the teacher's engine, or a model directory loaded frozen with its own tokenizer.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
         check_served_teacher(cfg)  # reachable and serving the model, before any file or compute
     else:
         resolve_model(cfg.model.teacher, "model.teacher")
+    check_judge(cfg)
     if cfg.model.student != "tiny":
         if cfg.data.path is None:
             raise ConfigError(
@@ -115,18 +118,57 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
 
 
 def check_served_teacher(cfg: ZPPOConfig) -> None:
-    """The served teacher answers and serves the model (when the method uses a teacher); ConfigError otherwise."""
+    """The served teacher answers and serves the model (when the method uses a teacher or it is the judge), and is
+    vLLM's server if the roles it plays have chat-template keywords; ConfigError otherwise."""
     from zppo_core.rollout import served_engine
     from zppo_core.rollout.openai_engine import EndpointError
     from zppo_core.train.methods.registry import build_method
 
-    if not build_method(cfg).needs_teacher:
+    needs_teacher = build_method(cfg).needs_teacher
+    if not needs_teacher and cfg.reward.judge != "teacher":
         return
     try:
-        served_engine(cfg.model.teacher_endpoint, role="teacher", field="model.teacher_endpoint",
-                      default_model=cfg.model.teacher).close()
+        engine = served_engine(cfg.model.teacher_endpoint, role="teacher", field="model.teacher_endpoint",
+                               default_model=cfg.model.teacher)
+        engine.close()
     except EndpointError as err:
         raise ConfigError(str(err)) from None
+    roles = (["teacher", "compression"] if needs_teacher else []) + (["judge"] if cfg.reward.judge == "teacher" else [])
+    keyed = [r for r in roles if getattr(cfg.model.chat_template_kwargs, r)]
+    if keyed and not engine.is_vllm:  # only vLLM's server takes chat_template_kwargs; say so before any compute
+        raise ConfigError(f"model.chat_template_kwargs.{keyed[0]}: the served teacher at "
+                          f"{cfg.model.teacher_endpoint.url} is not vLLM's server, which alone takes chat-template "
+                          f"keywords; --set model.chat_template_kwargs.{keyed[0]}={{}} (or serve it with zppo serve "
+                          "teacher)")
+
+
+def check_judge(cfg: ZPPOConfig) -> None:
+    """`reward.judge` names something loadable: none, teacher, or a local model directory (ConfigError)."""
+    judge = cfg.reward.judge
+    if judge in ("none", "teacher"):
+        return
+    if judge.startswith(("http://", "https://")):
+        raise ConfigError(f"reward.judge={judge}: a served judge endpoint is not supported for training yet; use "
+                          "--set reward.judge=teacher (the teacher at temperature 0) or a local model directory")
+    if not (Path(judge).expanduser() / "config.json").is_file():
+        raise ConfigError(f"reward.judge={judge}: use none, teacher, or a local Hugging Face model directory (one "
+                          "with a config.json)")
+
+
+def make_judge(cfg: ZPPOConfig, teacher, tokenizer):
+    """(judge engine, render) for `reward.judge`, or (None, None): the teacher's engine rendered with the student's
+    tokenizer (the pair shares it) and the judge role's chat-template keywords, or a model directory loaded frozen
+    (compute dtype) with its own tokenizer and chat template."""
+    from zppo_core.models.load import PromptRenderer, chat_kwargs, load_model
+    from zppo_core.rollout import make_engine
+
+    judge = cfg.reward.judge
+    if judge == "none":
+        return None, None
+    if judge == "teacher":
+        return teacher, PromptRenderer(tokenizer, template_kwargs=chat_kwargs(cfg, "judge"))
+    m = load_model(str(Path(judge).expanduser()), cfg)
+    return make_engine(cfg, m.model, m.tokenizer, m.processor), PromptRenderer.of(m, chat_kwargs(cfg, "judge"))
 
 
 def make_stream(cfg: ZPPOConfig):
@@ -216,9 +258,11 @@ def train(
             rd.write_config(cfg)
         method = build_method(cfg)
         served = teacher_is_served(cfg)
-        student, teacher_model, report = load_models(cfg, method.needs_teacher and not served, log)
+        wants_teacher = method.needs_teacher or cfg.reward.judge == "teacher"  # for its rollouts, or as the judge
+        student, teacher_model, report = load_models(cfg, wants_teacher and not served, log)
         engine = make_engine(cfg, student.model, student.tokenizer, student.processor)
-        teacher = teacher_engine(cfg, teacher_model) if method.needs_teacher else None
+        teacher_eng = teacher_engine(cfg, teacher_model) if wants_teacher else None
+        teacher = teacher_eng if method.needs_teacher else None
         tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id)
         if not resume:
             tracker.log_params(flat_params(cfg))
@@ -233,8 +277,10 @@ def train(
                            "method": cfg.method, "scale": cfg.scale, "seed": cfg.run.seed,
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         stream = make_stream(cfg)
+        judge, judge_render = make_judge(cfg, teacher_eng, student.tokenizer)
         trainer = Trainer(cfg, rd.path, student.model, student.tokenizer, engine, stream, method, tracker, teacher,
-                          on_step, teacher_model=teacher_model.model if teacher_model is not None else None)
+                          on_step, judge=judge, judge_render=judge_render,
+                          teacher_model=teacher_model.model if teacher_model is not None else None)
         if resume:
             trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path))
             rd.truncate_metrics(trainer.state.step)

@@ -83,14 +83,15 @@ class Objective(Protocol):
 
     `logprobs` [b, T] (grad), `old_logprobs` [b, T], `advantages` [b], `mask` [b, T], `num_tokens` (the mini-batch's
     token count, the normaliser); `logits` [b, T, V] (grad) and `teacher_logits` [b, T, V] are given only when
-    `needs_teacher_logits` (else None). Returns (loss, stats); `stats.metrics()` are logged as train/* (token-
-    weighted over the step)."""
+    `needs_teacher_logits` (else None). With `algo.tis_cap` set the loop also passes `is_weights=` ([b, T] truncated
+    importance-sampling weights, `train/old_logprobs.py`); an objective that cannot weight tokens may refuse.
+    Returns (loss, stats); `stats.metrics()` are logged as train/* (token-weighted over the step)."""
 
     needs_teacher_logits: bool
     updates_per_step: int | None  # optimizer steps per rollout step; None: the config's algo.updates_per_step
 
     def loss(self, logprobs, old_logprobs, advantages, mask, num_tokens: float, logits=None,
-             teacher_logits=None) -> tuple[Any, Any]: ...
+             teacher_logits=None, is_weights=None) -> tuple[Any, Any]: ...
 
 
 @dataclass
@@ -103,7 +104,8 @@ class PPOObjective:
     needs_teacher_logits: bool = False
     updates_per_step: int | None = None
 
-    def loss(self, logprobs, old_logprobs, advantages, mask, num_tokens: float, logits=None, teacher_logits=None):
+    def loss(self, logprobs, old_logprobs, advantages, mask, num_tokens: float, logits=None, teacher_logits=None,
+             is_weights=None):
         return ppo_clip_loss(
             logprobs,
             old_logprobs,
@@ -113,6 +115,7 @@ class PPOObjective:
             eps_high=self.eps_high,
             dual_clip=self.dual_clip,
             num_tokens=num_tokens,
+            is_weights=is_weights,
         )
 
 

@@ -49,7 +49,10 @@ class DistillObjective:
     needs_teacher_logits: bool = True
     updates_per_step: int | None = 1
 
-    def loss(self, logprobs, old_logprobs, advantages, mask, num_tokens: float, logits=None, teacher_logits=None):
+    def loss(self, logprobs, old_logprobs, advantages, mask, num_tokens: float, logits=None, teacher_logits=None,
+             is_weights=None):
+        # is_weights (algo.tis_cap) corrects a policy gradient for the engine/trainer mismatch of the *sampled*
+        # tokens; the JSD compares full distributions along given sequences, so there is nothing to reweight
         if logits is None or teacher_logits is None:
             raise ValueError("DistillObjective.loss needs the student's and the teacher's logits")
         loss, jsd = generalized_jsd_loss(logits, teacher_logits, mask, beta=self.beta, num_tokens=num_tokens)

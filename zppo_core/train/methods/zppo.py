@@ -18,6 +18,20 @@ Per rollout step, in the loop's terms:
 Teacher answers and candidates are drawn afresh on every visit; the buffer stores questions only.
 [decision] compressed student candidates must keep their (wrong) answer; if compression changes it, the raw
 candidate truncated to the cap is used instead, so compression can never leak a correct answer into NCQ/BCQ.
+
+Compression replies (`parse_summary`): the text of the LAST non-empty `<summary>` outside any thinking block (a
+`<think>...</think>` block, a leading `...</think>` whose `<think>` the chat template wrote, or an unclosed
+`<think>` to the end of the reply; a Qwen3-family teacher in thinking mode writes its summary after them). A
+reply without one falls back to the raw candidate truncated to `candidate_max_chars`, as does a student
+candidate whose summary changed its final answer: `zppo/compression_fallback_frac` is the share of compressed
+candidates that fell back either way. A teacher candidate whose summary lost the answer is not shown (another
+correct teacher rollout, or no BCQ for that question), as before.
+
+Metrics of the reformulated groups, conditioned as the paper's Tabs. 16-17: `zppo/bcq_match_positive` = the
+share of CORRECT BCQ rollouts whose final answer equals the correct (teacher) candidate's, `zppo/bcq_match_negative`
+= the share of WRONG BCQ rollouts whose answer equals the wrong (student) candidate's, `zppo/ncq_match_negative` =
+the share of WRONG NCQ rollouts that repeat one of the listed wrong answers (absent in a step without such
+rollouts). The same counts over all rollouts of the kind are `zppo/*_match_*_all`.
 """
 
 from __future__ import annotations
@@ -49,13 +63,26 @@ COMPRESS_PROMPT = (
     "steps and the final \\boxed{{}} answer exactly as it is. Put the rewrite inside <summary></summary>.\n\n"
     "Question: {question}\n\nSolution:\n{solution}"
 )
-_SUMMARY_RE = re.compile(r"<summary>(.*?)(?:</summary>|$)", re.DOTALL)
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
-def strip_summary(text: str) -> str:
-    """Drop the `<summary>` wrapper of a compressed candidate (keep the text if there is none)."""
-    m = _SUMMARY_RE.search(text)
-    return (m.group(1) if m else text).strip()
+def outside_thinking(text: str) -> str:
+    """`text` without its thinking: closed `<think>` blocks, everything before a `</think>` that has no opener
+    (the chat template opened the block in the prompt) and everything after an unclosed `<think>`."""
+    first_close, first_open = text.find("</think>"), text.find("<think>")
+    if first_close >= 0 and (first_open < 0 or first_close < first_open):
+        text = text[first_close + len("</think>"):]
+    text = _THINK_BLOCK.sub("", text)
+    cut = text.find("<think>")
+    return text if cut < 0 else text[:cut]
+
+
+def parse_summary(text: str) -> str | None:
+    """The last non-empty `<summary>` of a compression reply outside any thinking, stripped (up to its
+    `</summary>`, or to the end when unclosed); None when there is none (the caller falls back)."""
+    parts = outside_thinking(text).split("<summary>")[1:]
+    bodies = [p.split("</summary>", 1)[0].strip() for p in parts]
+    return next((b for b in reversed(bodies) if b), None)
 
 
 @dataclass
@@ -120,10 +147,11 @@ class ZPPOMethod:
         return self.replay.select(new, ctx) if self.replay is not None else list(new)
 
     # ---------------------------------------------------------------- step 4
-    def _compress(self, ctx: StepContext, items: list[tuple[Question, str]]) -> list[str]:
-        """Candidate texts after compression (teacher) or truncation (none), in order."""
+    def _compress(self, ctx: StepContext, items: list[tuple[Question, str]]) -> list[tuple[str, bool]]:
+        """(candidate text, fell back) in order: compressed by the teacher, or the raw text truncated (mode none,
+        or no summary in the teacher's reply: a fallback)."""
         if self.compression == "none" or not items:
-            return [truncate_candidate(text, self.candidate_max_chars) for _, text in items]
+            return [(truncate_candidate(text, self.candidate_max_chars), False) for _, text in items]
         assert ctx.teacher_generate is not None
         prompts = [
             COMPRESS_PROMPT.format(max_tokens=self.compression_max_tokens, question=strip_directives(q.prompt),
@@ -131,7 +159,9 @@ class ZPPOMethod:
             for q, text in items
         ]
         outs = ctx.teacher_generate(prompts, self.compression_max_tokens + 16)
-        return [strip_summary(o) for o in outs]
+        parsed = [parse_summary(o) for o in outs]
+        return [(p, False) if p is not None else (truncate_candidate(raw, self.candidate_max_chars), True)
+                for p, (_, raw) in zip(parsed, items)]
 
     def extra_prompts(self, plain: list[Group], ctx: StepContext) -> list[ExtraPrompt]:
         hard = [g for g in plain if g.mean_reward < self.tau]
@@ -167,15 +197,23 @@ class ZPPOMethod:
             shown_wrong = wrong if self.ncq else ([bcq_wrong] if bcq_wrong else [])
             plans.append((g, len(correct), shown_wrong, bcq_wrong))
             to_compress += [(g.question, text) for text in correct + shown_wrong]
-        compressed = iter(self._compress(ctx, to_compress))  # one batch, consumed in the same order
+        done = self._compress(ctx, to_compress)  # one batch, consumed in the same order
+        fallbacks = sum(fell for _, fell in done)
+        compressed = iter(done)
         instances: list[ExtraPrompt] = []
         for g, n_correct, shown_wrong, bcq_wrong in plans:
-            comp_correct = [next(compressed) for _ in range(n_correct)]
-            comp_wrong = {raw: self._keep_wrong(raw, next(compressed)) for raw in shown_wrong}
+            comp_correct = [next(compressed)[0] for _ in range(n_correct)]
+            comp_wrong = {}
+            for raw in shown_wrong:
+                text, fell = next(compressed)
+                comp_wrong[raw] = self._keep_wrong(raw, text)
+                fallbacks += not fell and comp_wrong[raw] != text  # the summary changed the wrong answer
             if len(instances) >= cap:
                 break
             if self.bcq and bcq_wrong is not None:
-                teacher_text = next((c for c in comp_correct if _keeps_answer(c, g.question.answer)), None)
+                raw_answers = [boxed_answer(t) for t in teacher_correct.get(g.id, [])]
+                teacher_text = next((c for c in comp_correct if _keeps_answer(c, g.question.answer, raw_answers)),
+                                    None)
                 if teacher_text is not None:
                     text, meta = build_bcq(g.question.prompt, teacher_text, comp_wrong[bcq_wrong], ctx.rng,
                                            self.closer, self.template)
@@ -185,6 +223,8 @@ class ZPPOMethod:
                 text, meta = build_ncq(g.question.prompt, [comp_wrong[w] for w in shown_wrong], self.closer,
                                        self.template)
                 instances.append(ExtraPrompt("ncq", g.question, text, meta))
+        if self.compression != "none" and to_compress:
+            ctx.metrics["zppo/compression_fallback_frac"] = fallbacks / len(to_compress)
         return instances[:cap]
 
     def _keep_wrong(self, raw: str, compressed: str) -> str:
@@ -208,30 +248,16 @@ class ZPPOMethod:
         if bcq:
             rolls = [r for g in bcq for r in g.rollouts]
             m["zppo/bcq_accuracy"] = sum(r.reward for r in rolls) / len(rolls)
-            pos = neg = 0
-            for g in bcq:
-                answers = dict(zip(g.meta["order"], g.meta["candidate_answers"]))
-                for r in g.rollouts:
-                    if r.extracted is not None and answers.get("teacher") is not None and answers_equal(
-                        r.extracted, answers["teacher"]
-                    ):
-                        pos += 1
-                    elif r.extracted is not None and answers.get("student") is not None and answers_equal(
-                        r.extracted, answers["student"]
-                    ):
-                        neg += 1
-            m["zppo/bcq_match_positive"] = pos / len(rolls)
-            m["zppo/bcq_match_negative"] = neg / len(rolls)
+            pos = [r for g in bcq for r in g.rollouts if _matches(r, _candidate_answer(g, "teacher"))]
+            neg = [r for g in bcq for r in g.rollouts if _matches(r, _candidate_answer(g, "student"))]
+            m.update(_match_rates("bcq_match_positive", pos, rolls, correct=True))
+            m.update(_match_rates("bcq_match_negative", neg, rolls, correct=False))
         if ncq:
             rolls = [r for g in ncq for r in g.rollouts]
             m["zppo/ncq_accuracy"] = sum(r.reward for r in rolls) / len(rolls)
-            hit = 0
-            for g in ncq:
-                listed = [a for a in g.meta["wrong_answers"] if a is not None]
-                for r in g.rollouts:
-                    if r.extracted is not None and any(answers_equal(r.extracted, a) for a in listed):
-                        hit += 1
-            m["zppo/ncq_match_negative"] = hit / len(rolls)
+            hit = [r for g in ncq for r in g.rollouts
+                   if any(_matches(r, a) for a in g.meta["wrong_answers"] if a is not None)]
+            m.update(_match_rates("ncq_match_negative", hit, rolls, correct=False))
         self._keep_samples(bcq, ncq)
         if self.replay is not None:
             self.replay.refresh(plain, ctx)
@@ -268,6 +294,29 @@ class ZPPOMethod:
         report_replay(tracker, out_dir, self.replay, self.samples)
 
 
-def _keeps_answer(candidate: str, gold: str) -> bool:
+def _keeps_answer(candidate: str, gold: str, raw_answers: list[str | None] = ()) -> bool:
+    """The candidate's final answer equals the gold, or the answer of a correct raw teacher rollout (a judged
+    free-form answer need not rule-match the gold)."""
     ans = boxed_answer(candidate)
-    return ans is not None and answers_equal(ans, gold)
+    return ans is not None and (answers_equal(ans, gold) or any(a is not None and answers_equal(ans, a)
+                                                                for a in raw_answers))
+
+
+def _candidate_answer(g: Group, source: str) -> str | None:
+    """The final answer of the BCQ candidate from `source` ("teacher" | "student")."""
+    return dict(zip(g.meta["order"], g.meta["candidate_answers"])).get(source)
+
+
+def _matches(r, answer: str | None) -> bool:
+    return r.extracted is not None and answer is not None and answers_equal(r.extracted, answer)
+
+
+def _match_rates(name: str, matched: list, rolls: list, correct: bool) -> dict[str, float]:
+    """zppo/<name>: matched share among the correct (or wrong) rollouts, absent when there are none (the paper's
+    conditioning); zppo/<name>_all: among all rollouts."""
+    ids = {id(r) for r in matched}
+    cond = [r for r in rolls if (r.reward > 0) == correct]
+    out = {f"zppo/{name}_all": len(ids) / len(rolls)}
+    if cond:
+        out[f"zppo/{name}"] = sum(id(r) in ids for r in cond) / len(cond)
+    return out
