@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads for both sides (default: run.threads, else torch's default)")
     p.add_argument("--only", choices=["zppo", "trl"], default=None, help="time one side only")
+    p.add_argument("--decode", choices=["auto", "slots", "model-cache", "generate"], default="auto",
+                   help="zppo's transformers-engine decode path (generate: model.generate, the engine before\n"
+                        "its own decode loop; default auto: the fastest the model allows)")
     p.add_argument("--profile", type=int, default=0, metavar="K",
                    help="after timing, run K more zppo steps under cProfile and print where the time goes")
     p.add_argument("--out", type=Path, default=Path("bench/results/step_time.json"), help="JSON result file")
@@ -100,7 +103,7 @@ def load_snapshot() -> dict[str, Any]:
 class ZppoBench:
     """zppo's real Trainer (GRPO method, transformers engine, NullTracker), timed one train_step at a time."""
 
-    def __init__(self, cfg, tokenizer, run_dir: Path):
+    def __init__(self, cfg, tokenizer, run_dir: Path, decode: str = "auto"):
         from zppo_core.rollout import make_engine
         from zppo_core.tracking import NullTracker
         from zppo_core.train.loop import Trainer
@@ -113,6 +116,10 @@ class ZppoBench:
         L = cfg.rollout.max_new_tokens
         self.model.generation_config.min_new_tokens = L  # EOS suppressed: every completion has exactly L tokens
         self.engine = make_engine(cfg, self.model, tokenizer)
+        if decode != "auto":  # e.g. "generate": the engine as it was before its own decode loop
+            from zppo_core.rollout.hf import TransformersEngine
+
+            self.engine = TransformersEngine(self.model, tokenizer, batch_size=cfg.rollout.batch_size, decode=decode)
         self.stream = make_stream(cfg)
         self.trainer = Trainer(cfg, run_dir, self.model, tokenizer, self.engine, self.stream, build_method(cfg),
                                NullTracker())
@@ -141,7 +148,7 @@ class ZppoBench:
                 raise RuntimeError(f"zppo completion length {m['train/response_len']} != fixed length {L}")
             self.records.append({
                 "step": self.trainer.state.step, "timed": timed, "block": block, "wall_s": wall,
-                "cpu_per_wall": cpu / wall,
+                "cpu_per_wall": cpu / wall, "cpu_s": cpu,
                 "rollout_s": m["perf/rollout_time_s"], "generate_s": gen, "update_s": wall - m["perf/rollout_time_s"],
                 "loop_update_time_s": m["perf/update_time_s"],
                 "completion_tokens": tokens, "rollouts": m["train/rollouts"],
@@ -283,7 +290,7 @@ class TrlBench:
             if tokens != N * L:
                 raise RuntimeError(f"TRL generated {tokens} tokens, expected {N}x{L}: fixed length not enforced")
             records.append({
-                "step": k + 1, "timed": k >= warmup, "wall_s": wall, "cpu_per_wall": (c1 - c0) / wall,
+                "step": k + 1, "timed": k >= warmup, "wall_s": wall, "cpu_per_wall": (c1 - c0) / wall, "cpu_s": c1 - c0,
                 "in_step_callbacks_s": in_steps,
                 "rollout_s": self.rollout[k], "generate_s": gen_s, "update_s": wall - self.rollout[k],
                 "completion_tokens": tokens, "rollout_tokens_per_s": tokens / self.rollout[k],
@@ -295,7 +302,7 @@ class TrlBench:
 # ---------------------------------------------------------------------------------------------------- report
 def summarise(records: list[dict[str, Any]]) -> dict[str, float]:
     timed = [r for r in records if r["timed"]]
-    keys = ["wall_s", "rollout_s", "generate_s", "update_s", "rollout_tokens_per_s", "generate_tokens_per_s"]
+    keys = ["wall_s", "cpu_s", "rollout_s", "generate_s", "update_s", "rollout_tokens_per_s", "generate_tokens_per_s"]
     out = {f"median_{k}": statistics.median(r[k] for r in timed) for k in keys}
     w = [r["wall_s"] for r in timed]
     out.update(timed_steps=len(timed), min_wall_s=min(w), max_wall_s=max(w),
@@ -336,6 +343,7 @@ def print_table(result: dict[str, Any]) -> None:
         table.add_row(label, fmt.format(a) if a is not None else "-", fmt.format(b) if b is not None else "-", ratio)
 
     row("seconds / rollout step", "median_wall_s", "{:.3f}")
+    row("  process CPU s / rollout step", "median_cpu_s", "{:.3f}")
     row("  rollout phase s", "median_rollout_s", "{:.3f}")
     row("    of which generate s", "median_generate_s", "{:.3f}")
     row("  update phase s (step - rollout phase)", "median_update_s", "{:.3f}")
@@ -347,7 +355,9 @@ def print_table(result: dict[str, Any]) -> None:
     if result.get("ratio_zppo_over_trl") is not None:
         print(f"ratio zppo/TRL of median s/step = {result['ratio_zppo_over_trl']:.3f}")
     if result.get("paired_ratio_median") is not None:
-        print(f"median of paired per-step ratios zppo/TRL = {result['paired_ratio_median']:.3f}")
+        print(f"median of paired per-step ratios zppo/TRL = {result['paired_ratio_median']:.3f} (wall), "
+              f"{result['paired_cpu_ratio_median']:.3f} (process CPU time)")
+    print(f"zppo engine decode path: {cfg.get('zppo_decode_path')}")
     for side in ("zppo", "trl"):
         if side in result:
             cw = statistics.median(r["cpu_per_wall"] for r in result[side]["records"] if r["timed"])
@@ -417,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             "completion_tokens": cfg.rollout.max_new_tokens, "updates_per_step": cfg.algo.updates_per_step,
             "warmup_steps": W, "timed_steps": N, "torch_threads": threads,
             "torch_threads_source": "--threads" if args.threads else ("run.threads" if cfg.run.threads else "torch default"),
-            "cpu_count": os.cpu_count(), "schedule": schedule,
+            "cpu_count": os.cpu_count(), "schedule": schedule, "zppo_decode": args.decode,
             "fixed_length": "EOS suppressed via min_new_tokens = max_new_tokens on both sides",
             "mean_prompt_tokens": statistics.mean(len(render(tokenizer, u)) for u in user_texts),
             "example_prompt": templated[0],
@@ -433,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         zb = tb = None
         if args.only != "trl":
-            zb = ZppoBench(cfg, tokenizer, tmp / "zppo-run")
+            zb = ZppoBench(cfg, tokenizer, tmp / "zppo-run", args.decode)
+            result["setup"]["zppo_decode_path"] = getattr(zb.engine, "decode", None)
             if not same_weights(reference, zb.model):
                 raise RuntimeError("zppo's student differs from the reference initialisation")
             zb.run(W, timed=False, block="warmup")
@@ -469,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
             z = [r["wall_s"] for r in result["zppo"]["records"] if r["timed"]]
             t = [r["wall_s"] for r in result["trl"]["records"] if r["timed"]]
             result["paired_ratio_median"] = statistics.median(a / b for a, b in zip(z, t))
+            zc = [r["cpu_s"] for r in result["zppo"]["records"] if r["timed"]]
+            tc = [r["cpu_s"] for r in result["trl"]["records"] if r["timed"]]
+            result["paired_cpu_ratio_median"] = statistics.median(a / b for a, b in zip(zc, tc))
     result["bench_wall_s"] = round(time.perf_counter() - t_start, 1)
     print_table(result)
     if "zppo_profile" in result:

@@ -34,6 +34,13 @@ def test_two_steps_change_parameters_and_log_finite_metrics(prepared, test_overr
     for row in res.history:
         for k, v in row.items():
             assert math.isfinite(v), f"{k}={v}"
+    for row in res.history:  # perf/*: the phases add up to the step; GRPO calls no teacher
+        phases = ["plain_rollout", "teacher_rollout", "compression", "extra_rollout", "update", "other"]
+        assert sum(row[f"perf/{p}_time_s"] for p in phases) == pytest.approx(row["perf/step_time_s"], rel=1e-6)
+        assert row["perf/teacher_rollout_time_s"] == row["perf/compression_time_s"] == 0.0
+        assert row["perf/plain_rollout_time_s"] > 0 and row["perf/peak_rss_mb"] > 100
+        assert row["perf/update_tokens_per_s"] == pytest.approx(row["perf/train_tokens"] / row["perf/update_time_s"])
+    assert "perf/eval_time_s" not in res.history[0] and res.history[1]["perf/eval_time_s"] > 0  # the final eval
     # at least one non-trivial group existed, so the policy-gradient part of the update was exercised
     assert any(r["train/trivial_group_frac"] < 1.0 for r in res.history)
     assert (res.run_dir / "config.yaml").is_file()
@@ -73,7 +80,8 @@ def test_mlflow_run_holds_config_metrics_and_tags(prepared, test_overrides, tmp_
     assert run.data.tags["zppo.method"] == "grpo" and run.data.tags["zppo.seed"] == "5"
     for name in ["train/accuracy", "train/reward_mean", "train/trivial_group_frac", "train/loss",
                  "train/clip_low_frac", "train/clip_high_frac", "train/entropy", "train/grad_norm",
-                 "perf/rollout_tokens_per_s", "perf/step_time_s"]:
+                 "perf/rollout_tokens_per_s", "perf/step_time_s", "perf/plain_rollout_time_s",
+                 "perf/update_tokens_per_s", "perf/peak_rss_mb"]:
         hist = client.get_metric_history(res.mlflow_run_id, name)
         assert [m.step for m in hist] == [1, 2], name
     arts = {a.path for a in client.list_artifacts(res.mlflow_run_id)}

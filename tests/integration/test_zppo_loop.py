@@ -31,6 +31,11 @@ def test_zppo_runs_with_teacher_buffer_and_reformulations(prepared, test_overrid
             assert n_inst >= 1
         assert row["train/groups"] == row["train/rollouts"] / 4  # group size 4
         assert 0 <= row["zppo/buffer_size"] <= 6
+        if n_inst:  # the teacher's BCQ rollouts and the extra rollouts are timed apart (tiny: no compression)
+            assert row["perf/teacher_rollout_time_s"] > 0 and row["perf/extra_rollout_time_s"] > 0
+        assert row["perf/compression_time_s"] == 0.0
+        assert row["perf/rollout_time_s"] >= sum(row[f"perf/{p}_time_s"] for p in
+                                                  ("plain_rollout", "teacher_rollout", "compression", "extra_rollout"))
     assert sum(r["zppo/ncq_instances"] for r in h) >= 1
     assert any(r["zppo/replayed"] > 0 for r in h[1:])  # the buffer feeds later steps
     client = MlflowClient()

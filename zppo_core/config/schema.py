@@ -177,8 +177,8 @@ class PrepareConfig(_Section):
 
     student_warm_steps: int = Field(250, ge=0, description="Student SFT steps on level-1 items only (the skill).")
     student_steps: int = Field(200, ge=0, description="Student SFT steps on the noisy level mixture.")
-    teacher_warm_steps: int = Field(300, ge=0, description="Teacher SFT steps on level-1 items only.")
-    teacher_steps: int = Field(250, ge=0, description="Teacher SFT steps on the clean level mixture.")
+    teacher_warm_steps: int = Field(250, ge=0, description="Teacher SFT steps on level-1 items only.")
+    teacher_steps: int = Field(200, ge=0, description="Teacher SFT steps on the clean level mixture.")
     batch_size: int = Field(64, gt=0, description="SFT sequences per step.")
     lr: float = Field(2e-3, gt=0, description="SFT peak learning rate (linear warmup, then cosine decay per phase).")
     warmup_steps: int = Field(30, ge=0, description="SFT linear warmup steps (first phase).")

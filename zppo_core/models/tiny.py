@@ -78,6 +78,33 @@ def build_tiny_model(spec: TinyModelSpec, tokenizer, seed: int):
     return model
 
 
+def qwen35_text_config(vocab_size: int, *, hidden_size: int = 64, intermediate_size: int = 128,
+                       num_hidden_layers: int = 4, full_attention_interval: int = 4, num_attention_heads: int = 4,
+                       num_key_value_heads: int = 2, head_dim: int = 16, linear_num_key_heads: int = 2,
+                       linear_num_value_heads: int = 2, linear_key_head_dim: int = 16, linear_value_head_dim: int = 16,
+                       tie_word_embeddings: bool = True, **ids):
+    """A Qwen3.5 text config (hybrid: every `full_attention_interval`-th layer full attention, the others Gated
+    DeltaNet linear attention), sized by the arguments. Small defaults build a tiny test model; the GPU benchmark
+    passes a 0.8B shape. The rotary sections are sized to the head (a quarter of head_dim is rotated, as in
+    Qwen3.5; text-only positions use the first section). `ids`: pad/bos/eos token ids."""
+    from transformers import Qwen3_5TextConfig
+
+    pairs = max(2, int(head_dim * 0.25)) // 2  # rotated (cos, sin) pairs per head
+    section = [pairs // 3 + (i < pairs % 3) for i in range(3)]  # temporal/height/width; head_dim 256: [11, 11, 10]
+    layer_types = ["full_attention" if (i + 1) % full_attention_interval == 0 else "linear_attention"
+                   for i in range(num_hidden_layers)]
+    return Qwen3_5TextConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers, layer_types=layer_types, num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads, head_dim=head_dim, linear_num_key_heads=linear_num_key_heads,
+        linear_num_value_heads=linear_num_value_heads, linear_key_head_dim=linear_key_head_dim,
+        linear_value_head_dim=linear_value_head_dim, tie_word_embeddings=tie_word_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": 10_000_000.0, "partial_rotary_factor": 0.25,
+                         "mrope_section": section, "mrope_interleaved": True},
+        **ids,
+    )
+
+
 def set_generation_ids(model, tokenizer) -> None:
     gc = model.generation_config
     gc.pad_token_id = tokenizer.pad_token_id

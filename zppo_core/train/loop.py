@@ -22,7 +22,8 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
      gradient-accumulated with a token-level normaliser per mini-batch. An objective that compares distributions
      with the teacher's (distillation) gets both models' logits along each sequence and no π_old.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
-  9. Sync the rollout engine's weights; the step's train and method metrics go to the tracker.
+  9. Sync the rollout engine's weights; the step's train, method and perf metrics (wall time per phase,
+     tokens/s, peak memory: `perf.py`) go to the tracker.
 
 The step tail (`run`), after every step:
 
@@ -40,8 +41,9 @@ below train (the loop never imports `zppo_core.eval`, and eval never imports tra
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
 
 Why this file is long: it is the one place steps 1-13 run in order (rollouts with their grading and judge call,
-the mini-batch update with π_old and micro-batching, state and checkpoints, the step tail); the pieces that stand
-alone live beside it (`old_logprobs.py`, `reward.py`, `checkpoint.py`, `tasks/filter.py`).
+the mini-batch update with π_old and micro-batching, per-phase timing, state and checkpoints, the step tail);
+the pieces that stand alone live beside it (`old_logprobs.py`, `reward.py`, `checkpoint.py`, `tasks/filter.py`,
+`perf.py`).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from zppo_core.tracking import NullTracker, Tracker
 from zppo_core.train import checkpoint as ckpt_io
 from zppo_core.train import old_logprobs as pi_old
 from zppo_core.train.methods.base import ExtraPrompt, Method, StepContext
+from zppo_core.train.perf import PhaseTimer, memory_metrics, reset_gpu_peak
 from zppo_core.train.reward import Rewarder
 from zppo_core.types import Group, Question, Rollout
 
@@ -75,6 +78,10 @@ from zppo_core.types import Group, Question, Rollout
 class TrainState:
     step: int = 0  # completed rollout steps
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+PAD_SLACK = 1.5  # a micro-batch pads to at most 1.5x its real tokens (a few long BCQ prompts were padding the
+# plain rows of their micro-batch to ~2.5x their real tokens on the tiny preset: bench/method_step.py)
 
 
 def _user(text: str) -> list[dict]:
@@ -134,6 +141,7 @@ class Trainer:
         self._next_group_id = 0
         self._last_checkpoint = time.monotonic()
         self.stopped_early = False  # on_step asked to stop before run.steps
+        self.phases = PhaseTimer()  # wall seconds per phase of the current step -> perf/*_time_s
         torch.manual_seed(cfg.run.seed)
 
     # ------------------------------------------------------------------ state
@@ -220,8 +228,9 @@ class Trainer:
         if self.teacher is None:
             raise RuntimeError("this method needs a teacher but none was loaded")
         closer = self.cfg.data.closer
-        return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions], n,
-                                    render=self.renders["teacher"])
+        with self.phases("teacher_rollout"):
+            return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions],
+                                        n, render=self.renders["teacher"])
 
     def teacher_generate(self, texts: list[str], max_new_tokens: int) -> list[str]:
         """One greedy teacher completion per user-message text (candidate compression)."""
@@ -230,10 +239,11 @@ class Trainer:
         if not texts:
             return []
         compress = self.renders["compression"]
-        outs = generate_messages(self.teacher, [_user(t) for t in texts],
-                                 SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
-                                 render=lambda conv: compress(conv[0]["content"]),
-                                 template_kwargs=compress.template_kwargs)
+        with self.phases("compression"):
+            outs = generate_messages(self.teacher, [_user(t) for t in texts],
+                                     SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
+                                     render=lambda conv: compress(conv[0]["content"]),
+                                     template_kwargs=compress.template_kwargs)
         return [o[0].text for o in outs]
 
     def student_logprobs(self, rollouts: list[Rollout]) -> list[list[float]]:
@@ -247,6 +257,9 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         t0 = time.perf_counter()
+        self.phases.reset()
+        device = next(self.model.parameters()).device
+        reset_gpu_peak(device)
         ctx = StepContext(
             step=self.state.step + 1,
             rng=self.rng,
@@ -261,21 +274,23 @@ class Trainer:
         prompts = self.method.select_prompts(new, ctx)
         # step 3: plain rollouts, graded
         t_roll = time.perf_counter()
-        plain = self._rollout_groups(
-            self.engine, [("plain", q, plain_prompt(q, cfg.data.closer)) for q in prompts], cfg.rollout.group_size
-        )
-        # step 4: extra prompts planned by the method (BCQ/NCQ/...)
+        with self.phases("plain_rollout"):
+            plain = self._rollout_groups(
+                self.engine, [("plain", q, plain_prompt(q, cfg.data.closer)) for q in prompts], cfg.rollout.group_size
+            )
+        # step 4: extra prompts planned by the method (BCQ/NCQ/...; teacher rollouts and compressions time themselves)
         extras: list[ExtraPrompt] = self.method.extra_prompts(plain, ctx)
         # step 5: extra rollouts, each prompt its own group
-        extra_groups = self._rollout_groups(
-            self.engine, [(e.kind, e.question, e.text) for e in extras], cfg.rollout.group_size,
-            metas=[e.meta for e in extras], prefixes=[e.prefix_ids for e in extras],
-        )
+        with self.phases("extra_rollout"):
+            extra_groups = self._rollout_groups(
+                self.engine, [(e.kind, e.question, e.text) for e in extras], cfg.rollout.group_size,
+                metas=[e.meta for e in extras], prefixes=[e.prefix_ids for e in extras],
+            )
+        rollout_time = time.perf_counter() - t_roll
         groups = plain + extra_groups
         rollouts = [r for g in groups for r in g.rollouts]
-        # step 5b: the groups the update trains on (RL: all of them)
+        # step 5b: the groups the update trains on (RL: all of them; Off-Distill's teacher rollouts time themselves)
         trained = self.method.train_groups(groups, ctx)
-        rollout_time = time.perf_counter() - t_roll
         train_rollouts = [r for g in trained for r in g.rollouts]
 
         # step 6: advantages over the trained groups, once, before the updates
@@ -316,11 +331,24 @@ class Trainer:
             "perf/rollout_time_s": rollout_time,
             "perf/update_time_s": update_time,
             "perf/rollout_tokens_per_s": gen_tokens / max(rollout_time, 1e-9),
+            **self._phase_metrics(step_time, update_time, upd["perf/train_tokens"]),
+            **memory_metrics(device),
             **ctx.metrics,
         }
         self.state.history.append({"step": self.state.step, **metrics})
         self.tracker.log_metrics(metrics, step=self.state.step)
         return metrics
+
+    def _phase_metrics(self, step_time: float, update_time: float, train_tokens: float) -> dict[str, float]:
+        """The step's wall time by phase: plain rollouts, teacher rollouts, compressions, extra (BCQ/NCQ) rollouts,
+        update, and the rest (the method's planning and bookkeeping, advantages, weight sync); they add up to
+        perf/step_time_s. perf/rollout_time_s (kept) spans plain rollouts to extra rollouts, the teacher included."""
+        ph = {k: self.phases.seconds.get(k, 0.0)
+              for k in ("plain_rollout", "teacher_rollout", "compression", "extra_rollout")}
+        out = {f"perf/{k}_time_s": v for k, v in ph.items()}
+        out["perf/other_time_s"] = max(step_time - update_time - sum(ph.values()), 0.0)
+        out["perf/update_tokens_per_s"] = train_tokens / max(update_time, 1e-9)
+        return out
 
     def _draw_questions(self, n: int) -> tuple[list[Question], dict[str, float]]:
         """Step 1: n new questions whose plain prompt fits `data.max_prompt_tokens`; data/filtered_questions."""
@@ -332,19 +360,25 @@ class Trainer:
 
     def _micro_batches(self, rollouts: list[Rollout], chunk: list[int]) -> list[list[int]]:
         """Split a mini-batch into micro-batches of similar length (BCQ/NCQ prompts are much longer than plain
-        ones, and padding everything to the longest would multiply the work): sort by length, then cut at
-        `micro_batch_size` sequences or `micro_batch_tokens` padded tokens. The gradient is the same: each
-        micro-batch's loss is normalised by the whole mini-batch's token count."""
+        ones, and padding everything to the longest would multiply the work): sort by length, then cut before
+        `micro_batch_size` sequences, before `micro_batch_tokens` padded tokens, and before the padded tokens
+        (longest prompt + longest completion, per sequence) would exceed PAD_SLACK x the real ones. The gradient
+        is the same: each micro-batch's loss is normalised by the whole mini-batch's token count."""
         cfg = self.cfg.algo
-        size = {i: len(rollouts[i].prompt_ids) + len(rollouts[i].completion.token_ids) for i in chunk}
-        order = sorted(chunk, key=lambda i: (size[i], i))
+        lens = {i: (len(rollouts[i].prompt_ids), len(rollouts[i].completion.token_ids)) for i in chunk}
+        order = sorted(chunk, key=lambda i: (sum(lens[i]), i))
         out: list[list[int]] = []
         cur: list[int] = []
+        P = T = real = 0  # the current micro-batch's longest prompt, longest completion, real tokens
         for i in order:
-            if cur and (len(cur) >= cfg.micro_batch_size or size[i] * (len(cur) + 1) > cfg.micro_batch_tokens):
+            p, c = lens[i]
+            padded = (max(P, p) + max(T, c)) * (len(cur) + 1)
+            if cur and (len(cur) >= cfg.micro_batch_size or padded > cfg.micro_batch_tokens
+                        or padded > PAD_SLACK * (real + p + c)):
                 out.append(cur)
-                cur = []
+                cur, P, T, real = [], 0, 0, 0
             cur.append(i)
+            P, T, real = max(P, p), max(T, c), real + p + c
         if cur:
             out.append(cur)
         return out
@@ -457,10 +491,15 @@ class Trainer:
         evaluated); the held-out eval after the last step (synthetic data only), so the last metrics line and the
         last checkpoint carry eval/heldout/*."""
         cfg, step, out = self.cfg, self.state.step, {}
+        t0 = time.perf_counter()
         if cfg.eval.every and cfg.eval.suites and (step % cfg.eval.every == 0 or step == cfg.run.steps):
             out.update(self.periodic_eval())
         if step == cfg.run.steps and cfg.run.final_eval_per_level and not cfg.data.path:
             out.update(self.final_eval())
+        if out:
+            out["perf/eval_time_s"] = time.perf_counter() - t0
+            self.tracker.log_metrics({"perf/eval_time_s": out["perf/eval_time_s"]}, step=step)
+            self.state.history[-1]["perf/eval_time_s"] = out["perf/eval_time_s"]
         return out
 
     def _log_step(self, metrics: dict[str, float], stop_after: int | None) -> bool:
