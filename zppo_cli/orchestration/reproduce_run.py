@@ -180,6 +180,8 @@ class Reproduce:
         pending = []
         for r in p.runs:
             if is_finished(r, self.total_steps):
+                if not alive(r):
+                    self._close_tracking(r)
                 continue
             if alive(r):
                 self.running[r.name] = (r, None)
@@ -283,6 +285,18 @@ class Reproduce:
                 "--resume", highlight=False, soft_wrap=True)
             return 1
         return 0
+
+    def _close_tracking(self, run) -> None:
+        """A finished run killed between its last checkpoint and the end of its MLflow run (a killed reproduce can
+        do that) is never relaunched, so its run is ended here as FINISHED: its metrics are all logged."""
+        if self.tracker is None:
+            return
+        from zppo_core.run_dir import RunDir
+        from zppo_core.tracking.mlflow_tracker import close_run
+
+        meta = RunDir(run.run_dir).meta()
+        if meta.get("mlflow_run_id") and close_run(meta["mlflow_run_id"], meta.get("tracking_uri")):
+            self._event(f"{run.name}: its MLflow run was left open by a killed process; closed as FINISHED")
 
     def _finish(self, status: str, seconds: float) -> None:
         from zppo_core.run_dir import write_atomic
