@@ -45,8 +45,10 @@ def test_baseline_trains_in_the_one_loop(prepared, test_overrides, tmp_path, nam
     after = _weights(res.run_dir)
     assert any(not torch.equal(before[k], after[k]) for k in before)
     if name.endswith("distill") or "distill_" in name:
-        assert all(row["train/jsd"] > 0 for row in h)
-        assert _optimizer_steps(res.run_dir) == 2  # one update per rollout step
+        # a step whose teacher solved nothing has no Off-Distill sequence (the test teacher is weak): no update
+        trained = [row for row in h if row["train/trained_sequences"] > 0]
+        assert trained and all(row["train/jsd"] > 0 for row in trained)
+        assert _optimizer_steps(res.run_dir) == len(trained)  # one update per rollout step with sequences
         assert all("train/ratio_mean" not in row for row in h)  # no PPO stats for a JSD loss
     else:
         assert _optimizer_steps(res.run_dir) == 2 * cfg.algo.updates_per_step
