@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from zppo_cli import eval_cmd, jobs_cmd, reproduce_cmd, serve_cmd, sweep_cmd, train_cmd
+from zppo_cli import sync_cmd
 from zppo_cli.options import console, user_errors
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.command("train")(train_cmd.train)
 app.command("prepare")(train_cmd.prepare)
 app.command("eval")(eval_cmd.eval_)
+app.command("sync")(sync_cmd.sync)
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(sweep_cmd.app, name="sweep")
 app.add_typer(serve_cmd.app, name="serve")
@@ -64,6 +66,9 @@ def ls(
             show("eval suites (zppo eval --suite)", ("suite", "benchmarks"), {
                 "tiny": "offline: held-out questions of the run's training families (e.g. modsum)",
                 "tiny-ood": "offline: each training family's out-of-distribution counterpart (modsum -> modsum_long)",
+                "tiny-vl": "offline, images: held-out questions of the visual families (count, digits, bars)",
+                "tiny-vl-ood": "offline, images: their ood counterparts with more cells (count -> count_long)",
+                "tiny-vl-blank": "offline control: tiny-vl with white images (at or below chance)",
                 **{name: ", ".join(b.name for b in benches) for name, benches in SUITES.items()}})
         if what in (None, "sweeps"):
             from zppo_cli.orchestration.sweep_spec import list_sweeps, sweeps_dir
@@ -76,6 +81,8 @@ def ls(
 def ui(
     port: int = typer.Option(5000, "--port", help="Port for the MLflow UI."),
     store: str = typer.Option("mlruns", "--store", help="Directory of the embedded store (default ./mlruns)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default: this machine only; "
+                             "0.0.0.0 opens the UI, which has no login, to the network)."),
 ) -> None:
     """Open the MLflow UI on the local store (or $MLFLOW_TRACKING_URI when set)."""
     import shutil
@@ -87,9 +94,10 @@ def ui(
         from zppo_cli.options import bad_input
 
         raise bad_input("the mlflow executable is not on PATH; activate the environment zppo is installed in")
-    console.print(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C to stop")
+    console.print(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C to stop")
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    os.execvpe(exe, [exe, "ui", "--backend-store-uri", uri, "--port", str(port), "--workers", "1"], env)
+    os.execvpe(exe, [exe, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"],
+               env)
 
 
 @app.command("version")

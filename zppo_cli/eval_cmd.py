@@ -27,8 +27,9 @@ EXIT_INCOMPLETE = 4  # some benchmarks had no local data (evaluated the rest); -
 def eval_(
     suite: Optional[str] = typer.Option(
         None, "--suite",
-        help="tiny, tiny-ood (offline), vlm, llm, video, all, or comma-separated benchmark names "
-        "(default: tiny,tiny-ood at tiny scale, all otherwise). See `zppo ls suites`.",
+        help="tiny, tiny-ood, tiny-vl, tiny-vl-ood, tiny-vl-blank (offline), vlm, llm, video, all, or "
+        "comma-separated benchmark names (default: tiny,tiny-ood at tiny scale, the three tiny-vl suites at tiny-vl, "
+        "all otherwise). See `zppo ls suites`.",
     ),
     run: Optional[Path] = typer.Option(None, "--run", help="Evaluate a zppo run directory (its latest checkpoint)."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="With --run: a step number or 'latest'."),
@@ -70,7 +71,8 @@ def eval_(
         from zppo_core.train.run import prepare_tiny
 
         target = resolve_target(run=run, checkpoint=checkpoint, model=model, scale=scale, overrides=sets)
-        spec = suite or ("tiny,tiny-ood" if target.cfg.model.student == "tiny" else "all")
+        default = {"tiny": "tiny,tiny-ood", "tiny-vl": "tiny-vl,tiny-vl-ood,tiny-vl-blank"}
+        spec = suite or default.get(target.cfg.model.student, "all")
         try:
             from zppo_core.suites.evaluate import plan_suites
 

@@ -29,7 +29,8 @@ EXIT_CANCELLED = 3
 
 Scale = typer.Option(
     "tiny", "--scale", "-s",
-    help="Preset: tiny (CPU, minutes), tiny-hard (CPU, the method comparison), 0.8b, 2b, 4b, 9b (paper, GPUs).",
+    help="Preset: tiny (CPU, minutes), tiny-hard (CPU, the method comparison), tiny-vl (CPU, images), 0.8b, 2b, 4b, "
+    "9b (paper, GPUs).",
 )
 Method = typer.Option(None, "--method", "-m", help="Training method (default: the preset's, grpo). See `zppo ls`.")
 Steps = typer.Option(None, "--steps", help="Rollout steps (overrides run.steps).")

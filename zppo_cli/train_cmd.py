@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Optional
@@ -9,6 +10,7 @@ from typing import Optional
 import typer
 
 from zppo_cli.options import (
+    EXIT_INTERRUPTED,
     DryRun,
     Executor,
     Method,
@@ -151,8 +153,10 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
     else:
         config_path = RunDir(rd).config_path
     if executor == "slurm" and cfg.tracking.enabled:
+        from zppo_core.train.run import check_tracking
         from zppo_cli.orchestration.tracking import ensure_store
 
+        check_tracking(cfg)  # a server that does not answer: one line now, not minutes of retries
         ensure_store(cfg.tracking.uri, cfg.tracking.experiment)  # no schema/experiment race between processes
     created = not job_dir.exists()
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -233,9 +237,42 @@ def _run(cfg, run_dir: Optional[Path], resume: bool) -> None:
     def log(msg: str) -> None:
         progress.console.print(f"[dim]{msg}[/]", highlight=False)
 
-    with progress:
-        result = run_train(cfg, run_dir=run_dir, resume=resume, on_step=on_step, log=log)
+    with progress, _stop_on_signal(log) as stop_requested:
+        result = run_train(cfg, run_dir=run_dir, resume=resume, on_step=on_step, log=log,
+                           stop_requested=stop_requested)
+    if result.interrupted:
+        step = result.history[-1]["step"] if result.history else 0
+        err_console.print(f"[yellow]interrupted[/] after step {step} of {cfg.run.steps}, checkpointed; continue with: "
+                          f"zppo train --resume {result.run_dir}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
     _summary(cfg, result)
+
+
+@contextlib.contextmanager
+def _stop_on_signal(log):
+    """A local run's SIGTERM or SIGINT (Ctrl-C) stops it at the end of the current step, checkpointed; a second
+    one stops it at once (KeyboardInterrupt: the last checkpoint is intact). Slurm jobs do not come here: submitit
+    handles their signals and requeues them."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    caught: list[int] = []
+
+    def handler(signum, frame):
+        if caught:
+            raise KeyboardInterrupt
+        caught.append(signum)
+        log(f"{signal.Signals(signum).name}: stopping after this step (checkpointed); send it again to stop at once")
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield lambda: bool(caught)
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def _summary(cfg, result) -> None:
@@ -295,10 +332,10 @@ def prepare(
     """Prepare (SFT) the tiny student and teacher now; cached, so `train` then starts at once."""
     with user_errors():
         cfg = _resolve(scale, None, None, None, set_, None)
-        if cfg.model.student != "tiny":
+        if cfg.model.student not in ("tiny", "tiny-vl"):
             from zppo_core.config import ConfigError
 
-            raise ConfigError(f"prepare is for --scale tiny; preset '{scale}' uses real pretrained models")
+            raise ConfigError(f"prepare is for --scale tiny or tiny-vl; preset '{scale}' uses real pretrained models")
         from zppo_core.train.prepare import ensure_prepared
 
         t0 = time.perf_counter()

@@ -16,7 +16,10 @@ class Question:
 
     `prompt` is the bare question text (no closer, no chat template); `answer` is the gold final answer as
     it would appear inside ``\\boxed{}``; `family`/`level` say which generator made it and how hard it is
-    meant to be.
+    meant to be. `images` are the question's images, in the order the prompt shows them (before its text): each a
+    local file path or a ``data:`` URI holding the encoded image (plain strings, so a question stays JSON-able
+    for checkpoints), or a decoded PIL image for programmatic use; they are decoded and fitted into the pixel
+    bounds when a prompt is rendered (`zppo_core.tasks.images`).
     """
 
     id: str
@@ -25,6 +28,24 @@ class Question:
     family: str = ""
     level: int = 0
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    images: tuple[Any, ...] = field(default=(), compare=False, hash=False)
+
+
+@dataclass
+class Prompt:
+    """One rendered prompt, what every engine and the training forward take.
+
+    `ids`: prompt token ids through the model's chat template (image placeholders already expanded to one token per
+    image feature). `mm`: the processor's other outputs for this prompt alone (e.g. `pixel_values` [N, D],
+    `image_grid_thw` [I, 3], `mm_token_type_ids` [P]) or None for a text prompt. `messages` / `images`: the same
+    prompt as a conversation in the Hugging Face multimodal content format plus its decoded images, for engines
+    that render prompts themselves (vLLM's image path, a served model).
+    """
+
+    ids: list[int]
+    mm: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = None
+    images: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -48,6 +69,7 @@ class Rollout:
     completion: Completion
     reward: float
     extracted: str | None  # the final answer parsed from the completion (None: no parseable answer)
+    prompt_mm: dict[str, Any] | None = None  # the prompt's image inputs (processor tensors), shared by its group
     judged: bool = False  # the reward came from the LLM judge (the rule grader could not decide)
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from zppo_cli.app import app
 
 runner = CliRunner()
-COMMANDS = [[], ["train"], ["prepare"], ["eval"], ["ls"], ["ui"], ["version"], ["serve"], ["serve", "teacher"]]
+COMMANDS = [[], ["train"], ["prepare"], ["eval"], ["sync"], ["ls"], ["ui"], ["version"], ["serve"], ["serve", "teacher"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "zppo")

@@ -47,3 +47,13 @@ def test_bad_user_template_is_rejected_before_compute(tmp_path, monkeypatch):
     text = " ".join(r.output.split())
     assert "tpl.yaml" in text and "bcq" in text and "candidates" in text
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_run_dir_that_is_a_file_is_one_line_exit_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    f = tmp_path / "hostname"
+    f.write_text("not a directory\n")
+    r = runner.invoke(app, ["train", "--scale", "tiny", "--steps", "1", "--run-dir", str(f)], terminal_width=200)
+    assert r.exit_code == 2, r.output
+    assert "is a file, not a directory" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1 and f.read_text() == "not a directory\n"

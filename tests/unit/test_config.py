@@ -7,7 +7,7 @@ import pytest
 from zppo_core.config import ConfigError, config_from_file, dump_config, flat_params, list_presets, load_config, parse_overrides
 
 
-@pytest.mark.parametrize("scale", ["tiny", "tiny-hard", "0.8b", "2b", "4b", "9b"])
+@pytest.mark.parametrize("scale", ["tiny", "tiny-hard", "tiny-vl", "0.8b", "2b", "4b", "9b"])
 def test_every_preset_validates(scale):
     cfg = load_config(scale)
     assert cfg.scale == scale
@@ -69,7 +69,7 @@ def test_reward_judge_must_name_something_loadable(tmp_path):
 
 def test_list_presets_has_descriptions():
     presets = list_presets()
-    assert set(presets) == {"tiny", "tiny-hard", "0.8b", "2b", "4b", "9b"}
+    assert set(presets) == {"tiny", "tiny-hard", "tiny-vl", "0.8b", "2b", "4b", "9b"}
     assert all(presets.values())
 
 
@@ -147,3 +147,17 @@ def test_flat_params_cover_every_leaf():
     assert params["optim.lr"] == "2e-05"
     assert params["algo.eps_high"] == "0.28"
     assert "data.levels" in params and "model.tiny_student.hidden_size" in params
+
+
+def test_tiny_vl_preset_and_its_pairing_rules():
+    cfg = load_config("tiny-vl")
+    assert (cfg.model.student, cfg.model.teacher) == ("tiny-vl", "tiny-vl")
+    assert cfg.data.families == ["count", "digits", "bars"] and cfg.data.max_pixels >= 64 * 16
+    assert set(cfg.eval.suites) == {"tiny-vl", "tiny-vl-ood", "tiny-vl-blank"}
+    assert load_config("2b").data.min_pixels == 256 * 32 * 32 and load_config("2b").data.max_pixels == 1280 * 32 * 32
+    with pytest.raises(ConfigError, match="both 'tiny-vl'"):
+        load_config("tiny", overrides=["model.student=tiny-vl"])
+    with pytest.raises(ConfigError, match="min_pixels <= max_pixels"):
+        load_config("tiny-vl", overrides=["data.min_pixels=100000"])
+    with pytest.raises(ConfigError, match="perfect square"):
+        load_config("tiny-vl", overrides=["model.tiny_vision.num_position_embeddings=50"])

@@ -106,9 +106,11 @@ def _check_scratchpad(q: Question, response: str) -> int:
 
 
 def test_catalogue():
-    assert set(FAMILIES) == set(IN_DIST) | set(OOD)
+    from zppo_core.tasks import VISUAL_IN_DIST, VISUAL_OOD
+
+    assert set(FAMILIES) == set(IN_DIST) | set(OOD) | set(VISUAL_IN_DIST) | set(VISUAL_OOD)
     assert IN_DIST == ("modsum", "add", "linear", "chain") and OOD == ("sub", "linear_neg", "chain4", "modsum_long")
-    assert len(FAMILIES) == 8 and not set(IN_DIST) & set(OOD)
+    assert len(FAMILIES) == 14 and not set(IN_DIST) & set(OOD)
     for name, fam in FAMILIES.items():
         assert isinstance(fam, Family) and fam.name == name
     assert FAMILIES["add"].levels == (1, 2, 3, 4) and FAMILIES["chain"].levels == (1, 2, 3)
@@ -276,11 +278,14 @@ def test_registry():
     assert get_family("add") is FAMILIES["add"]
     assert get_family("modsum") is FAMILIES["modsum"]
     with pytest.raises(
-        ValueError, match=r"unknown task family 'x'; valid: add, chain, chain4, linear, linear_neg, modsum, modsum_long, sub"
+        ValueError, match=r"unknown task family 'x'; valid: add, bars, bars_long, chain, chain4, count, count_long, "
+        r"digits, digits_long, linear, linear_neg, modsum, modsum_long, sub"
     ):
         get_family("x")
     desc = list_families()
-    assert list(desc) == [*IN_DIST, *OOD]
+    from zppo_core.tasks import VISUAL_IN_DIST, VISUAL_OOD
+
+    assert list(desc) == [*IN_DIST, *OOD, *VISUAL_IN_DIST, *VISUAL_OOD]
     assert all(desc[n].startswith("in-dist") for n in IN_DIST)
     assert all(desc[n].startswith("ood") for n in OOD)
 

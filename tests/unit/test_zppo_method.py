@@ -188,7 +188,8 @@ def _teacher_generate_from(table):
     """A teacher 'compressor' answering from a fixed map: candidate text -> compressed text."""
     calls = []
 
-    def gen(prompts, max_new_tokens):
+    def gen(prompts, max_new_tokens, images=None):
+        assert images is None or len(images) == len(prompts)
         calls.append(len(prompts))
         out = []
         for p in prompts:

@@ -387,7 +387,20 @@ def _question_to_state(q: Question) -> dict[str, Any]:
         "family": q.family,
         "level": q.level,
         "meta": copy.deepcopy(q.meta),
+        "images": [_image_state(im) for im in q.images],
     }
+
+
+def _image_state(image: Any) -> str:
+    """An image as checkpoint state: paths and data URIs as they are, a decoded (PIL) image as a PNG data URI."""
+    if isinstance(image, str):
+        return image
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _question_from_state(d: Mapping[str, Any]) -> Question:
@@ -398,4 +411,5 @@ def _question_from_state(d: Mapping[str, Any]) -> Question:
         family=d.get("family", ""),
         level=int(d.get("level", 0)),
         meta=copy.deepcopy(d.get("meta", {})),
+        images=tuple(d.get("images", ())),
     )

@@ -22,7 +22,7 @@ from zppo_core.config.schema import ZPPOConfig
 __all__ = ["ConfigError", "ZPPOConfig", "apply_overrides", "check_field", "config_from_file", "dump_config",
            "flat_params", "list_presets", "load_config", "parse_overrides"]
 
-PRESETS = ("tiny", "tiny-hard", "0.8b", "2b", "4b", "9b")
+PRESETS = ("tiny", "tiny-hard", "tiny-vl", "0.8b", "2b", "4b", "9b")
 
 
 class ConfigError(ValueError):

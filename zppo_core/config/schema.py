@@ -110,6 +110,30 @@ class EndpointConfig(_Section):
         return self
 
 
+class TinyVisionSpec(_Section):
+    """Vision tower and image processor of the tiny Qwen3.5 vision-language pair (`tiny-vl`), built from config.
+
+    A 16-pixel cell of the synthetic images is 2×2 patches of `patch_size` 8, merged into one image token."""
+
+    depth: int = Field(1, gt=0, description="Vision transformer blocks.")
+    hidden_size: int = Field(64, gt=0, description="Vision tower width.")
+    intermediate_size: int = Field(128, gt=0, description="Vision MLP hidden width.")
+    num_heads: int = Field(2, gt=0, description="Vision attention heads.")
+    patch_size: int = Field(8, gt=0, description="Pixels per patch side (the image processor uses the same).")
+    spatial_merge_size: int = Field(2, gt=0, description="Patches merged per token side (2: 2x2 patches, one token).")
+    num_position_embeddings: int = Field(
+        144, gt=0, description="Learned vision position embeddings (a perfect square; interpolated to each grid)."
+    )
+
+    @model_validator(mode="after")
+    def _square(self) -> "TinyVisionSpec":
+        root = round(self.num_position_embeddings**0.5)
+        if root * root != self.num_position_embeddings:
+            raise ValueError(f"num_position_embeddings={self.num_position_embeddings} must be a perfect square "
+                             f"(e.g. {root * root} or {(root + 1) ** 2})")
+        return self
+
+
 class ChatTemplateKwargs(_Section):
     """Keyword arguments passed to the chat template (`apply_chat_template(..., **kwargs)`) per role, e.g.
     `enable_thinking: false` for a Qwen3-family model that otherwise opens in thinking mode."""
@@ -125,13 +149,15 @@ class ChatTemplateKwargs(_Section):
 class ModelConfig(_Section):
     student: str = Field(
         "tiny",
-        description="Student model: 'tiny' (built from model.tiny_student and prepared by SFT), a local HF model "
+        description="Student model: 'tiny' (a text Qwen3 built from model.tiny_student and prepared by SFT), "
+        "'tiny-vl' (a Qwen3.5 vision-language model: model.tiny_student + model.tiny_vision), a local HF model "
         "directory, or a hub id already in the local HF cache (nothing is downloaded at run time).",
     )
     teacher: str = Field(
         "tiny",
-        description="Frozen teacher (prompt-side only, never in the gradient): 'tiny', a local directory or a cached "
-        "hub id. With teacher_endpoint.url set, the model that endpoint serves (zppo serve teacher serves this).",
+        description="Frozen teacher (prompt-side only, never in the gradient): 'tiny' / 'tiny-vl' (as the student), "
+        "a local directory or a cached hub id. With teacher_endpoint.url set, the model that endpoint serves (zppo "
+        "serve teacher serves this).",
     )
     teacher_endpoint: EndpointConfig = Field(
         default_factory=EndpointConfig,
@@ -144,6 +170,9 @@ class ModelConfig(_Section):
     tiny_teacher: TinyModelSpec = Field(
         default_factory=lambda: TinyModelSpec(num_hidden_layers=4),
         description="Tiny teacher architecture (larger than the student: 1.0M).",
+    )
+    tiny_vision: TinyVisionSpec = Field(
+        default_factory=TinyVisionSpec, description="tiny-vl: vision tower of the student and the teacher."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where the student trains and samples: auto picks cuda when available, else cpu."
@@ -213,6 +242,13 @@ class PrepareConfig(_Section):
     candidate_noise_scale: float = Field(
         0.5, ge=0, le=1, description="Noise of candidate-prompt targets = this × student_noise[level]."
     )
+    vision_lr_scale: float = Field(
+        0.03,
+        ge=0,
+        description="tiny-vl: SFT learning rate of the vision tower relative to the text model's (at the full rate "
+        "Adam's noisy updates inflate the random tower's outputs 20-50x within 50 steps, the text model's "
+        "normalisation then scales their gradient away, and reading never starts).",
+    )
     cache_dir: str = Field(
         "~/.cache/zppo/prepared",
         description="Prepared checkpoints are cached here, keyed by a hash of everything that shapes them.",
@@ -231,7 +267,20 @@ class DataConfig(_Section):
         description="Held-out families, never trained on (out-of-distribution evaluation).",
     )
     path: str | None = Field(
-        None, description="GPU scales: local dataset (jsonl with question/answer fields) instead of synthetic families."
+        None,
+        description="GPU scales: local dataset (jsonl with question/answer fields, optional image/images paths) "
+        "instead of synthetic families.",
+    )
+    image_dir: str | None = Field(
+        None,
+        description="Folder that relative image paths of data.path are looked up in after the data file's own "
+        "folder (e.g. a shared datasets/ folder).",
+    )
+    min_pixels: int = Field(
+        256 * 32 * 32, gt=0, description="Images are resized (aspect kept) to at least this many pixels (paper)."
+    )
+    max_pixels: int = Field(
+        1280 * 32 * 32, gt=0, description="Images are resized (aspect kept) to at most this many pixels (paper)."
     )
     closer: str = Field(
         PAPER_CLOSER,
@@ -408,6 +457,9 @@ class EvalConfig(_Section):
         "fxmarty/mmlu-redux-2.0-ok); 'all' = every row against its original label."
     )
     samples: int = Field(1, gt=0, description="Samples per item: pass@1 is estimated as mean@k (paper: 1).")
+    video_frames: int = Field(
+        8, gt=0, description="Video benchmarks: frames sampled uniformly per clip, given to the model as images."
+    )
     temperature: float = Field(0.6, ge=0, description="Evaluation sampling temperature (paper: 0.6).")
     top_p: float = Field(0.95, gt=0, le=1, description="Evaluation nucleus sampling (paper: 0.95).")
     top_k: int = Field(20, ge=0, description="Evaluation top-k (paper: 20; 0 = off).")
@@ -427,7 +479,14 @@ class TrackingConfig(_Section):
         "at ./mlruns/mlflow.db (no server needed).",
     )
     experiment: str = Field("zppo", description="MLflow experiment name.")
-    enabled: bool = Field(True, description="Log to MLflow (false: no tracking at all).")
+    enabled: bool = Field(True, description="Log to MLflow (false: nothing is sent; the run dir keeps the records, "
+                          "and `zppo sync RUN_DIR --uri URI` sends them later).")
+    connect_timeout_s: float = Field(
+        10.0, gt=0, description="A new run checks that a tracking server answers within this many seconds (one "
+        "request) and stops with exit code 2 before anything is created when it does not.")
+    flush_timeout_s: float = Field(
+        60.0, ge=0, description="At the end of a run, how long to wait for records a tracking server has not yet "
+        "received (an outage; training never waits for it); what is left stays in the run dir for `zppo sync`.")
     parent_run_id: str | None = Field(
         None, description="Nest this run's MLflow run under this parent run (sweeps set it for every trial)."
     )
@@ -467,14 +526,16 @@ class ZPPOConfig(_Section):
                 "eps_high >= eps_low"
             )
         served_teacher = self.model.teacher_endpoint.url is not None
-        if not served_teacher and (self.model.student == "tiny") != (self.model.teacher == "tiny") and "tiny" in (
-            self.model.student,
-            self.model.teacher,
-        ):
+        tiny = ("tiny", "tiny-vl")
+        if not served_teacher and (self.model.student in tiny or self.model.teacher in tiny) and \
+                self.model.student != self.model.teacher:
             raise ValueError(
-                "model.student and model.teacher must both be 'tiny' or both be real models (the tiny pair shares "
-                "a character tokenizer); set both"
+                "model.student and model.teacher must both be 'tiny', both 'tiny-vl', or both real models (a tiny "
+                "pair shares a character tokenizer); set both"
             )
+        if self.data.min_pixels > self.data.max_pixels:
+            raise ValueError(f"data.min_pixels={self.data.min_pixels} > data.max_pixels={self.data.max_pixels}; "
+                             "set min_pixels <= max_pixels")
         if self.model.master_dtype != "float32":
             raise ValueError(pure_bf16_reason(self.optim.lr))
         return self

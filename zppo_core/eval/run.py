@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from zppo_core.config import ConfigError, apply_overrides, load_config
 from zppo_core.config.schema import ZPPOConfig
-from zppo_core.models.load import PromptRenderer, chat_kwargs, load_model, resolve_model
+from zppo_core.models.load import PromptRenderer, chat_kwargs, is_tiny, load_model, resolve_model
 from zppo_core.run_dir import RunDir, write_atomic
 from zppo_core.suites.evaluate import EvalReport, Progress, evaluate_suites, plan_suites
 
@@ -88,8 +88,8 @@ def resolve_target(
             raise ConfigError(f"--model {model}: not a Hugging Face model directory (no config.json); pass a local "
                               "model directory (e.g. one saved with save_pretrained)")
         return EvalTarget("model", p.name, cfg, str(p))
-    if cfg.model.student == "tiny":
-        return EvalTarget("scale", "tiny-base", cfg, None)
+    if is_tiny(cfg.model.student):
+        return EvalTarget("scale", f"{cfg.model.student}-base", cfg, None)
     return EvalTarget("scale", f"{scale}-base", cfg, resolve_model(cfg.model.student, "model.student"))
 
 
@@ -125,7 +125,8 @@ def _load(cfg: ZPPOConfig, path: str | None, who: str, log: Callable[[str], None
         path = str(prepare(cfg, log) / who)
     m = load_model(path, cfg)
     role = "student" if who == "student" else "judge"
-    return make_engine(cfg, m.model, m.tokenizer, m.processor), PromptRenderer.of(m, chat_kwargs(cfg, role))
+    render = PromptRenderer.of(m, chat_kwargs(cfg, role), cfg=cfg)
+    return make_engine(cfg, m.model, m.tokenizer, m.processor), render
 
 
 class LazyEngine:
@@ -218,7 +219,7 @@ def evaluate_target(
             return EvalOutcome(report, out, None, target, time.perf_counter() - t0, {})
     engine, render = _load(cfg, target.model_path, "student", log, prepare)
     if judge_engine is None and judge == "teacher":
-        teacher = None if cfg.model.teacher == "tiny" else resolve_model(cfg.model.teacher, "model.teacher")
+        teacher = None if is_tiny(cfg.model.teacher) else resolve_model(cfg.model.teacher, "model.teacher")
         judge_engine = LazyEngine(lambda: _load(cfg, teacher, "teacher", log, prepare))
     elif judge_engine is None and judge != "none":
         judge_engine = LazyEngine(lambda: _load(cfg, str(Path(judge).expanduser()), "judge", log, prepare))
@@ -236,7 +237,7 @@ def evaluate_target(
 def _reference_key(target: EvalTarget) -> str | None:
     """Which column of the paper's per-benchmark table to compare with."""
     scale = target.cfg.scale
-    if scale.startswith("tiny"):  # tiny, tiny-hard: no paper numbers
+    if is_tiny(target.cfg.model.student):
         return None
     if target.kind == "run":
         return scale if target.method == "zppo" else None

@@ -6,14 +6,19 @@
 - `device(cfg)`, `torch_dtype(cfg)`: `model.device` (auto -> cuda when available) and `model.dtype` (the compute
   dtype; `zppo_core.models.precision` says what trains in which dtype).
 - `load_model(path, cfg, trainable=...)`: a causal LM with its tokenizer, or — when the directory's config has a
-  `vision_config` — an image-text-to-text model with its `AutoProcessor` (whose tokenizer is used). A frozen model
-  (teacher, judge, an evaluated checkpoint) is loaded in the compute dtype, in eval mode with gradients off; a
+  `vision_config` (Qwen3.5 checkpoints, a tiny-vl pair) — an image-text-to-text model with its processor (whose
+  tokenizer is used; `models.vl.load_processor`, which works without torchvision for the Qwen-VL family). A frozen
+  model (teacher, judge, an evaluated checkpoint) is loaded in the compute dtype, in eval mode with gradients off; a
   trainable one (the student) in the master dtype (fp32: bf16 compute runs under autocast, see `precision.py`)
   and returned as `from_pretrained` gives it. `tokenizer=` shares a tokenizer (the teacher uses the student's).
-- `render(tokenizer, text, templater, template_kwargs)` / `PromptRenderer`: a user message (or a whole
-  conversation) through the model's chat template to prompt token ids; for a vision-language model the processor
-  holds the template. `template_kwargs` go to `apply_chat_template` (per role: `model.chat_template_kwargs`,
-  `chat_kwargs(cfg, role)`; e.g. `enable_thinking=False` for a Qwen3-family teacher's compression calls).
+- `render(tokenizer, text, templater, template_kwargs)` / `PromptRenderer`: the one render path of training,
+  prepare and eval. A user message (or a whole conversation) through the model's chat template to prompt token
+  ids; for a vision-language model the processor holds the template. `template_kwargs` go to
+  `apply_chat_template` (per role: `model.chat_template_kwargs`, `chat_kwargs(cfg, role)`; e.g.
+  `enable_thinking=False` for a Qwen3-family teacher's compression calls). `PromptRenderer.prompt(text, images)`
+  renders a question with its images (decoded and fitted into the pixel bounds, placeholders before the text,
+  once) into a `types.Prompt` through the processor; plain, BCQ and NCQ prompts of an image question all go
+  through it.
 
 Engines over a loaded model are built in `zppo_core.rollout.make_engine`.
 """
@@ -21,19 +26,28 @@ Engines over a loaded model are built in `zppo_core.rollout.make_engine`.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zppo_core.config import ConfigError
 from zppo_core.config.schema import ZPPOConfig
+from zppo_core.types import Prompt
 
 TINY = "tiny"
+TINY_VL = "tiny-vl"
+TINY_MODELS = (TINY, TINY_VL)  # built from config and prepared by SFT (`zppo prepare`), never loaded from a hub
+
+
+def is_tiny(ref: str) -> bool:
+    return ref in TINY_MODELS
 
 
 def resolve_model(ref: str, field: str) -> str:
-    """A local directory, or a hub id present in the local HF cache; else a one-line error. `tiny` passes through."""
-    if ref == TINY:
+    """A local directory, or a hub id present in the local HF cache; else a one-line error. `tiny`/`tiny-vl` pass
+    through."""
+    if is_tiny(ref):
         return ref
     if Path(ref).expanduser().is_dir():
         if not (Path(ref).expanduser() / "config.json").is_file():
@@ -115,19 +129,20 @@ def load_model(path: str, cfg: ZPPOConfig, trainable: bool = False, tokenizer: A
     the compute dtype (`Precision.load_dtype`; see the module docstring)."""
     from zppo_core.models.precision import Precision
 
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     processor = None
     if is_vision_language(path):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
+
+        from zppo_core.models.vl import load_processor
 
         try:
-            processor = AutoProcessor.from_pretrained(path)
-        except (AttributeError, ImportError, TypeError, ValueError) as err:
-            raise ConfigError(f"{path}: a vision-language model whose processor does not load ({err}); the "
-                              "Qwen-VL processors need torchvision (pip install torchvision)") from None
+            processor = load_processor(path, getattr(AutoConfig.from_pretrained(path), "model_type", None))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         tokenizer = _padded(processor.tokenizer)
         model_cls = AutoModelForImageTextToText
     else:
@@ -144,10 +159,11 @@ def load_model(path: str, cfg: ZPPOConfig, trainable: bool = False, tokenizer: A
 
 def model_paths(cfg: ZPPOConfig, prepared: Path | None = None) -> tuple[str, str]:
     """(student, teacher) model directories: the prepared tiny pair in `prepared` (`train.prepare.ensure_prepared`)
-    for `tiny`, else `model.student` / `model.teacher` resolved."""
-    if cfg.model.student == TINY:
+    for `tiny` / `tiny-vl`, else `model.student` / `model.teacher` resolved."""
+    if is_tiny(cfg.model.student):
         if prepared is None:
-            raise ConfigError("model.student=tiny: the tiny pair must be prepared first (zppo prepare --scale tiny)")
+            raise ConfigError(f"model.student={cfg.model.student}: the tiny pair must be prepared first "
+                              f"(zppo prepare --scale {cfg.model.student})")
         return str(Path(prepared) / "student"), str(Path(prepared) / "teacher")
     return resolve_model(cfg.model.student, "model.student"), resolve_model(cfg.model.teacher, "model.teacher")
 
@@ -174,17 +190,58 @@ def render(tokenizer, text: str | list[dict], templater=None, template_kwargs: d
 class PromptRenderer:
     """`render` with a cache (the same prompts come back: replayed questions, eval sets): call it with a user
     message or a conversation. At most `max_cache` prompts are kept; later ones are rendered each time.
-    `template_kwargs` are the role's chat-template keywords (`chat_kwargs(cfg, role)`)."""
+
+    `template_kwargs` are the role's chat-template keywords (`chat_kwargs(cfg, role)`). `prompt(text, images)`
+    renders a user message with a question's images (paths, data URIs or PIL images), decoded and fitted into
+    [`min_pixels`, `max_pixels`] (the paper's bounds unless the config says otherwise), into a `Prompt` with the
+    processor's tensors; the last `max_image_cache` image prompts are cached."""
 
     def __init__(self, tokenizer, templater=None, max_cache: int = 100_000,
-                 template_kwargs: dict[str, Any] | None = None):
+                 template_kwargs: dict[str, Any] | None = None, min_pixels: int | None = None,
+                 max_pixels: int | None = None, max_image_cache: int = 512):
+        from zppo_core.tasks.images import MAX_PIXELS, MIN_PIXELS
+
         self.tokenizer, self.templater, self.max_cache = tokenizer, templater, max_cache
         self.template_kwargs = dict(template_kwargs or {})
+        self.min_pixels = MIN_PIXELS if min_pixels is None else min_pixels
+        self.max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+        self.max_image_cache = max_image_cache
         self._cache: dict[str, list[int]] = {}
+        self._image_cache: OrderedDict[tuple, Prompt] = OrderedDict()
 
     @classmethod
-    def of(cls, loaded: LoadedModel, template_kwargs: dict[str, Any] | None = None) -> "PromptRenderer":
-        return cls(loaded.tokenizer, loaded.processor, template_kwargs=template_kwargs)
+    def of(cls, loaded: LoadedModel, template_kwargs: dict[str, Any] | None = None,
+           cfg: ZPPOConfig | None = None) -> "PromptRenderer":
+        """The renderer of a loaded model; `cfg` gives the pixel bounds (`data.min_pixels` / `data.max_pixels`)."""
+        bounds = {} if cfg is None else {"min_pixels": cfg.data.min_pixels, "max_pixels": cfg.data.max_pixels}
+        return cls(loaded.tokenizer, loaded.processor, template_kwargs=template_kwargs, **bounds)
+
+    @property
+    def sees_images(self) -> bool:
+        return getattr(self.templater, "image_processor", None) is not None
+
+    def prompt(self, text: str, images: tuple | list = ()) -> Prompt:
+        """A user message with `images` shown before its text (once) -> Prompt (token ids + image inputs)."""
+        from zppo_core.models.vl import render_prompt, user_message
+
+        if not images:
+            return Prompt(self(text), None, user_message(text), ())
+        key = (text, *images) if all(isinstance(im, str) for im in images) else None  # decoded images: no key
+        hit = self._image_cache.get(key) if key is not None else None
+        if hit is not None:
+            self._image_cache.move_to_end(key)
+            return hit
+        from zppo_core.tasks.images import load_image
+
+        decoded = [load_image(im, self.min_pixels, self.max_pixels) for im in images]
+        out = render_prompt(self.tokenizer, self.templater, user_message(text, len(decoded)), decoded,
+                            self.template_kwargs)
+        if key is None:
+            return out
+        self._image_cache[key] = out
+        while len(self._image_cache) > self.max_image_cache:
+            self._image_cache.popitem(last=False)
+        return out
 
     def __call__(self, text: str | list[dict]) -> list[int]:
         key = text if isinstance(text, str) else json.dumps(text)

@@ -11,6 +11,13 @@ prompts with its own tokenizer and chat template, so it takes chat messages (`Ch
 token ids; `generate_messages` sends a conversation to either kind of engine. A caller's chat-template keywords
 (`template_kwargs`, the role's `model.chat_template_kwargs`) are in its `render` for an in-process engine and go
 with the request to a served one.
+
+`generate_prompts(engine, prompts, params)` is what training, prepare and eval call with rendered prompts
+(`types.Prompt`, from `models.load.PromptRenderer.prompt`): text prompts go to `generate` as token ids; image
+prompts go to the engine's `generate_rendered` when it has one (the transformers engine: the very ids and pixel
+tensors the training forward uses), else to `generate_multimodal` as (messages, images) (vLLM, which renders
+them with the same processor). A served engine (a `ChatEngine`) gets `Prompt.messages`, each image placeholder
+turned into an OpenAI `image_url` content part holding the image as a PNG data URI (`chat_messages`).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
-from zppo_core.types import Completion
+from zppo_core.types import Completion, Prompt
 
 
 @dataclass(frozen=True)
@@ -89,3 +96,58 @@ def generate_messages(
             return engine.generate_chat(conversations, params, template_kwargs=template_kwargs)
         return engine.generate_chat(conversations, params)
     return engine.generate([render(c) for c in conversations], params)
+
+
+def generate_prompts(engine, prompts: list[Prompt], params: SamplingParams,
+                     template_kwargs: dict[str, Any] | None = None) -> list[list[Completion]]:
+    """`params.n` completions per rendered prompt, in order, from any engine (see the module docstring).
+    `template_kwargs` (the role's chat-template keywords, already in the rendered prompts) go with the request to a
+    served engine."""
+    if isinstance(engine, ChatEngine):  # a served model renders (and decodes the images) itself
+        if template_kwargs:
+            return engine.generate_chat([chat_messages(p) for p in prompts], params, template_kwargs=template_kwargs)
+        return engine.generate_chat([chat_messages(p) for p in prompts], params)
+    if not any(p.images for p in prompts):
+        return engine.generate([p.ids for p in prompts], params)
+    if hasattr(engine, "generate_rendered"):
+        return engine.generate_rendered(prompts, params)
+    if not getattr(engine, "supports_images", False):
+        raise ValueError("image questions need an engine that takes images (a vision-language model loaded with "
+                         "its processor); this engine is text-only")
+    out: list[list[Completion] | None] = [None] * len(prompts)
+    text = [i for i, p in enumerate(prompts) if not p.images]
+    image = [i for i, p in enumerate(prompts) if p.images]
+    if text:
+        for i, c in zip(text, engine.generate([prompts[i].ids for i in text], params)):
+            out[i] = c
+    reqs = [(prompts[i].messages, list(prompts[i].images)) for i in image]
+    for i, c in zip(image, engine.generate_multimodal(reqs, params)):
+        out[i] = c
+    return out  # type: ignore[return-value]
+
+
+def chat_messages(prompt: Prompt) -> Conversation:
+    """The prompt as an OpenAI chat conversation: its messages, each `{"type": "image"}` placeholder replaced, in
+    order, by an `image_url` part with that image as a PNG data URI (what vLLM's OpenAI server reads)."""
+    if not prompt.images:
+        return prompt.messages or []
+    import base64
+    import io
+
+    images = iter(prompt.images)
+    out: Conversation = []
+    for m in prompt.messages or []:
+        content = m["content"]
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if part.get("type") == "image":
+                    buf = io.BytesIO()
+                    next(images).save(buf, format="PNG")
+                    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+                    parts.append({"type": "image_url", "image_url": {"url": url}})
+                else:
+                    parts.append(part)
+            content = parts
+        out.append({**m, "content": content})
+    return out

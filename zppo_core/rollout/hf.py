@@ -26,10 +26,13 @@ checkpoints. The sampling spec is `SamplingParams` alone: of the model's generat
 sampling runs under `torch.autocast` in that dtype, i.e. with the same bf16 compute as the training forward
 (`zppo_core.models.precision`), so the engine's log-probs are the trained policy's at training numerics.
 
-Built with a processor that has an image processor (a vision-language model loaded with `AutoProcessor` and
-`AutoModelForImageTextToText`), the engine also takes images (`generate_multimodal`): the processor renders the
-chat template, expands the image placeholders and turns the images into pixel values; sampling is
-`model.generate`'s.
+Built with a processor that has an image processor (a vision-language model loaded with its processor and
+`AutoModelForImageTextToText`), the engine also takes images: `generate_rendered` samples from rendered prompts
+(`types.Prompt`: token ids with expanded image placeholders plus the processor's tensors, batched by
+`models.vl.collate`, the same inputs the training forward builds), `generate_multimodal` from (chat messages,
+images) requests rendered through the same `models.vl.render_prompt`; sampling is `model.generate`'s. With a
+processor, the image/video placeholder tokens are never sampled (`suppress_tokens`; the log-probs stay those of
+the raw logits).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import torch
 
 from zppo_core.algo.losses import gather_token_logprobs
 from zppo_core.rollout.base import MultimodalRequest, SamplingParams
-from zppo_core.types import Completion
+from zppo_core.types import Completion, Prompt
 
 
 class TransformersEngine:
@@ -56,6 +59,9 @@ class TransformersEngine:
         self.processor = processor  # a multimodal processor (image processor + this tokenizer), or None
         self.pad_id = tokenizer.pad_token_id
         self.eos_id = tokenizer.eos_token_id
+        from zppo_core.models.vl import vision_token_ids
+
+        self.suppress = vision_token_ids(processor)  # placeholder tokens a completion must never contain
         best = decode_path(model)
         if decode not in ("auto", *DECODE_PATHS):
             raise ValueError(f"decode={decode!r}: choose auto, {', '.join(DECODE_PATHS)}")
@@ -85,7 +91,17 @@ class TransformersEngine:
         """For each (chat messages, PIL images) request, `params.n` completions (see `rollout.base`)."""
         if not self.supports_images:
             raise ValueError("this engine has no image processor; build it with the model's AutoProcessor")
-        return self._batched(requests, params, self._generate_multimodal_batch)
+        from zppo_core.models.vl import render_prompt
+
+        return self.generate_rendered([render_prompt(self.tokenizer, self.processor, m, imgs) for m, imgs in requests],
+                                      params)
+
+    @torch.no_grad()
+    def generate_rendered(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        """For each rendered prompt (token ids + image inputs, `types.Prompt`), `params.n` completions."""
+        if any(p.mm for p in prompts) and not self.supports_images:
+            raise ValueError("this engine has no image processor; build it with the model's AutoProcessor")
+        return self._batched(prompts, params, self._generate_rendered_batch)
 
     def _batched(self, requests: list, params: SamplingParams, run) -> list[list[Completion]]:
         flat = [r for r in requests for _ in range(params.n)]
@@ -216,16 +232,16 @@ class TransformersEngine:
         )
         return self._completions(res, P)
 
-    def _generate_multimodal_batch(self, requests: list[MultimodalRequest], params: SamplingParams) -> list[Completion]:
-        texts = [self.processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m, _ in requests]
-        images = [img for _, imgs in requests for img in imgs]  # in placeholder order, request after request
-        inputs = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True,
-                                padding_side="left")
-        inputs = inputs.to(self.device)
+    def _generate_rendered_batch(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
+        from zppo_core.models.vl import collate
+
+        input_ids, attention, mm, P = collate([p.ids for p in prompts], [p.mm for p in prompts], self.pad_id)
+        inputs = {"input_ids": input_ids, "attention_mask": attention, **mm}  # [B, P] ids, mask, image inputs
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
         if "pixel_values" in inputs:  # the vision tower's dtype (bfloat16 models)
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         res = self.model.generate(**inputs, **self._sampling(params))
-        return self._completions(res, inputs["input_ids"].shape[1])
+        return self._completions(res, P)
 
     def _sampling(self, params: SamplingParams) -> dict:
         """`model.generate` keywords for `params` (raw logits returned for the log-probs)."""
@@ -248,6 +264,8 @@ class TransformersEngine:
         if params.presence_penalty:
             # HF's closest knob; multiplicative rather than vLLM's additive presence penalty
             kwargs["repetition_penalty"] = 1.0 + params.presence_penalty
+        if self.suppress:
+            kwargs["suppress_tokens"] = self.suppress
         return kwargs
 
     def _completions(self, res, P: int) -> list[Completion]:

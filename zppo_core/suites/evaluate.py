@@ -4,7 +4,11 @@ Two kinds of benchmark share one driver:
 
 * **tiny suites** (offline, synthetic): `tiny` = the held-out split of the run's training families (one
   benchmark per family), `tiny-ood` = each training family's out-of-distribution counterpart
-  (`tasks.OOD_OF`, e.g. modsum -> modsum_long: more terms than training ever shows). Graded by the rule grader.
+  (`tasks.OOD_OF`, e.g. modsum -> modsum_long: more terms than training ever shows). The visual ones (need a
+  vision-language model): `tiny-vl` = the held-out split of the run's visual families (all of them when it trained
+  on none), `tiny-vl-ood` = their ood counterparts (more cells than training shows), `tiny-vl-blank` = `tiny-vl`
+  with every image replaced by a white one (the control: a model that reads the images scores at or below the
+  blind baseline there, which every visual benchmark reports as its `chance` part). Graded by the rule grader.
 * **the paper's 31** (`eval/benchmarks.py`), read from a local data directory (`eval/data.py`), scored
   deterministically first and by an LLM judge (the teacher, temperature 0) only where parsing fails, or always
   with the benchmark's own judge prompt (`eval/scoring.py`, `eval/judges.py`).
@@ -25,9 +29,10 @@ from typing import Any, Callable, Sequence
 
 from zppo_core.suites.heldout import evaluate_questions, heldout_questions
 from zppo_core.rollout.base import Engine, SamplingParams
-from zppo_core.tasks import OOD_OF
+from zppo_core.tasks import OOD_OF, VISUAL_IN_DIST, is_visual
+from zppo_core.tasks.visual import chance_accuracy
 
-TINY_SUITES = ("tiny", "tiny-ood")
+TINY_SUITES = ("tiny", "tiny-ood", "tiny-vl", "tiny-vl-ood", "tiny-vl-blank")
 
 Progress = Callable[[str, int, int], None]  # (benchmark, done, total)
 
@@ -122,6 +127,9 @@ class EvalReport:
 
 def tiny_benchmarks(suite: str, train_families: Sequence[str]) -> list[str]:
     """Family names evaluated by a tiny suite for a run trained on `train_families`."""
+    if suite in ("tiny-vl", "tiny-vl-blank", "tiny-vl-ood"):
+        visual = [f for f in train_families if is_visual(f)] or list(VISUAL_IN_DIST)
+        return visual if suite != "tiny-vl-ood" else tiny_benchmarks("tiny-ood", visual)
     if suite == "tiny":
         return list(train_families)
     if suite == "tiny-ood":
@@ -150,28 +158,49 @@ def evaluate_tiny(
         qs = heldout_questions([name], per_level)[: limit or None]
         if progress:
             progress(name, 0, len(qs))
+        if any(q.images for q in qs) and not getattr(engine, "supports_images", False):
+            raise ValueError(f"{suite}: {name} is a visual family and the model is text-only; evaluate a "
+                             "vision-language model (e.g. a tiny-vl run) or drop the suite")
         res = evaluate_questions(engine, render, qs, closer, samples=params.n, temperature=params.temperature,
                                  top_p=params.top_p, max_new_tokens=params.max_new_tokens, top_k=params.top_k,
-                                 presence_penalty=params.presence_penalty)
+                                 presence_penalty=params.presence_penalty, blank=suite == "tiny-vl-blank")
         records = [SampleRecord(name, q.id, i, text, extracted, reward == 1.0,
                                 "rule" if extracted is not None else "no-answer")
                    for q, g in zip(qs, res.graded) for i, (text, reward, extracted) in enumerate(g)]
         if progress:
             progress(name, len(qs), len(qs))
+        parts = {"chance": 100.0 * chance_accuracy(qs)} if is_visual(name) else {}
         out.append(BenchmarkResult(
             name=name, family=suite, n=len(qs), score=100.0 * res.accuracy,
-            by_level={k: 100.0 * v for k, v in res.by_level.items()}, records=records))
+            by_level={k: 100.0 * v for k, v in res.by_level.items()}, records=records, parts=parts))
     return out
 
 
 # ---------------------------------------------------------------------------------------------- paper
 
 
-def image_messages(item) -> list[dict[str, Any]]:
+def image_messages(item, frame_times: list[float] | None = None, n_frames: int = 0) -> list[dict[str, Any]]:
     """An item as one user message in the Hugging Face multimodal content format: one image placeholder per
-    image (in order), then the prompt text."""
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in item.images]
+    image (in order), then the prompt text. A video item's `n_frames` frames (images too, see `media.sample_frames`)
+    come first, introduced by a line naming their times."""
+    content: list[dict[str, Any]] = []
+    if n_frames:
+        when = ", ".join(f"{t:.1f}s" for t in frame_times) if frame_times else "in order"
+        content.append({"type": "text", "text": f"The video, as {n_frames} frames sampled uniformly ({when}):"})
+        content += [{"type": "image"} for _ in range(n_frames)]
+    content += [{"type": "image"} for _ in item.images]
     return [{"role": "user", "content": content + [{"type": "text", "text": item.prompt}]}]
+
+
+def request_for(item, frames: int) -> tuple[list[dict[str, Any]], list]:
+    """(messages, images) of an item for a vision-language engine; a video becomes `frames` sampled frames."""
+    if not getattr(item, "video", None):
+        return image_messages(item), list(item.images)
+    from zppo_core.suites.media import sample_frames
+
+    config, split, iid = item.key
+    video, times = sample_frames(item.video, frames, where=f"{config}/{split}/{iid}")
+    return image_messages(item, times, len(video)), video + list(item.images)
 
 
 def unscorable(bench, item, engine) -> str | None:
@@ -188,8 +217,11 @@ def unscorable(bench, item, engine) -> str | None:
     return None
 
 
-def _not_comparable(bench, skipped: dict[str, int], complete: bool, limited: bool, judge: bool) -> str:
+def _not_comparable(bench, skipped: dict[str, int], complete: bool, limited: bool, judge: bool,
+                    frames: int = 0) -> str:
     reasons = []
+    if frames:
+        reasons.append(f"video given as {frames} sampled frames (images), not through the model's video path")
     if bench.not_comparable:
         reasons.append(bench.not_comparable)
     if skipped:
@@ -216,6 +248,7 @@ def evaluate_benchmark(
     progress: Progress | None = None,
     chunk: int = 64,
     limited: bool = False,
+    video_frames: int = 8,
 ) -> BenchmarkResult:
     """One benchmark of the paper's registry on already-loaded items: sample, score deterministically, send
     only the undecided samples to the judge (or count them wrong when there is no judge), then the benchmark's
@@ -234,20 +267,17 @@ def evaluate_benchmark(
         else:
             kept.append(it)
     items = kept
-    with_images = any(getattr(it, "images", None) for it in items)
+    with_images = any(getattr(it, "images", None) or getattr(it, "video", None) for it in items)
     if with_images and not getattr(engine, "supports_images", False):
-        raise ValueError(f"{bench.name}: the model is text-only and this benchmark needs images; evaluate a "
-                         "vision-language model (--model DIR) or drop the benchmark from the suite")
-    if any(getattr(it, "video", None) for it in items):
-        raise ValueError(f"{bench.name}: no rollout engine reads video yet (the data is in place); drop the "
-                         "benchmark from the suite")
+        raise ValueError(f"{bench.name}: the model is text-only and this benchmark needs images or video; evaluate "
+                         "a vision-language model (--model DIR) or drop the benchmark from the suite")
     verdicts: list[tuple[Any, int, str, Verdict]] = []
     if progress:
         progress(bench.name, 0, len(items))
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
-        if with_images:  # a vision-language engine: each item's images, then its text, in one user message
-            comps = engine.generate_multimodal([(image_messages(it), list(it.images)) for it in part], params)
+        if with_images:  # a vision-language engine: each item's frames/images, then its text, in one user message
+            comps = engine.generate_multimodal([request_for(it, video_frames) for it in part], params)
         else:  # multi-turn rows (e.g. MultiChallenge) carry their conversation; the rest are one user message
             comps = engine.generate([render(it.meta.get("messages") or it.prompt) for it in part], params)
         for it, cs in zip(part, comps):
@@ -277,7 +307,8 @@ def evaluate_benchmark(
     return BenchmarkResult(name=bench.name, family=bench.family, n=len(items), score=headline,
                            reference=bench.reference.get(scale) if scale else None, records=records, judged=judged,
                            parts=parts, skipped_items=skipped,
-                           not_comparable=_not_comparable(bench, skipped, complete, limited, judge is not None))
+                           not_comparable=_not_comparable(bench, skipped, complete, limited, judge is not None,
+                                                          video_frames if any(it.video for it in items) else 0))
 
 
 # ---------------------------------------------------------------------------------------------- suites
@@ -354,7 +385,8 @@ def evaluate_suites(
         limited = ev.limit is not None and len(items) >= ev.limit
         try:
             report.results.append(evaluate_benchmark(engine, render, bench, items, params, judge, judge_render,
-                                                     scale=scale, progress=progress, limited=limited))
+                                                     scale=scale, progress=progress, limited=limited,
+                                                     video_frames=ev.video_frames))
         except ValueError as err:  # e.g. an image benchmark on a text-only model
             report.skipped[bench.name] = str(err)
     return report

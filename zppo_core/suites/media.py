@@ -1,8 +1,14 @@
 """Images, videos and subtitles of benchmark rows, from local files only.
 
+Videos reach a model as frames (`sample_frames`): `frames` frames sampled uniformly over the clip (decoded with
+PyAV through `transformers.video_utils.load_video`, or read from a folder of frame images), each fitted into the
+image pixel bounds divided by the frame count (so a clip costs about one large image's tokens), with their times.
+The Qwen-VL processors' own video path needs torchvision, which a CPU environment cannot have beside CPU torch, so
+frames go to the model as images; the prompt names their times (as the Qwen3-VL video placeholders do).
+
 Images are decoded from a datasets Image feature, ``{"bytes", "path"}`` dicts, raw bytes, data URIs, base64
 strings or paths (relative to the benchmark folder), converted to RGB and resized, keeping the aspect ratio,
-into the paper's pixel bounds 256×32×32 .. 1280×32×32.
+into the paper's pixel bounds 256×32×32 .. 1280×32×32 (`zppo_core.tasks.images.fit_pixels`, shared with training).
 
 Videos are located where each benchmark's own tooling puts them (``Benchmark.video_layout``):
 
@@ -25,13 +31,12 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from zppo_core.tasks.images import MAX_PIXELS, MIN_PIXELS, fit_pixels
 from zppo_core.tasks.jsonl_data import DataError
 
-__all__ = ["MAX_PIXELS", "MIN_PIXELS", "MVBENCH_FOLDERS", "decode_images", "find_video", "fit_pixels",
+__all__ = ["MAX_PIXELS", "MIN_PIXELS", "MVBENCH_FOLDERS", "decode_images", "find_video", "fit_pixels", "sample_frames",
            "srt_text", "videommmu_discipline"]
 
-MIN_PIXELS = 256 * 32 * 32
-MAX_PIXELS = 1280 * 32 * 32
 _VIDEO_DIRS = (".", "videos", "data", "video")
 
 # MVBench task -> folder of its clips (lmms-eval DATA_LIST first, then VLMEvalKit's names for the same clips)
@@ -73,23 +78,6 @@ _SUBJECT_TO_DISCIPLINE = {s: d for d, subjects in _VIDEOMMMU_DISCIPLINES.items()
 
 
 # ------------------------------------------------------------------------------------------ images
-def fit_pixels(image, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS):
-    """`image` as RGB, resized (aspect ratio kept) so that width × height lies in [min_pixels, max_pixels]."""
-    from PIL import Image
-
-    img = image.convert("RGB") if image.mode != "RGB" else image
-    w, h = img.size
-    area = w * h
-    if area == 0 or min_pixels <= area <= max_pixels:
-        return img
-    scale = ((max_pixels if area > max_pixels else min_pixels) / area) ** 0.5
-    nw, nh = max(1, int(w * scale)), max(1, int(h * scale))
-    if area < min_pixels:  # rounding down may leave it just below the floor
-        while nw * nh < min_pixels:
-            nw, nh = (nw + 1, nh) if nw * h <= nh * w else (nw, nh + 1)
-    return img.resize((nw, nh), Image.Resampling.BICUBIC)
-
-
 def _open_image(data: bytes):
     from PIL import Image
 
@@ -181,6 +169,44 @@ def find_video(layout: str, value, folder: Path, config: str | None, where: str)
     shown = cands[0].relative_to(folder) if cands and cands[0].is_relative_to(folder) else v
     raise DataError(f"{where}: video {v!r} not found under {folder} (expected e.g. {folder}/{shown}); copy the "
                     "benchmark's videos there in its own folder layout")
+
+
+_FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def sample_frames(path: str | Path, frames: int, where: str = "") -> tuple[list, list[float] | None]:
+    """(`frames` RGB frames sampled uniformly from a video file or a folder of frame images, their times in seconds
+    or None when unknown (a frames folder)); DataError naming the file and the fix when it cannot be decoded."""
+    from PIL import Image
+
+    p = Path(path)
+    budget = max(MIN_PIXELS // 4, MAX_PIXELS // max(frames, 1))
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in _FRAME_SUFFIXES)
+        if not files:
+            raise DataError(f"{where}: frames folder {p} holds no images ({', '.join(_FRAME_SUFFIXES)})")
+        idx = _uniform(len(files), frames)
+        return [fit_pixels(Image.open(files[i]), MIN_PIXELS // 4, budget) for i in idx], None
+    try:
+        from transformers.video_utils import load_video
+
+        video, meta = load_video(str(p), num_frames=frames, backend="pyav")  # [F, H, W, 3] uint8
+    except ImportError:
+        raise DataError(f"{where}: reading video needs PyAV (pip install av)") from None
+    except Exception as err:  # noqa: BLE001 - any decoding failure is a bad file
+        raise DataError(f"{where}: video {p} cannot be decoded ({type(err).__name__}: {err}); re-download it") from None
+    images = [fit_pixels(Image.fromarray(f), MIN_PIXELS // 4, budget) for f in video]
+    fps = getattr(meta, "fps", None)
+    idx = getattr(meta, "frames_indices", None)
+    times = [float(i) / fps for i in idx] if fps and idx is not None else None
+    return images, times
+
+
+def _uniform(total: int, n: int) -> list[int]:
+    """`n` indices spread evenly over range(total) (all of them when total <= n)."""
+    if total <= n:
+        return list(range(total))
+    return [int((i + 0.5) * total / n) for i in range(n)]
 
 
 def srt_text(path: Path) -> str:

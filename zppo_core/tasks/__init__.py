@@ -1,6 +1,7 @@
-"""Tasks: verifiable questions (synthetic families) and the binary rule grader.
+"""Tasks: verifiable questions (synthetic text and visual families, JSONL data) and the binary rule grader.
 
-Nothing in this package imports torch; sympy is imported only when a non-numeric answer is graded.
+Nothing in this package imports torch; sympy is imported only when a non-numeric answer is graded. The visual
+families (`visual.py`) register themselves in the one catalogue when this package is imported.
 """
 
 from zppo_core.tasks.graders import answers_equal, extract_boxed, grade, strip_degree_percent
@@ -18,6 +19,7 @@ from zppo_core.tasks.synthetic import (
     make_eval_set,
     parse_response,
 )
+from zppo_core.tasks.visual import VISUAL_FAMILIES, VISUAL_IN_DIST, VISUAL_OOD, VISUAL_OOD_OF, is_visual
 
 __all__ = [
     "EVAL_SPLIT_MOD",
@@ -38,4 +40,9 @@ __all__ = [
     "parse_response",
     "register_family",
     "strip_degree_percent",
+    "VISUAL_FAMILIES",
+    "VISUAL_IN_DIST",
+    "VISUAL_OOD",
+    "VISUAL_OOD_OF",
+    "is_visual",
 ]

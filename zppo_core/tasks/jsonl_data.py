@@ -1,10 +1,14 @@
 """Training questions from a local JSONL file (GPU scales; nothing is downloaded).
 
 Each line is an object with a question and a short gold answer. Accepted field names: `question` / `prompt` /
-`problem` for the text, `answer` / `solution` / `gold` for the answer, optional `id` and `image` (path), and
-optional `answer_type`: `math` (default: the rule grader decides, the judge only when no boxed answer parses) or
-`free_form` (OCR, open-ended: the judge decides whatever the rule grader does not accept; `train/reward.py`).
-Other fields are kept in `Question.meta` (e.g. `judge_answer`: the gold as the judge should see it).
+`problem` for the text, `answer` / `solution` / `gold` for the answer, optional `id`, and the question's images
+in `image` (one) and/or `images` (a list; shown in that order, `image` first): paths relative to the data file's
+folder (or to `image_dir`, e.g. a shared `datasets` folder), absolute paths, or `data:` URIs. Every image is
+checked when the file is read (exists, is an image): a missing, unreadable or wrongly typed image is a one-line
+`DataError` naming the file and line, before any compute. Optional `answer_type`: `math` (default: the rule
+grader decides, the judge only when no boxed answer parses) or `free_form` (OCR, open-ended: the judge decides
+whatever the rule grader does not accept; `train/reward.py`). Other fields are kept in `Question.meta` (e.g.
+`judge_answer`: the gold as the judge should see it).
 The stream makes one pass in a seeded shuffled order, then reshuffles (epoch 2...) if asked for more.
 """
 
@@ -15,10 +19,12 @@ import random
 from pathlib import Path
 from typing import Iterator
 
+from zppo_core.tasks.images import ImageError, image_paths
 from zppo_core.types import Question
 
 _Q = ("question", "prompt", "problem")
 _A = ("answer", "solution", "gold")
+_IMG = ("image", "images")
 ANSWER_TYPES = ("math", "free_form")  # a row's optional "answer_type"
 FREE_FORM = "free_form"
 
@@ -43,7 +49,9 @@ def iter_jsonl_rows(path: str | Path) -> Iterator[tuple[int, dict]]:
             yield n, row
 
 
-def read_jsonl_questions(path: str | Path) -> list[Question]:
+def read_jsonl_questions(path: str | Path, image_dir: str | Path | None = None) -> list[Question]:
+    """Every question of a JSONL file (see the module docstring); `image_dir`: a second folder relative image
+    paths are looked up in (after the file's own folder)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"data file {p} does not exist; set data.path to a local JSONL file (--set data.path=...)")
@@ -56,9 +64,14 @@ def read_jsonl_questions(path: str | Path) -> list[Question]:
         if row.get("answer_type", "math") not in ANSWER_TYPES:
             raise DataError(f"{p}:{n}: answer_type={row['answer_type']!r}; use one of {', '.join(ANSWER_TYPES)} "
                             "(or leave it out: math)")
-        meta = {k: v for k, v in row.items() if k not in _Q + _A}
+        meta = {k: v for k, v in row.items() if k not in _Q + _A + _IMG}
+        bases = [p.parent] + ([Path(image_dir).expanduser()] if image_dir else [])
+        try:
+            images = sum((image_paths(row.get(k), bases, f"{p}:{n}", k) for k in _IMG), ())
+        except ImageError as err:
+            raise DataError(str(err)) from None
         out.append(Question(id=str(row.get("id", f"{p.stem}-{n}")), prompt=str(q), answer=str(a),
-                            family=p.stem, meta=meta))
+                            family=p.stem, meta=meta, images=images))
     if not out:
         raise DataError(f"{p}: no questions; the file is empty")
     return out
@@ -67,8 +80,8 @@ def read_jsonl_questions(path: str | Path) -> list[Question]:
 class JsonlStream:
     """Deterministic, resumable stream over a JSONL dataset (same interface as the synthetic QuestionStream)."""
 
-    def __init__(self, path: str | Path, seed: int):
-        self.items = read_jsonl_questions(path)
+    def __init__(self, path: str | Path, seed: int, image_dir: str | Path | None = None):
+        self.items = read_jsonl_questions(path, image_dir)
         self.seed = seed
         self.epoch = 0
         self.pos = 0

@@ -7,6 +7,7 @@ a later module (e.g. a dataset-backed task) add its own under a new name.
 from __future__ import annotations
 
 from zppo_core.tasks.synthetic import FAMILIES, IN_DIST, OOD, Family
+from zppo_core.tasks.visual import VISUAL_IN_DIST, VISUAL_OOD
 
 __all__ = ["get_family", "list_families", "register_family"]
 
@@ -20,14 +21,16 @@ def get_family(name: str) -> Family:
 
 
 def list_families() -> dict[str, str]:
-    """name -> one-line description (starting with "in-dist" or "ood"), in-distribution families first."""
-    order = [*IN_DIST, *OOD, *sorted(set(FAMILIES) - set(IN_DIST) - set(OOD))]
+    """name -> one-line description (starting with "in-dist" or "ood"): text families (in-distribution first), then
+    the visual ones, then any registered later."""
+    known = [*IN_DIST, *OOD, *VISUAL_IN_DIST, *VISUAL_OOD]
+    order = [*known, *sorted(set(FAMILIES) - set(known))]
     out: dict[str, str] = {}
     for name in order:
         fam = FAMILIES[name]
         desc = getattr(fam, "description", "") or f"levels {fam.levels}"
         if not desc.startswith(("in-dist", "ood")):
-            desc = ("in-dist: " if name in IN_DIST else "ood: ") + desc
+            desc = ("in-dist: " if name in IN_DIST + VISUAL_IN_DIST else "ood: ") + desc
         out[name] = f"{desc} (levels {','.join(map(str, fam.levels))})"
     return out
 

@@ -620,10 +620,10 @@ def make_eval_set(
             misses = 0  # consecutive draws that added nothing: the held-out space is exhausted
             while len(seen) < n_per_family_level and misses < 4000:
                 q = fam.make(rng, level)
-                if q.prompt in seen or not _heldout(fam, q):
+                if q.id in seen or not _heldout(fam, q):  # the id hashes the prompt (and a visual question's grid)
                     misses += 1
                     continue
                 misses = 0
-                seen.add(q.prompt)
+                seen.add(q.id)
                 out.append(q)
     return out

@@ -3,6 +3,12 @@
 Default store: an embedded sqlite database at `./mlruns/mlflow.db` with artifacts in `./mlruns/artifacts`
 (no server). `$MLFLOW_TRACKING_URI` or `tracking.uri` override it. Uses `MlflowClient` with an explicit run id
 (no global "active run"), so a resumed or requeued run appends to the same MLflow run.
+
+For a training run this tracker sits behind `durable.DurableTracker` (local records first, this client in a
+background thread); the pieces it needs are here too: `check_reachable` (the start-up check: one short request, no
+retries), `is_transient` (which failures are worth retrying), `http_defaults` (MLflow's own HTTP retries shortened:
+the durable tracker retries for as long as it takes), the steps a run already holds per metric (`metric_steps`, so
+a replay adds only what is missing) and `run_exists`.
 """
 
 from __future__ import annotations
@@ -67,7 +73,9 @@ class MlflowTracker:
         run_name: str | None = None,
         tags: dict[str, str] | None = None,
         parent_run_id: str | None = None,
+        reopen: bool = True,
     ):
+        """`run_id`: continue that run (`reopen`: mark it RUNNING now; False: no request here, call `reopen()`)."""
         import logging
 
         from mlflow.tracking import MlflowClient
@@ -85,8 +93,13 @@ class MlflowTracker:
             self.run_id = run.info.run_id
         else:
             self.run_id = run_id
-            self.client.update_run(run_id, status="RUNNING")
+            if reopen:
+                self.reopen()
         self.experiment = experiment
+
+    def reopen(self) -> None:
+        """Mark a continued run RUNNING again."""
+        self.client.update_run(self.run_id, status="RUNNING")
 
     def log_params(self, params: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -97,10 +110,11 @@ class MlflowTracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int, timestamp_ms: int | None = None) -> None:
+        """`timestamp_ms`: when the values were recorded (default now); the same point sent twice is stored once."""
         from mlflow.entities import Metric
 
-        ts = int(time.time() * 1000)
+        ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         items = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None and math.isfinite(v)]
         for i in range(0, len(items), 500):
             self.client.log_batch(self.run_id, metrics=items[i : i + 500])
@@ -124,6 +138,13 @@ class MlflowTracker:
             p.write_text(json.dumps(payload))
             parent = str(Path(artifact_file).parent)
             self.client.log_artifact(self.run_id, str(p), None if parent == "." else parent)
+
+    def metric_steps(self, keys) -> dict[str, set[int]]:
+        """The steps this run already holds for each of `keys`."""
+        return {k: {int(m.step) for m in self.client.get_metric_history(self.run_id, k)} for k in keys}
+
+    def params(self) -> dict[str, str]:
+        return dict(self.client.get_run(self.run_id).data.params)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         for k, v in tags.items():
@@ -166,3 +187,87 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return json.dumps(list(v))
     return v
+
+
+# ----------------------------------------------------------------------------------------------- reliability
+HTTP_DEFAULTS = {  # MLflow's defaults retry a refused connection for ~5 minutes (7 retries, back-off factor 2)
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def http_defaults() -> None:
+    """Shorter MLflow HTTP retries for this process (variables the user set win): a caller that retries by itself
+    (the durable tracker) learns of an outage in seconds instead of minutes. urllib3's line per retried request is
+    silenced too: that caller says once that the server is away and once that it is back."""
+    import logging
+
+    for k, v in HTTP_DEFAULTS.items():
+        os.environ.setdefault(k, v)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def check_reachable(uri: str, timeout_s: float = 10.0) -> str | None:
+    """None when the tracking store answers, else why not (one phrase). A server gets one request (no retries) with
+    a `timeout_s` time-out; a local store (sqlite, a directory) is not contacted here."""
+    if not is_remote(uri):
+        return None
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        resp = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/experiments/get-by-name", "GET",
+                            max_retries=0, timeout=timeout_s, params={"experiment_name": "Default"})
+    except Exception as err:  # noqa: BLE001 - refused, unresolvable, timed out: all "does not answer"
+        text = str(err).lower()
+        if "refused" in text:
+            return "refuses connections (nothing listens there)"
+        if "timeout" in text or "timed out" in text:
+            return f"does not answer within {timeout_s:g} s"
+        if "name or service not known" in text or "name resolution" in text or "nodename nor servname" in text:
+            return "is an unknown host name"
+        return f"cannot be reached ({' '.join(str(err).split(' failed with exception ')[-1].split())[:160]})"
+    if resp.status_code in (401, 403):
+        return (f"refuses the request (HTTP {resp.status_code}); set MLFLOW_TRACKING_USERNAME/PASSWORD or "
+                "MLFLOW_TRACKING_TOKEN")
+    if resp.status_code >= 500 or resp.status_code == 429:
+        return f"answers HTTP {resp.status_code} (overloaded or failing)"
+    if resp.status_code not in (200, 404):
+        return f"answers HTTP {resp.status_code}: is this an MLflow tracking server?"
+    return None
+
+
+def is_transient(err: BaseException) -> bool:
+    """A tracking call that failed for a reason that passes: the server unreachable, timing out, restarting or
+    overloaded (HTTP 5xx/429), a sqlite store busy. False: the call itself is wrong (retrying cannot help)."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, (OSError, TimeoutError)):  # requests' ConnectionError/Timeout are OSErrors
+        return True
+    text = str(err).lower()
+    if "database is locked" in text or "could not connect" in text:
+        return True
+    if isinstance(err, MlflowException):
+        if err.error_code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "INTERNAL_ERROR",
+                              "DEADLINE_EXCEEDED", "SERVICE_UNDER_MAINTENANCE"):
+            return True
+        return "failed with exception" in text or "timeout" in text
+    return False
+
+
+def run_exists(uri: str, run_id: str) -> bool:
+    """The run is in the store and not deleted."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return MlflowClient(tracking_uri=uri).get_run(run_id).info.lifecycle_stage != "deleted"
+    except MlflowException as err:
+        if is_transient(err):
+            raise
+        return False

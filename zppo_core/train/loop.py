@@ -3,7 +3,8 @@
 One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments below):
 
   1. Draw `n_new` new questions from the data stream (one pass over the data; the cursor is checkpointed),
-     skipping those whose plain prompt exceeds `data.max_prompt_tokens` (counted: data/filtered_questions).
+     skipping those whose plain prompt (image tokens included) exceeds `data.max_prompt_tokens` (counted:
+     data/filtered_questions).
   2. The method picks the step's prompts X from them (e.g. adds questions replayed from its buffer).
   3. Plain rollouts: G_S student samples per x in X, each graded (binary reward: the rule grader, the judge for
      what it cannot decide, `train/reward.py`) -> one plain group per x.
@@ -33,11 +34,15 @@ The step tail (`run`), after every step:
       metrics)`, which may ask the run to stop (a sweep's pruner does).
   12. Checkpoint: the method's reports, then a full checkpoint, every `run.checkpoint_every` steps, after
       `run.checkpoint_minutes` of wall clock, after the last step and before stopping early.
-  13. Stop when `on_step` asked for it (or after `stop_after` steps, used to test interruption).
+  13. Stop when `on_step` asked for it, when `stop_requested()` says so (a SIGTERM/SIGINT caught by `zppo train`:
+      the step finishes and is checkpointed, then the run stops, resumable), or after `stop_after` steps (tests).
 
 The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (four step
-hooks, an objective, its state and its reports). Periodic and final evaluation come from `zppo_core.suites`, which sits
-below train (the loop never imports `zppo_core.eval`, and eval never imports train).
+hooks, an objective, its state and its reports). Image questions take the same path: every prompt (plain, the method's
+extra prompts, the teacher's) is rendered with the question's images by `PromptRenderer.prompt` (the images once,
+before the text), sampled through `rollout.base.generate_prompts`, and trained on with the same image inputs.
+Periodic and final evaluation come from `zppo_core.suites`, which sits below train (the loop never imports
+`zppo_core.eval`, and eval never imports train).
 Deviation from the paper: none in the algorithm; scale (n_new, G_S, lengths, lr) comes from the preset.
 
 Why this file is long: it is the one place steps 1-13 run in order (rollouts with their grading and judge call,
@@ -50,7 +55,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -62,7 +67,7 @@ from zppo_core.config.schema import ZPPOConfig
 from zppo_core.models.load import PromptRenderer, chat_kwargs
 from zppo_core.models.logprobs import completion_forward, sequence_logprobs, teacher_completion_logits
 from zppo_core.models.precision import Precision
-from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_messages
+from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_prompts
 from zppo_core.run_dir import RunDir
 from zppo_core.tasks.filter import draw_fitting
 from zppo_core.tracking import NullTracker, Tracker
@@ -84,12 +89,6 @@ PAD_SLACK = 1.5  # a micro-batch pads to at most 1.5x its real tokens (a few lon
 # plain rows of their micro-batch to ~2.5x their real tokens on the tiny preset: bench/method_step.py)
 
 
-def _user(text: str) -> list[dict]:
-    """A one-message conversation: what a served teacher gets (it renders with its own chat template); in-process
-    engines get `render(text)`, the same message through the student's template."""
-    return [{"role": "user", "content": text}]
-
-
 class Trainer:
     def __init__(
         self,
@@ -105,6 +104,7 @@ class Trainer:
         on_step: Callable[[int, dict[str, float]], None] | None = None,
         judge: Engine | ChatEngine | None = None,  # reward.judge (None: rule grader only), prompts by judge_render
         judge_render: Callable[[str], list[int]] | None = None,  # (default: this tokenizer, the judge's keywords)
+        processor=None,
         teacher_model=None,  # the teacher as a torch model (its logits for distillation), or None
     ):
         self.cfg = cfg
@@ -132,8 +132,11 @@ class Trainer:
             top_p=cfg.rollout.top_p,
             max_new_tokens=cfg.rollout.max_new_tokens,
         )
-        # text -> prompt ids (cached) per role's chat-template keywords (the teacher shares the student's tokenizer)
-        self.renders = {role: PromptRenderer(tokenizer, template_kwargs=chat_kwargs(cfg, role))
+        self.processor = processor  # a vision-language student's processor (images, chat template), or None
+        # text (+ a question's images) -> prompt ids and image inputs (cached) per role's chat-template keywords
+        # (the teacher shares the student's tokenizer and processor)
+        self.renders = {role: PromptRenderer(tokenizer, processor, template_kwargs=chat_kwargs(cfg, role),
+                                             min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
                         for role in ("student", "teacher", "compression", "judge")}
         self.render = self.renders["student"]
         self.rewarder = Rewarder(judge, (judge_render or self.renders["judge"]) if judge is not None else None,
@@ -142,6 +145,8 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
         self.stopped_early = False  # on_step asked to stop before run.steps
         self.phases = PhaseTimer()  # wall seconds per phase of the current step -> perf/*_time_s
+        self.stop_requested: Callable[[], bool] | None = None  # polled after each step (a caught signal)
+        self.interrupted = False  # stop_requested() stopped the run before run.steps
         torch.manual_seed(cfg.run.seed)
 
     # ------------------------------------------------------------------ state
@@ -178,7 +183,7 @@ class Trainer:
             self.run_dir.path,
             self.state.step,
             self.model,
-            self.tokenizer,
+            self.processor if self.processor is not None else self.tokenizer,  # a VLM's checkpoint keeps its processor
             self.optimizer,
             self.state_dict(),
             keep=self.cfg.run.keep_checkpoints,
@@ -195,7 +200,11 @@ class Trainer:
             return []
         render = render or self.render
         prefixes = prefixes or [[] for _ in items]
-        prompt_ids = [render(text) + list(pre) for (_, _, text), pre in zip(items, prefixes)]
+        prompts = [render.prompt(text, q.images) for _, q, text in items]  # the question's images, once
+        if any(pre and (p.mm is not None or isinstance(engine, ChatEngine)) for p, pre in zip(prompts, prefixes)):
+            raise ValueError("a forced response prefix needs a text prompt and an engine that takes token ids (not "
+                             "image inputs, not a served chat model)")
+        prompts = [replace(p, ids=p.ids + list(pre)) if pre else p for p, pre in zip(prompts, prefixes)]
         prefix_texts = [self.tokenizer.decode(pre, skip_special_tokens=True) if pre else "" for pre in prefixes]
         params = SamplingParams(
             n=n,
@@ -203,16 +212,11 @@ class Trainer:
             top_p=self.sampling.top_p,
             max_new_tokens=self.sampling.max_new_tokens,
         )
-        if any(prefixes) and isinstance(engine, ChatEngine):
-            raise ValueError("a forced response prefix needs an engine that takes token ids, not a served chat model")
-        convs = [_user(text) for _, _, text in items]
-        ids = {id(c): pids for c, pids in zip(convs, prompt_ids)}
-        outs = generate_messages(engine, convs, params, render=lambda conv: ids[id(conv)],
-                                 template_kwargs=render.template_kwargs)
+        outs = generate_prompts(engine, prompts, params, template_kwargs=render.template_kwargs)
         graded = iter(self.rewarder.grade(
             [(q, pre + c.text) for (_, q, _), pre, comps in zip(items, prefix_texts, outs) for c in comps]))
         groups = []
-        for i, ((kind, q, text), pids, comps) in enumerate(zip(items, prompt_ids, outs)):
+        for i, ((kind, q, text), prompt, comps) in enumerate(zip(items, prompts, outs)):
             meta = dict(metas[i]) if metas is not None else {}
             if prefixes[i]:
                 meta["response_prefix"] = prefix_texts[i]
@@ -220,7 +224,8 @@ class Trainer:
             self._next_group_id += 1
             for c in comps:
                 r = next(graded)
-                g.rollouts.append(Rollout(q.id, g.id, kind, pids, c, r.reward, r.extracted, r.judged))
+                g.rollouts.append(Rollout(q.id, g.id, kind, prompt.ids, c, r.reward, r.extracted,
+                                          prompt_mm=prompt.mm, judged=r.judged))
             groups.append(g)
         return groups
 
@@ -232,18 +237,19 @@ class Trainer:
             return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions],
                                         n, render=self.renders["teacher"])
 
-    def teacher_generate(self, texts: list[str], max_new_tokens: int) -> list[str]:
-        """One greedy teacher completion per user-message text (candidate compression)."""
+    def teacher_generate(self, texts: list[str], max_new_tokens: int, images: list | None = None) -> list[str]:
+        """One greedy teacher completion per user-message text (candidate compression); `images[i]`: the images
+        text i is about (its question's), shown to the teacher with it."""
         if self.teacher is None:
             raise RuntimeError("this method needs a teacher but none was loaded")
         if not texts:
             return []
+        images = images if images is not None else [()] * len(texts)
         compress = self.renders["compression"]
         with self.phases("compression"):
-            outs = generate_messages(self.teacher, [_user(t) for t in texts],
-                                     SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
-                                     render=lambda conv: compress(conv[0]["content"]),
-                                     template_kwargs=compress.template_kwargs)
+            outs = generate_prompts(self.teacher, [compress.prompt(t, im) for t, im in zip(texts, images)],
+                                    SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
+                                    template_kwargs=compress.template_kwargs)
         return [o[0].text for o in outs]
 
     def student_logprobs(self, rollouts: list[Rollout]) -> list[list[float]]:
@@ -355,7 +361,9 @@ class Trainer:
         limit, closer = self.cfg.data.max_prompt_tokens, self.cfg.data.closer
         if limit is None:
             return self.stream.next(n), {}
-        new, skipped = draw_fitting(self.stream, n, lambda q: len(self.render(plain_prompt(q, closer))) <= limit)
+        # an image question's prompt counts its image tokens too (rendered once here, cached for its rollouts)
+        new, skipped = draw_fitting(self.stream, n,
+                                    lambda q: len(self.render.prompt(plain_prompt(q, closer), q.images).ids) <= limit)
         return new, {"data/filtered_questions": float(skipped)}
 
     def _micro_batches(self, rollouts: list[Rollout], chunk: list[int]) -> list[list[int]]:
@@ -394,6 +402,7 @@ class Trainer:
                 self.tokenizer.pad_token_id,
                 with_entropy=True,
                 keep_logits=keep_logits,
+                mm=[r.prompt_mm for r in mb] if any(r.prompt_mm for r in mb) else None,  # their images
             )  # [b, T], [b, T], [b, T], [b, T, V] or None
 
     def _update(self, rollouts: list[Rollout], adv: torch.Tensor) -> dict[str, float]:
@@ -508,7 +517,9 @@ class Trainer:
         self.run_dir.append_metrics(self.state.step, metrics)
         stop = bool(self.on_step(self.state.step, metrics)) if self.on_step is not None else False
         self.stopped_early = stop and self.state.step < self.cfg.run.steps
-        return stop or (stop_after is not None and self.state.step >= stop_after)
+        self.interrupted = (not stop and self.stop_requested is not None and self.state.step < self.cfg.run.steps
+                            and bool(self.stop_requested()))
+        return stop or self.interrupted or (stop_after is not None and self.state.step >= stop_after)
 
     def _checkpoint_step(self, stopping: bool) -> None:
         """Step 12: the method's reports and a checkpoint every `run.checkpoint_every` steps, after

@@ -7,6 +7,8 @@ levels and is trained briefly, so after it a substantial share of training quest
 accuracy < 0.5 over G_S samples); the teacher is larger, sees all levels and trains longer (≥ 90 % accuracy
 is the target). Held-out (OOD) families are never used here.
 
+`model.student=tiny-vl` (the vision-language pair) is built by `prepare_vl.py` through the same cache.
+
 How it is fast (PREPARE_VERSION 2; measured with bench/prepare_time.py on 2 shared cores: 0.55x version 1's CPU
 seconds, both processes together, and 0.42x its wall time, at the same skills):
 each SFT step's sequences are packed into rows with a block-diagonal causal mask (`pack_rows`: the padded batch's
@@ -57,6 +59,10 @@ def sft_precision() -> str:
 
 
 def cache_key(cfg: ZPPOConfig) -> str:
+    if cfg.model.student == "tiny-vl":
+        from zppo_core.train.prepare_vl import cache_key as vl_key
+
+        return vl_key(cfg)
     tok = build_char_tokenizer()
     blob = {
         "v": PREPARE_VERSION,
@@ -95,7 +101,11 @@ def ensure_prepared(cfg: ZPPOConfig, log: Callable[[str], None] = lambda s: None
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            report = _prepare_into(cfg, tmp, log)
+            if cfg.model.student == "tiny-vl":  # the vision-language pair: train/prepare_vl.py
+                from zppo_core.train.prepare_vl import prepare_into as build
+            else:
+                build = _prepare_into
+            report = build(cfg, tmp, log)
             (tmp / "report.json").write_text(json.dumps(report, indent=2))
             if final.exists():
                 shutil.rmtree(final)

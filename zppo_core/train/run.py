@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from zppo_core.config import ConfigError, flat_params
 from zppo_core.config.schema import ZPPOConfig
-from zppo_core.models.load import resolve_model
+from zppo_core.models.load import is_tiny, resolve_model
 from zppo_core.run_dir import RunDir
 
 
@@ -34,6 +34,7 @@ class RunResult:
     seconds: float
     method_summary: dict[str, Any]
     stopped_early: bool = False  # on_step asked to stop before run.steps (e.g. a pruned sweep trial)
+    interrupted: bool = False  # stop_requested() stopped it before run.steps (checkpointed; resume continues it)
 
 
 def default_run_dir(cfg: ZPPOConfig) -> Path:
@@ -75,7 +76,7 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
     else:
         resolve_model(cfg.model.teacher, "model.teacher")
     check_judge(cfg)
-    if cfg.model.student != "tiny":
+    if not is_tiny(cfg.model.student):
         if cfg.data.path is None:
             raise ConfigError(
                 f"data.path is required at scale '{cfg.scale}' (the synthetic families are for tiny models); "
@@ -91,6 +92,12 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
                 get_family(name)
             except ValueError as err:
                 raise ConfigError(f"data.families: {err}") from None
+        from zppo_core.tasks import is_visual
+
+        visual = [f for f in cfg.data.families if is_visual(f)]
+        if visual and cfg.model.student == "tiny":
+            raise ConfigError(f"data.families: {', '.join(visual)} are visual (their questions are images) but the "
+                              "tiny student is text-only; use --scale tiny-vl")
     if resume:
         from zppo_core.train.checkpoint import CheckpointError, require_checkpoint
 
@@ -101,6 +108,8 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
             raise ConfigError(str(err)) from None
         return Path(run_dir)
     rd = Path(run_dir) if run_dir is not None else (Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg))
+    if rd.exists() and not rd.is_dir():
+        raise ConfigError(f"run dir {rd} is a file, not a directory; choose another --run-dir")
     if not RunDir(rd).is_empty():
         raise ConfigError(f"run dir {rd} already exists and is not empty; use --resume {rd} or another --run-dir")
     parent = rd if rd.exists() else rd.parent
@@ -114,6 +123,7 @@ def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
         tempfile.TemporaryDirectory(dir=parent, prefix=".zppo-probe-").cleanup()
     except OSError as err:
         raise ConfigError(f"run dir {rd}: {parent} is not writable ({err.strerror}); choose a writable --run-dir") from None
+    check_tracking(cfg)
     return rd
 
 
@@ -168,34 +178,65 @@ def make_judge(cfg: ZPPOConfig, teacher, tokenizer):
     if judge == "teacher":
         return teacher, PromptRenderer(tokenizer, template_kwargs=chat_kwargs(cfg, "judge"))
     m = load_model(str(Path(judge).expanduser()), cfg)
-    return make_engine(cfg, m.model, m.tokenizer, m.processor), PromptRenderer.of(m, chat_kwargs(cfg, "judge"))
+    render = PromptRenderer.of(m, chat_kwargs(cfg, "judge"), cfg=cfg)
+    return make_engine(cfg, m.model, m.tokenizer, m.processor), render
 
 
 def make_stream(cfg: ZPPOConfig):
     if cfg.data.path:
         from zppo_core.tasks.jsonl_data import JsonlStream
 
-        return JsonlStream(cfg.data.path, cfg.run.seed)
+        return JsonlStream(cfg.data.path, cfg.run.seed, cfg.data.image_dir)
     from zppo_core.tasks import QuestionStream
 
     return QuestionStream(cfg.data.families, cfg.data.levels, cfg.run.seed)
 
 
-def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None):
-    if not cfg.tracking.enabled:
-        from zppo_core.tracking import NullTracker
+def _has_images(cfg: ZPPOConfig, stream) -> bool:
+    if cfg.data.path:
+        return any(q.images for q in stream.items)
+    from zppo_core.tasks import is_visual
 
-        return NullTracker()
-    from zppo_core.tracking.mlflow_tracker import MlflowTracker
+    return any(is_visual(f) for f in cfg.data.families)
 
-    return MlflowTracker(
+
+def check_tracking(cfg: ZPPOConfig) -> None:
+    """A tracking server named by tracking.uri or $MLFLOW_TRACKING_URI answers within tracking.connect_timeout_s
+    (one request, no retries); ConfigError otherwise. Local stores are not checked (nothing is created here)."""
+    import os
+
+    uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not cfg.tracking.enabled or not uri or not uri.startswith(("http://", "https://")):
+        return
+    from zppo_core.tracking.mlflow_tracker import check_reachable
+
+    why = check_reachable(uri, cfg.tracking.connect_timeout_s)
+    if why is not None:
+        raise ConfigError(
+            f"tracking server {uri} {why}; start it or fix tracking.uri / $MLFLOW_TRACKING_URI, or train without it "
+            f"(--set tracking.enabled=false) and send the run later with `zppo sync RUN_DIR --uri {uri}`"
+        )
+
+
+def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None, resume: bool = False,
+                 log: Callable[[str], None] | None = None):
+    """The run's tracker: local records first, sent to MLflow in the background (`tracking.durable`); with
+    tracking.enabled=false the records stay in the run dir (`zppo sync` sends them later)."""
+    from zppo_core.tracking.durable import DurableTracker
+
+    return DurableTracker(
+        run_dir,
         cfg.tracking.experiment,
         uri=cfg.tracking.uri,
         run_id=run_id,
+        resume=resume,
         run_name=run_dir.name,
         tags={"zppo.method": cfg.method, "zppo.scale": cfg.scale, "zppo.seed": str(cfg.run.seed),
               "zppo.run_dir": str(run_dir.resolve()), **cfg.tracking.tags},
         parent_run_id=cfg.tracking.parent_run_id,
+        enabled=cfg.tracking.enabled,
+        flush_timeout_s=cfg.tracking.flush_timeout_s,
+        warn=log,
     )
 
 
@@ -214,7 +255,7 @@ def load_models(cfg: ZPPOConfig, need_teacher: bool, log: Callable[[str], None])
     from zppo_core.models.load import load_pair, model_paths
 
     prepared = report = None
-    if cfg.model.student == "tiny":
+    if is_tiny(cfg.model.student):
         prepared = prepare_tiny(cfg, log)
         report = json.loads((prepared / "report.json").read_text())
     student_path, teacher_path = model_paths(cfg, prepared)
@@ -229,8 +270,10 @@ def train(
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     log: Callable[[str], None] = lambda s: None,
     stop_after: int | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> RunResult:
-    """Run (or resume) a training run. With resume=True, cfg may be None: the run's saved config is used."""
+    """Run (or resume) a training run. With resume=True, cfg may be None: the run's saved config is used.
+    `stop_requested` is polled after each step: True stops the run there, checkpointed (`RunResult.interrupted`)."""
     t0 = time.perf_counter()
     if resume:
         assert run_dir is not None
@@ -239,6 +282,7 @@ def train(
     else:
         assert cfg is not None
         rd = RunDir(preflight(cfg, run_dir, resume=False))
+    stream = make_stream(cfg)  # bad data (e.g. a missing image, file:line) fails here, before anything is written
 
     import torch
 
@@ -263,7 +307,7 @@ def train(
         engine = make_engine(cfg, student.model, student.tokenizer, student.processor)
         teacher_eng = teacher_engine(cfg, teacher_model) if wants_teacher else None
         teacher = teacher_eng if method.needs_teacher else None
-        tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id)
+        tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id, resume=resume, log=log)
         if not resume:
             tracker.log_params(flat_params(cfg))
             tracker.log_artifact(rd.config_path)
@@ -276,13 +320,18 @@ def train(
             rd.write_meta({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
                            "method": cfg.method, "scale": cfg.scale, "seed": cfg.run.seed,
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        stream = make_stream(cfg)
+        if student.processor is None and _has_images(cfg, stream):
+            raise ConfigError(f"the training questions have images but the student ({cfg.model.student}) is a "
+                              "text-only model; use a vision-language student (e.g. --scale tiny-vl or a Qwen3.5 "
+                              "checkpoint)")
         judge, judge_render = make_judge(cfg, teacher_eng, student.tokenizer)
         trainer = Trainer(cfg, rd.path, student.model, student.tokenizer, engine, stream, method, tracker, teacher,
                           on_step, judge=judge, judge_render=judge_render,
+                          processor=student.processor,
                           teacher_model=teacher_model.model if teacher_model is not None else None)
+        trainer.stop_requested = stop_requested
         if resume:
-            trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path))
+            trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path, verify=True, warn=log))
             rd.truncate_metrics(trainer.state.step)
             log(f"resumed {rd.path} at step {trainer.state.step}")
     except BaseException:
@@ -313,5 +362,9 @@ def train(
         tracker.set_tags({"zppo.stopped_early_at": str(state.step)})
     if state.step >= cfg.run.steps or stopped:
         tracker.finish("FINISHED")
+    elif trainer.interrupted:  # a signal: checkpointed at this step; `--resume` reopens the MLflow run
+        tracker.finish("KILLED")
+    elif hasattr(tracker, "flush"):  # stopped before the end (stop_after): what is queued goes now
+        tracker.flush(cfg.tracking.flush_timeout_s)
     return RunResult(rd.path, tracker.run_id, state.history, report, time.perf_counter() - t0,
-                     trainer.method.summary(), stopped_early=stopped)
+                     trainer.method.summary(), stopped_early=stopped, interrupted=trainer.interrupted)

@@ -352,7 +352,7 @@ class Sweep:
 
     def _prepare(self) -> None:
         cfg = self.plan.base_cfg
-        if cfg.model.student != "tiny":
+        if cfg.model.student not in ("tiny", "tiny-vl"):
             return
         from zppo_core.train.prepare import ensure_prepared, is_prepared
 

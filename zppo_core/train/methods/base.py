@@ -62,7 +62,8 @@ class StepContext:
     what its hooks share within it.
 
     `teacher_sample(questions, n)`: n teacher rollouts per question on its plain prompt, graded (one group each).
-    `teacher_generate(texts, max_new_tokens)`: one greedy teacher completion per user-message text (compression).
+    `teacher_generate(texts, max_new_tokens, images=None)`: one greedy teacher completion per user-message text
+    (compression); `images[i]` are shown with text i (its question's images: the teacher sees what the student sees).
     `student_logprobs(rollouts)`: per-token log-probs of the rollouts' completions under the student's current
     weights (no gradient), e.g. to treat a teacher response as if the student had sampled it.
     `replayed`: ids of the questions `select_prompts` drew from the method's memory this step.
@@ -72,7 +73,7 @@ class StepContext:
     step: int
     rng: Any  # random.Random of the run (checkpointed)
     teacher_sample: Callable[[list[Question], int], list[Group]] | None = None
-    teacher_generate: Callable[[list[str], int], list[str]] | None = None
+    teacher_generate: Callable[..., list[str]] | None = None
     student_logprobs: Callable[[list[Rollout]], list[list[float]]] | None = None
     replayed: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)

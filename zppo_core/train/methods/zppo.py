@@ -158,7 +158,8 @@ class ZPPOMethod:
                                    solution=text)
             for q, text in items
         ]
-        outs = ctx.teacher_generate(prompts, self.compression_max_tokens + 16)
+        outs = ctx.teacher_generate(prompts, self.compression_max_tokens + 16,
+                                   images=[q.images for q, _ in items])
         parsed = [parse_summary(o) for o in outs]
         return [(p, False) if p is not None else (truncate_candidate(raw, self.candidate_max_chars), True)
                 for p, (_, raw) in zip(parsed, items)]
