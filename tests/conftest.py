@@ -27,6 +27,7 @@ TEST_OVERRIDES = [
     "rollout.max_new_tokens=24",
     "optim.lr=1e-4",
     "run.checkpoint_every=2",
+    "eval.every=0",  # no periodic eval unless a test asks for it (the loop evaluates a run's last step)
 ]
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from zppo_cli import eval_cmd, export_cmd, jobs_cmd, serve_cmd, sweep_cmd, train_cmd
+from zppo_cli import eval_cmd, export_cmd, jobs_cmd, reproduce_cmd, serve_cmd, sweep_cmd, train_cmd
 from zppo_cli import sync_cmd
 from zppo_cli.options import console, user_errors
 
@@ -27,6 +27,7 @@ app.command("sync")(sync_cmd.sync)
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(sweep_cmd.app, name="sweep")
 app.add_typer(serve_cmd.app, name="serve")
+app.add_typer(reproduce_cmd.app, name="reproduce")
 
 
 @app.command("ls")

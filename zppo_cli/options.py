@@ -27,7 +27,11 @@ err_console = Console(stderr=True)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CANCELLED = 3
 
-Scale = typer.Option("tiny", "--scale", "-s", help="Preset: tiny (CPU, minutes), tiny-vl (CPU, images), 0.8b, 2b, 4b, 9b (paper, GPUs).")
+Scale = typer.Option(
+    "tiny", "--scale", "-s",
+    help="Preset: tiny (CPU, minutes), tiny-hard (CPU, the method comparison), tiny-vl (CPU, images), 0.8b, 2b, 4b, "
+    "9b (paper, GPUs).",
+)
 Method = typer.Option(None, "--method", "-m", help="Training method (default: the preset's, grpo). See `zppo ls`.")
 Steps = typer.Option(None, "--steps", help="Rollout steps (overrides run.steps).")
 Seed = typer.Option(None, "--seed", help="Run seed (overrides run.seed).")

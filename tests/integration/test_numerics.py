@@ -44,6 +44,7 @@ class RecordingObjective:
 
     def __init__(self, inner):
         self.inner, self.ratios = inner, []
+        self.needs_teacher_logits, self.updates_per_step = inner.needs_teacher_logits, inner.updates_per_step
 
     def loss(self, logprobs, old, adv, mask, num_tokens, **kw):
         self.ratios.append(torch.exp(logprobs.detach() - old)[mask.bool()])

@@ -7,7 +7,7 @@ import pytest
 from zppo_core.config import ConfigError, config_from_file, dump_config, flat_params, list_presets, load_config, parse_overrides
 
 
-@pytest.mark.parametrize("scale", ["tiny", "tiny-vl", "0.8b", "2b", "4b", "9b"])
+@pytest.mark.parametrize("scale", ["tiny", "tiny-hard", "tiny-vl", "0.8b", "2b", "4b", "9b"])
 def test_every_preset_validates(scale):
     cfg = load_config(scale)
     assert cfg.scale == scale
@@ -69,8 +69,18 @@ def test_reward_judge_must_name_something_loadable(tmp_path):
 
 def test_list_presets_has_descriptions():
     presets = list_presets()
-    assert set(presets) == {"tiny", "tiny-vl", "0.8b", "2b", "4b", "9b"}
+    assert set(presets) == {"tiny", "tiny-hard", "tiny-vl", "0.8b", "2b", "4b", "9b"}
     assert all(presets.values())
+
+
+def test_tiny_hard_extends_tiny():
+    """`extends: tiny`: everything tiny-hard does not set is tiny's; what it sets wins (level maps whole)."""
+    tiny, hard = load_config("tiny"), load_config("tiny-hard")
+    assert hard.model == tiny.model and hard.data == tiny.data and hard.zppo == tiny.zppo and hard.algo == tiny.algo
+    assert hard.prepare.student_noise == {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0, 5: 0.0} != tiny.prepare.student_noise
+    assert (hard.prepare.student_warm_steps, hard.prepare.misconception_rate) == (0, 1.0)
+    assert hard.prepare.teacher_steps == tiny.prepare.teacher_steps and hard.eval.suites == tiny.eval.suites
+    assert hard.eval.per_level == 150 and hard.scale == "tiny-hard"
 
 
 def test_overrides_parse_yaml_scalars_and_nest():

@@ -42,6 +42,12 @@ class LossStats:
     ratio_mean: float  # mean ratio
     approx_kl: float  # mean of (ratio - 1) - log(ratio): the k3 estimator of KL(old || new)
 
+    def metrics(self) -> dict[str, float]:
+        """The stats under the names the training loop logs (train/*)."""
+        return {"train/clip_low_frac": self.clip_low_frac, "train/clip_high_frac": self.clip_high_frac,
+                "train/dual_clip_frac": self.dual_clip_frac, "train/ratio_mean": self.ratio_mean,
+                "train/approx_kl": self.approx_kl}
+
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Mean of ``x`` over positions where ``mask`` is true/1 (over all dims, or along ``dim``).

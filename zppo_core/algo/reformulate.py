@@ -10,6 +10,11 @@ instruction about format.
   rollout without a parseable answer shows once as "(no final answer)"), a sentence saying the incorrect
   reasoning follows, one ``<candidate>`` block per wrong rollout (all of them), the closer.
 - **Hint** (:func:`build_hint`, the Hint baseline): the question, the teacher's hint in ``<hint>`` tags, the closer.
+  The hint itself: written by the teacher (:data:`HINT_PROMPT`, then :func:`clean_hint` removes any box), or, in
+  compression mode ``none`` (tiny scale, where the teacher cannot write prose), :func:`hint_from_solution`: the
+  leading share of a correct teacher response's reasoning, never its final answer (a [decision]).
+- **Prefix** (:func:`prefix_length`, the Prefix baseline): how many leading tokens of a correct teacher
+  response are forced at the start of the student's response (floor of 40 % of its tokens).
 
 Candidate (and hint / wrong-answer) text is escaped first (:func:`escape_candidate`, a [decision] of
 ZPPO.md §3) so that a rollout cannot open or close the prompt's structural tags. With compression mode
@@ -64,6 +69,10 @@ __all__ = [
     "boxed_answer",
     "build_bcq",
     "build_hint",
+    "clean_hint",
+    "hint_from_solution",
+    "HINT_PROMPT",
+    "prefix_length",
     "build_ncq",
     "escape_candidate",
     "load_template",
@@ -524,3 +533,55 @@ def build_ncq(
 def build_hint(question_text: str, hint: str, closer: str, template: PromptTemplate) -> str:
     """The Hint-baseline prompt: question, the teacher's hint (escaped) in ``<hint>`` tags, the closer."""
     return template.render("hint", question=strip_directives(question_text), hint=_prepare(hint), closer=closer)
+
+
+# ------------------------------------------------------------------------------------------ hint and prefix
+
+HINT_PROMPT = (
+    "Here is a question and a correct solution. Write a short hint (at most 3 sentences, at most {max_tokens} "
+    "tokens) that would help a student solve it alone: point at the key idea or the first step. Do not give the "
+    "final answer and do not use \\boxed{{}}. Put the hint inside <hint></hint>.\n\n"
+    "Question: {question}\n\nSolution:\n{solution}"
+)
+_HINT_RE = re.compile(r"<hint>(.*?)(?:</hint>|$)", re.DOTALL)
+_THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
+
+
+def _without_boxes(text: str) -> str:
+    """`text` with every closed ``\\boxed{...}`` removed (an unclosed one from its start)."""
+    while True:
+        span = _last_box_span(text)
+        if span is None:
+            cut = text.rfind(_BOX)
+            return text if cut < 0 else text[:cut]
+        text = text[: span[0]] + text[span[1] :]
+
+
+def clean_hint(text: str) -> str:
+    """A teacher-written hint as it goes into the prompt: the ``<hint>`` wrapper's content (or the whole text),
+    every ``\\boxed{}`` removed, whitespace stripped."""
+    m = _HINT_RE.search(text)
+    return _without_boxes(m.group(1) if m else text).strip()
+
+
+def hint_from_solution(solution: str, fraction: float) -> str:
+    """The tiny-scale hint: the first `fraction` of a solution's reasoning characters (the ``<think>`` content, or the
+    text before the final box), boxes removed. "7+8=5;5+4=9" at 0.5 -> "7+8=5" (int(0.5 * 11) = 5 characters)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"hint fraction must be in (0, 1], got {fraction}")
+    m = _THINK_RE.search(solution)
+    if m:
+        reasoning = m.group(1)
+    else:
+        span = _last_box_span(solution)
+        reasoning = solution[: span[0]] if span is not None else solution
+    reasoning = _without_boxes(reasoning).strip()
+    return reasoning[: int(fraction * len(reasoning))].strip()
+
+
+def prefix_length(n_tokens: int, fraction: float) -> int:
+    """Leading tokens of an n-token teacher response forced as the student's prefix: floor(fraction * n)
+    (paper: the first 40 %; 12 tokens -> 4)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"prefix fraction must be in (0, 1), got {fraction}")
+    return int(fraction * n_tokens)

@@ -22,7 +22,7 @@ from zppo_core.config.schema import ZPPOConfig
 __all__ = ["ConfigError", "ZPPOConfig", "apply_overrides", "check_field", "config_from_file", "dump_config",
            "flat_params", "list_presets", "load_config", "parse_overrides"]
 
-PRESETS = ("tiny", "tiny-vl", "0.8b", "2b", "4b", "9b")
+PRESETS = ("tiny", "tiny-hard", "tiny-vl", "0.8b", "2b", "4b", "9b")
 
 
 class ConfigError(ValueError):
@@ -39,10 +39,17 @@ def list_presets() -> dict[str, str]:
 
 
 def _read_preset(name: str) -> dict[str, Any]:
+    """A preset's YAML; `extends: other` starts from that preset and merges this one's keys on top."""
     if name not in PRESETS:
         raise ConfigError(f"unknown scale '{name}'; valid scales: {', '.join(PRESETS)}")
     text = resources.files("zppo_core.config.presets").joinpath(f"{name}.yaml").read_text()
-    return yaml.safe_load(text) or {}
+    raw = yaml.safe_load(text) or {}
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    parent = _read_preset(base)
+    parent.pop("description", None)
+    return ov.deep_merge(parent, raw)
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:

@@ -388,6 +388,25 @@ class ZPPOSection(_Section):
     samples_to_log: int = Field(6, ge=0, description="BCQ and NCQ prompts (with rollouts) saved as artifacts.")
 
 
+class BaselinesConfig(_Section):
+    """Knobs of the paper's baselines (ZPPO.md §5): Hint, Prefix and the distillation losses."""
+
+    prefix_fraction: float = Field(
+        0.4, gt=0, lt=1, description="Prefix: share of a correct teacher response's tokens forced as the response's "
+        "start (paper: the first 40 %); the prefix is masked from the loss.",
+    )
+    hint_fraction: float = Field(
+        0.5, gt=0, le=1, description="Hint with zppo.compression=none (tiny): the hint is this leading share of a "
+        "correct teacher response's reasoning, never its final answer or box. With compression=teacher the teacher "
+        "writes the hint.",
+    )
+    hint_max_tokens: int = Field(128, gt=0, description="Hint with compression=teacher: the teacher's token budget.")
+    jsd_beta: float = Field(
+        0.5, ge=0, le=1, description="Distillation: generalized JSD mixture weight β (0.5: symmetric JSD; 0: forward "
+        "KL(teacher||student); 1: reverse KL), as TRL's GKD.",
+    )
+
+
 class OptimConfig(_Section):
     lr: float = Field(1e-6, gt=0, description="AdamW learning rate, constant, no warmup (paper: 1e-6).")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
@@ -488,6 +507,7 @@ class ZPPOConfig(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     zppo: ZPPOSection = Field(default_factory=ZPPOSection)
     reward: RewardConfig = Field(default_factory=RewardConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 

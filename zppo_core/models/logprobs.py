@@ -40,6 +40,16 @@ def completion_logprobs(
 ):
     """logprobs [B, T] (grad flows), mask [B, T], entropy [B, T] (detached) or None. `mm`: per sequence, its
     prompt's image inputs or None (see the module docstring); None for a text-only batch."""
+    logprobs, mask, entropy, _ = completion_forward(model, prompts, completions, pad_id, with_entropy, mm=mm)
+    return logprobs, mask, entropy
+
+
+def completion_forward(
+    model, prompts: list[list[int]], completions: list[list[int]], pad_id: int, with_entropy: bool = False,
+    keep_logits: bool = False, mm: list | None = None,
+):
+    """`completion_logprobs` plus, with `keep_logits`, the fp32 logits [B, T, V] at the completion positions (grad
+    flows; the distillation losses compare them with the teacher's). Returns (logprobs, mask, entropy, logits)."""
     device = next(model.parameters()).device
     ids, attn, pos, comp, mask, P = pack(prompts, completions, pad_id)
     T = comp.shape[1]
@@ -60,4 +70,35 @@ def completion_logprobs(
     logits = out.logits[:, :T].float()  # [B, T, V] logits predicting each completion token
     logprobs = gather_token_logprobs(logits, comp.to(device))  # [B, T]
     entropy = token_entropy_from_logits(logits.detach()) if with_entropy else None  # [B, T]
-    return logprobs, mask.to(device), entropy
+    return logprobs, mask.to(device), entropy, (logits if keep_logits else None)
+
+
+@torch.no_grad()
+def sequence_logprobs(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int,
+                      batch_size: int = 64) -> list[list[float]]:
+    """Per-token log-probs of each completion under `model` in eval mode, no gradient, one list per sequence (e.g.
+    the student's own log-probs of a teacher response that is trained as if the student had sampled it)."""
+    out: list[list[float]] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(prompts), batch_size):
+            p, c = prompts[start : start + batch_size], completions[start : start + batch_size]
+            lp, _, _ = completion_logprobs(model, p, c, pad_id)  # [b, T]
+            out += [lp[j, : len(cj)].tolist() for j, cj in enumerate(c)]
+    finally:
+        model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def teacher_completion_logits(teacher, rollouts, pad_id: int) -> torch.Tensor:
+    """The teacher model's logits [b, T, V] along the rollouts' completions (no gradient): what a distillation loss
+    compares the student's with. `teacher` must be an in-process model (config validation refuses a served one)."""
+    if teacher is None:
+        raise RuntimeError("the teacher's logits need the teacher loaded in this process (a served teacher gives "
+                           "only top-k log-probs)")
+    mm = [r.prompt_mm for r in rollouts] if any(r.prompt_mm for r in rollouts) else None  # their images
+    _, _, _, logits = completion_forward(teacher, [r.prompt_ids for r in rollouts],
+                                         [r.completion.token_ids for r in rollouts], pad_id, keep_logits=True, mm=mm)
+    return logits  # [b, T, V]

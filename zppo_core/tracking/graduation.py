@@ -7,6 +7,7 @@ latest state is always there):
   graduation/fates_by_bin.png  graduated / evicted / still buffered by entry bin (the paper's Fig. 5)
   graduation/curves_by_bin.png mean plain accuracy vs steps since admission, one line per entry bin
   samples/bcq_ncq.md           a few BCQ and NCQ prompts with the student's rollouts, for a person to read
+  samples/<kind>.md            the same for the baselines' prompts (hint, prefix) and Off-Distill's teacher responses
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def plot_graduation_curves(table: list[dict[str, Any]], path: Path) -> None:
 
 
 def samples_markdown(samples: list[dict[str, Any]]) -> str:
-    out = ["# BCQ / NCQ prompts as the student saw them\n"]
+    kinds = " / ".join(dict.fromkeys(s["kind"].upper() for s in samples)) or "BCQ / NCQ"
+    out = [f"# {kinds} prompts as the student saw them\n"]
     for s in samples:
         out.append(f"## {s['kind'].upper()} · {s['question_id']} · gold `{s['gold']}`\n")
         out.append("```text\n" + s["prompt"] + "\n```\n")
@@ -120,8 +122,11 @@ def write_reports(
     if fates_by_bin is not None:
         plot_fates_by_bin(fates_by_bin, rep / "graduation" / "fates_by_bin.png")
         tracker.log_artifact(rep / "graduation" / "fates_by_bin.png", "graduation")
-    if samples:
-        text = samples_markdown(samples)
-        (rep / "samples" / "bcq_ncq.md").write_text(text)
-        tracker.log_text(text, "samples/bcq_ncq.md")
+    files: dict[str, list[dict[str, Any]]] = {}  # BCQ and NCQ share a file; other kinds (hint, prefix, ...) own one
+    for s in samples:
+        files.setdefault("bcq_ncq.md" if s["kind"] in ("bcq", "ncq") else f"{s['kind']}.md", []).append(s)
+    for name, rows in files.items():
+        text = samples_markdown(rows)
+        (rep / "samples" / name).write_text(text)
+        tracker.log_text(text, f"samples/{name}")
     return rep

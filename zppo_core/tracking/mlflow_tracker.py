@@ -164,6 +164,18 @@ class MlflowTracker:
         self.client.delete_run(self.run_id)
 
 
+def close_run(run_id: str, uri: str | None = None, status: str = "FINISHED") -> bool:
+    """End an existing run that is still RUNNING (its process died after its work was done); False when it was
+    already ended."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=resolve_uri(uri)[0])
+    if client.get_run(run_id).info.status != "RUNNING":
+        return False
+    client.set_terminated(run_id, status=status)
+    return True
+
+
 def delete_run(run_id: str, uri: str | None = None) -> None:
     """Mark an existing run deleted (MLflow keeps it in the trash until `mlflow gc`)."""
     from mlflow.tracking import MlflowClient

@@ -11,19 +11,24 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
   4. The method plans extra prompts from the graded plain groups (BCQ/NCQ, hints, ...; it may call the
      teacher through the step context).
   5. Extra rollouts: G_S student samples per extra prompt, graded against x's gold answer -> one group per
-     extra prompt (its own group id: plain/BCQ/NCQ never share a group).
-  6. Advantages over all groups at once, before any update: A' = r - mean(group), then normalised over the
-     rollouts of non-trivial groups (or the configured variant).
-  7. Update: the rollouts shuffled into I equal mini-batches, π_old by the engine or the trainer (`old_logprobs.py`);
-     one AdamW step on each over fp32 masters (forward in the compute dtype, `models/precision.py`; fp32 grad-norm
-     clip), micro-batches gradient-accumulated with a token-level normaliser per mini-batch.
+     extra prompt (its own group id: plain/BCQ/NCQ never share a group). A prompt's forced response prefix (the
+     Prefix baseline) is part of the prompt ids, so only the continuation is sampled and trained.
+ 5b. The method says which groups the update trains on (RL methods: all of them; Off-Distill: the teacher's
+     correct responses; the drift baseline: plain groups with a teacher response as one more rollout).
+  6. Advantages over the trained groups at once, before any update: A' = r - mean(group), then normalised over
+     the rollouts of non-trivial groups (or the configured variant).
+  7. Update: the trained rollouts shuffled into I equal mini-batches (I = the objective's updates_per_step, else
+     algo.updates_per_step), π_old by the engine or the trainer (`old_logprobs.py`); one AdamW step on each over
+     fp32 masters (forward in the compute dtype, `models/precision.py`; fp32 grad-norm clip), micro-batches
+     gradient-accumulated with a token-level normaliser per mini-batch. An objective that compares distributions
+     with the teacher's (distillation) gets both models' logits along each sequence and no π_old.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
   9. Sync the rollout engine's weights; the step's train, method and perf metrics (wall time per phase,
      tokens/s, peak memory: `perf.py`) go to the tracker.
 
 The step tail (`run`), after every step:
 
-  10. Evaluate: the `eval.suites` every `eval.every` steps; after the last step the held-out eval
+  10. Evaluate: the `eval.suites` every `eval.every` steps and after the last step; then the held-out eval
       (`run.final_eval_per_level`, synthetic data), so the last metrics line and checkpoint carry eval/heldout/*.
   11. Log: the step's line in `metrics.jsonl` (train, method and eval metrics together), then `on_step(step,
       metrics)`, which may ask the run to stop (a sweep's pruner does).
@@ -32,16 +37,20 @@ The step tail (`run`), after every step:
   13. Stop when `on_step` asked for it, when `stop_requested()` says so (a SIGTERM/SIGINT caught by `zppo train`:
       the step finishes and is checkpointed, then the run stops, resumable), or after `stop_after` steps (tests).
 
-Ranks (`zppo_core.dist`, FSDP2 student): steps 1, 2, 4, 8 are deterministic replicas (same inputs, the run's Python
-RNG is the same on every rank; a digest is compared after each step) rather than one owner plus broadcasts, since
-the hooks call the teacher and those calls are sharded over the ranks. Rollouts (3, 5, the teacher's) are dealt
-round-robin by prompt (a group never spans ranks; others' groups arrive without token ids). Step 6 normalises over
-all ranks' rollouts; step 7 cuts the global rollout list into the same I mini-batches as one rank would, each rank
-training on its members with the global token count (times the world size: FSDP2 averages gradients). Rank 0
-alone logs and prints; evaluation is sharded; stop decisions are all-reduced. One rank runs the single-process loop.
+Ranks (`zppo_core.dist`, FSDP2 student): steps 1, 2, 4, 5b, 8 are deterministic replicas (same inputs, the run's
+Python RNG is the same on every rank; a digest is compared after each step) rather than one owner plus broadcasts,
+since the hooks call the teacher and those calls are sharded over the ranks. Rollouts (3, 5, the teacher's) are
+dealt round-robin by prompt (a group never spans ranks); the student's groups of other ranks arrive without token
+ids, the teacher's arrive whole (the Prefix baseline forces their tokens, the drift baseline injects them). A
+forced response prefix travels with its prompt to the rank that samples it. Each rank trains on the groups it
+sampled (its teacher groups for Off-Distill) and computes the teacher's logits for its own micro-batches. Step 6
+normalises over all ranks' rollouts; step 7 cuts the global rollout list into the same I mini-batches as one rank
+would, each rank training on its members with the global token count (times the world size: FSDP2 averages
+gradients). Rank 0 alone logs and prints; evaluation is sharded; stop decisions are all-reduced. One rank runs the
+single-process loop.
 
-The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (three step
-hooks, a loss, its state and its reports). Image questions take the same path: every prompt (plain, the method's
+The loop never looks at the method's name: a method is the `Method` protocol of `methods/base.py` (four step
+hooks, an objective, its state and its reports). Image questions take the same path: every prompt (plain, the method's
 extra prompts, the teacher's) is rendered with the question's images by `PromptRenderer.prompt` (the images once,
 before the text), sampled through `rollout.base.generate_prompts`, and trained on with the same image inputs.
 Periodic and final evaluation come from `zppo_core.suites`, which sits below train (the loop never imports
@@ -58,7 +67,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,7 +80,7 @@ from zppo_core.dist import LOCAL, Dist, rank_seed, stop_requested
 from zppo_core.dist.data import ShardedEngine, light
 from zppo_core.dist.fsdp import FullWeights, gradient_sync, idle_backward, is_sharded, local_value
 from zppo_core.models.load import PromptRenderer, chat_kwargs
-from zppo_core.models.logprobs import completion_logprobs
+from zppo_core.models.logprobs import completion_forward, sequence_logprobs, teacher_completion_logits
 from zppo_core.models.precision import Precision
 from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_prompts
 from zppo_core.run_dir import RunDir
@@ -83,10 +92,6 @@ from zppo_core.train.methods.base import ExtraPrompt, Method, StepContext
 from zppo_core.train.perf import PhaseTimer, memory_metrics, reset_gpu_peak
 from zppo_core.train.reward import Rewarder
 from zppo_core.types import Group, Question, Rollout
-
-
-STAT_KEYS = ("train/clip_low_frac", "train/clip_high_frac", "train/dual_clip_frac", "train/ratio_mean",
-             "train/approx_kl", "train/entropy")  # token-weighted means over the step's update
 
 
 @dataclass
@@ -116,6 +121,7 @@ class Trainer:
         judge_render: Callable[[str], list[int]] | None = None,  # (default: this tokenizer, the judge's keywords)
         processor=None,
         dist: Dist = LOCAL,
+        teacher_model=None,  # the teacher as a torch model (its logits for distillation), or None
     ):
         """With several ranks: `model` is this rank's FSDP2-sharded student, `engine` samples from its own full
         copy (synced after every update), `tracker` and `on_step` are real on rank 0 only."""
@@ -126,6 +132,7 @@ class Trainer:
         self.tokenizer = tokenizer
         self.engine = engine
         self.teacher = teacher
+        self.teacher_model = teacher_model
         self.stream = stream
         self.method = method
         self.tracker = tracker or NullTracker()
@@ -154,6 +161,7 @@ class Trainer:
         self.rewarder = Rewarder(judge, (judge_render or self.renders["judge"]) if judge is not None else None,
                                  max_new_tokens=cfg.reward.judge_max_new_tokens)
         self._next_group_id = 0
+        self.own_groups: set[int] = set()  # ids of the groups this rank sampled (this step's: train_step resets it)
         self._last_checkpoint = time.monotonic()
         self.stopped_early = False  # on_step asked to stop before run.steps
         self.preempted = False  # a stop request (Slurm's time-limit/preemption signal): checkpointed, not finished
@@ -210,24 +218,34 @@ class Trainer:
     # ------------------------------------------------------------------ rollouts
     def _rollout_groups(
         self, engine: Engine, items: list[tuple[str, Question, str]], n: int, metas: list[dict] | None = None,
-        render: PromptRenderer | None = None,
+        render: PromptRenderer | None = None, prefixes: list[list[int]] | None = None, whole: bool = False,
     ) -> list[Group]:
-        """items: (kind, question, prompt text), the same list on every rank. Returns one graded group per item, in
-        order, on every rank: each rank samples and grades its round-robin share (its own groups whole, the others'
-        `light`; one judge call per rank for its share). Group ids follow the items' order, so they are the same on
-        every rank and for any world size."""
+        """items: (kind, question, prompt text), the same list on every rank; prefixes: response-side token ids
+        forced after each rendered prompt (graded as part of the response, never trained). Returns one graded group
+        per item, in order, on every rank: each rank samples and grades its round-robin share (its own groups whole,
+        the others' `light` unless `whole`; one judge call per rank for its share). Group ids follow the items'
+        order, so they are the same on every rank and for any world size."""
         if not items:
             return []
         base = self._next_group_id
         self._next_group_id += len(items)
-        indexed = [(base + i, item, metas[i] if metas is not None else {}) for i, item in enumerate(items)]
-        return self.dist.map_shards(indexed, lambda mine: self._sample_groups(engine, mine, n, render), light=light)
+        indexed = [(base + i, item, metas[i] if metas is not None else {}, list(prefixes[i]) if prefixes else [])
+                   for i, item in enumerate(items)]  # a forced prefix travels with its prompt
+        return self.dist.map_shards(indexed, lambda mine: self._sample_groups(engine, mine, n, render),
+                                    light=None if whole else light)
 
-    def _sample_groups(self, engine: Engine, items: list[tuple[int, tuple[str, Question, str], dict]], n: int,
-                       render: PromptRenderer | None = None) -> list[Group]:
-        """This rank's share: (group id, (kind, question, prompt text), meta) -> one graded group each."""
+    def _sample_groups(self, engine: Engine, items: list[tuple[int, tuple[str, Question, str], dict, list[int]]],
+                       n: int, render: PromptRenderer | None = None) -> list[Group]:
+        """This rank's share: (group id, (kind, question, prompt text), meta, forced prefix ids) -> one graded group
+        each; their ids join `self.own_groups` (the groups this rank trains on when the method trains them)."""
         render = render or self.render
-        prompts = [render.prompt(text, q.images) for _, (_, q, text), _ in items]  # the question's images, once
+        prompts = [render.prompt(text, q.images) for _, (_, q, text), _, _ in items]  # the question's images, once
+        prefixes = [pre for _, _, _, pre in items]
+        if any(pre and (p.mm is not None or isinstance(engine, ChatEngine)) for p, pre in zip(prompts, prefixes)):
+            raise ValueError("a forced response prefix needs a text prompt and an engine that takes token ids (not "
+                             "image inputs, not a served chat model)")
+        prompts = [replace(p, ids=p.ids + list(pre)) if pre else p for p, pre in zip(prompts, prefixes)]
+        prefix_texts = [self.tokenizer.decode(pre, skip_special_tokens=True) if pre else "" for pre in prefixes]
         params = SamplingParams(
             n=n,
             temperature=self.sampling.temperature,
@@ -235,11 +253,15 @@ class Trainer:
             max_new_tokens=self.sampling.max_new_tokens,
         )
         outs = generate_prompts(engine, prompts, params, template_kwargs=render.template_kwargs)
-        graded = iter(self.rewarder.grade([(q, c.text) for (_, (_, q, _), _), comps in zip(items, outs)
-                                           for c in comps]))
+        graded = iter(self.rewarder.grade([(q, pre + c.text) for (_, (_, q, _), _, _), pre, comps
+                                           in zip(items, prefix_texts, outs) for c in comps]))
         groups = []
-        for (gid, (kind, q, text), meta), prompt, comps in zip(items, prompts, outs):
+        for (gid, (kind, q, text), meta, pre), prompt, pre_text, comps in zip(items, prompts, prefix_texts, outs):
+            meta = dict(meta)
+            if pre:
+                meta["response_prefix"] = pre_text
             g = Group(id=gid, kind=kind, question=q, prompt_text=text, meta=meta)
+            self.own_groups.add(gid)
             for c in comps:
                 r = next(graded)
                 g.rollouts.append(Rollout(q.id, g.id, kind, prompt.ids, c, r.reward, r.extracted,
@@ -248,12 +270,14 @@ class Trainer:
         return groups
 
     def teacher_sample(self, questions: list[Question], n: int) -> list[Group]:
+        """G_T teacher rollouts per question, whole on every rank (the Prefix baseline forces their token ids, the
+        drift baseline injects them, Off-Distill trains the sampling rank's share)."""
         if self.teacher is None:
             raise RuntimeError("this method needs a teacher but none was loaded")
         closer = self.cfg.data.closer
         with self.phases("teacher_rollout"):
             return self._rollout_groups(self.teacher, [("teacher", q, plain_prompt(q, closer)) for q in questions],
-                                        n, render=self.renders["teacher"])
+                                        n, render=self.renders["teacher"], whole=True)
 
     def teacher_generate(self, texts: list[str], max_new_tokens: int, images: list | None = None) -> list[str]:
         """One greedy teacher completion per user-message text (candidate compression); `images[i]`: the images
@@ -265,17 +289,28 @@ class Trainer:
         images = images if images is not None else [()] * len(texts)
         compress = self.renders["compression"]
         with self.phases("compression"):
-            outs = generate_prompts(ShardedEngine(self.teacher, self.dist),
+            teacher = ShardedEngine(self.teacher, self.dist) if self.dist.enabled else self.teacher  # split over ranks
+            outs = generate_prompts(teacher,
                                     [compress.prompt(t, im) for t, im in zip(texts, images)],
                                     SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
                                     template_kwargs=compress.template_kwargs)
         return [o[0].text for o in outs]
+
+    def student_logprobs(self, rollouts: list[Rollout]) -> list[list[float]]:
+        """Per-token log-probs of the rollouts' completions under the student's current weights (no gradient). With
+        several ranks every rank calls it with the same rollouts (whole: the teacher's), since the sharded forwards
+        are collective."""
+        with self.precision.autocast(next(self.model.parameters()).device):
+            return sequence_logprobs(self.model, [r.prompt_ids for r in rollouts],
+                                     [r.completion.token_ids for r in rollouts], self.tokenizer.pad_token_id,
+                                     self.cfg.algo.micro_batch_size)
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         t0 = time.perf_counter()
         self.phases.reset()
+        self.own_groups = set()
         device = next(self.model.parameters()).device
         reset_gpu_peak(device)
         ctx = StepContext(
@@ -283,6 +318,7 @@ class Trainer:
             rng=self.rng,
             teacher_sample=self.teacher_sample if self.teacher is not None else None,
             teacher_generate=self.teacher_generate if self.teacher is not None else None,
+            student_logprobs=self.student_logprobs,
         )
 
         # step 1: new questions from the data stream (prompts over data.max_prompt_tokens skipped)
@@ -301,17 +337,20 @@ class Trainer:
         with self.phases("extra_rollout"):
             extra_groups = self._rollout_groups(
                 self.engine, [(e.kind, e.question, e.text) for e in extras], cfg.rollout.group_size,
-                metas=[e.meta for e in extras],
+                metas=[e.meta for e in extras], prefixes=[e.prefix_ids for e in extras],
             )
         rollout_time = time.perf_counter() - t_roll
         groups = plain + extra_groups  # every group of the step, on every rank
         rollouts = [r for g in groups for r in g.rollouts]  # the step's rollouts in their global order
-        rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)  # [N]
+        # step 5b: the groups the update trains on (RL: all of them; Off-Distill's teacher rollouts time themselves)
+        trained = self.method.train_groups(groups, ctx)
+        n_trained = sum(len(g.rollouts) for g in trained)
+        rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)  # [N] every sampled rollout
         gids = torch.tensor([r.group_id for r in rollouts], dtype=torch.long)  # [N]
 
         # steps 6-7: advantages (statistics over all ranks' rollouts), then I mini-batch updates
         t_upd = time.perf_counter()
-        upd, _, _ = self.learn(groups, {g.id for g in self.dist.mine(plain) + self.dist.mine(extra_groups)})
+        upd, _, _ = self.learn(trained, {g.id for g in trained if g.id in self.own_groups})
         update_time = time.perf_counter() - t_upd
 
         # step 8: the method observes the plain groups (buffer refresh); its metrics are in ctx.metrics
@@ -331,6 +370,7 @@ class Trainer:
             "train/trivial_group_frac": trivial_group_fraction(rewards, gids),
             "train/groups": float(len(groups)),
             "train/rollouts": float(len(rollouts)),
+            "train/trained_sequences": float(n_trained),
             "train/response_len": gen_tokens / max(len(rollouts), 1),
             "train/truncated_frac": sum(not r.completion.finished for r in rollouts) / max(len(rollouts), 1),
             **upd,
@@ -412,23 +452,25 @@ class Trainer:
             out.append(cur)
         return out
 
-    def _forward(self, mb: list[Rollout]):
-        """The training forward in the compute dtype: logprobs [b, T] (grad), mask [b, T], entropy [b, T]. An empty
-        micro-batch (a rank with fewer than the others) runs a one-token forward and returns Nones: FSDP2's
-        forwards are collective, so every rank runs as many."""
+    def _forward(self, mb: list[Rollout], keep_logits: bool = False):
+        """The training forward in the compute dtype: logprobs [b, T] (grad), mask [b, T], entropy [b, T], and the
+        logits [b, T, V] (grad) with `keep_logits` (else None). An empty micro-batch (a rank with fewer than the
+        others) runs a one-token forward and returns Nones: FSDP2's forwards are collective, so every rank runs as
+        many."""
         device = next(self.model.parameters()).device
         with self.precision.autocast(device):
             if not mb:
                 self.model(input_ids=torch.tensor([[self.tokenizer.pad_token_id]], device=device), logits_to_keep=1)
-                return None, None, None
-            return completion_logprobs(
+                return None, None, None, None
+            return completion_forward(
                 self.model,
                 [r.prompt_ids for r in mb],
                 [r.completion.token_ids for r in mb],
                 self.tokenizer.pad_token_id,
                 with_entropy=True,
+                keep_logits=keep_logits,
                 mm=[r.prompt_mm for r in mb] if any(r.prompt_mm for r in mb) else None,  # their images
-            )  # [b, T], [b, T], [b, T]
+            )  # [b, T], [b, T], [b, T], [b, T, V] or None
 
     def _update(self, rollouts: list[Rollout], adv: torch.Tensor, positions: list[int] | None = None,
                 n_global: int | None = None) -> dict[str, float]:
@@ -442,7 +484,9 @@ class Trainer:
         n_global = len(rollouts) if n_global is None else n_global
         order = list(range(n_global))
         self.rng.shuffle(order)
-        I = cfg.algo.updates_per_step
+        objective = self.method.objective
+        distill = objective.needs_teacher_logits  # a JSD to the teacher: no π_old, no ratio
+        I = objective.updates_per_step or cfg.algo.updates_per_step
         chunks = [c for c in (order[i * n_global // I : (i + 1) * n_global // I] for i in range(I)) if c]
         if positions is not None:
             where = {p: i for i, p in enumerate(positions)}
@@ -452,9 +496,10 @@ class Trainer:
         tokens = d.sum([float(sum(len(rollouts[i].completion.token_ids) for i in c)) for c in chunks])
         plans = [p + [[]] * (int(n) - len(p)) for p, n in zip(plans, d.max([float(len(p)) for p in plans]))]
         # π_old: the engine's, or the trainer's (a no-grad forward now, before the first update)
-        olds = pi_old.StepOldLogprobs(cfg.algo.old_logprobs, cfg.algo.tis_cap, self._forward, rollouts,
-                                      [idx for mbs in plans for idx in mbs])
-        sums = dict.fromkeys(STAT_KEYS, 0.0)
+        olds = None if distill else pi_old.StepOldLogprobs(
+            cfg.algo.old_logprobs, cfg.algo.tis_cap, lambda mb: self._forward(mb)[:3], rollouts,
+            [idx for mbs in plans for idx in mbs])
+        sums: dict[str, float] = {}  # stat name -> token-weighted sum (the objective's stats, entropy)
         total_tokens = 0.0
         grad_norms = []
         losses = []
@@ -468,36 +513,44 @@ class Trainer:
                     idle_backward(self.model, self.tokenizer.pad_token_id)
                     continue
                 mb = [rollouts[i] for i in idx]
-                logprobs, mask, entropy = self._forward(mb)  # [b, T], [b, T], [b, T]
-                old, extra = olds.old(idx, mb, logprobs, mask, first=k_mb == 0)  # [b, T], {is_weights: [b, T]}
+                logprobs, mask, entropy, logits = self._forward(mb, keep_logits=distill)  # [b, T] x3, [b, T, V]
+                teacher_logits = teacher_completion_logits(self.teacher_model, mb, self.tokenizer.pad_token_id) \
+                    if distill else None  # [b, T, V]
+                old, extra = olds.old(idx, mb, logprobs, mask, first=k_mb == 0) if olds is not None \
+                    else (logprobs.detach(), {})  # [b, T], {is_weights: [b, T]}
                 a = adv[idx].to(logprobs.device)  # [b]
                 # FSDP2 averages gradients over the ranks: the world-size factor makes them sums again
-                loss, stats = self.method.objective.loss(logprobs, old, a, mask, num_tokens=n_tokens / d.world,
-                                                         **extra)
+                loss, stats = objective.loss(logprobs, old, a, mask, num_tokens=n_tokens / d.world, logits=logits,
+                                             teacher_logits=teacher_logits, **extra)
                 loss.backward()
                 loss_total += float(loss.detach())
                 tok = float(mask.sum())
                 total_tokens += tok
-                mb_sums = [mb_sums[0] + tok, mb_sums[1] + stats.ratio_mean * tok, mb_sums[2] + stats.approx_kl * tok]
-                for k, v in zip(STAT_KEYS, (stats.clip_low_frac, stats.clip_high_frac, stats.dual_clip_frac,
-                                            stats.ratio_mean, stats.approx_kl,
-                                            float((entropy * mask).sum()) / max(tok, 1.0))):
-                    sums[k] += v * tok
-            olds.end_mini_batch(*mb_sums)
+                m = {**stats.metrics(), "train/entropy": float((entropy * mask).sum()) / max(tok, 1.0)}
+                if not distill:
+                    mb_sums = [mb_sums[0] + tok, mb_sums[1] + m["train/ratio_mean"] * tok,
+                               mb_sums[2] + m["train/approx_kl"] * tok]
+                for k, v in m.items():
+                    sums[k] = sums.get(k, 0.0) + v * tok
+            if olds is not None:
+                olds.end_mini_batch(*mb_sums)
             gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)  # global norm, fp32 grads
             grad_norms.append(local_value(gn))
             self.optimizer.step()
             losses.append(loss_total)
         self.optimizer.zero_grad(set_to_none=True)
-        gathered = d.sum([sums[k] for k in STAT_KEYS] + [total_tokens] + losses)  # over the ranks
-        total_tokens = gathered[len(STAT_KEYS)]
-        out = {k: v / max(total_tokens, 1.0) for k, v in zip(STAT_KEYS, gathered)}
-        losses = [v / d.world for v in gathered[len(STAT_KEYS) + 1 :]]
+        # the stat names every rank saw (a rank that trained nothing has none), in one order, before summing
+        keys = list(dict.fromkeys(k for part in d.gather_objects(list(sums)) for k in part))
+        gathered = d.sum([sums.get(k, 0.0) for k in keys] + [total_tokens] + losses)  # over the ranks
+        total_tokens = gathered[len(keys)]
+        out = {k: v / max(total_tokens, 1.0) for k, v in zip(keys, gathered)}  # token-weighted means
+        losses = [v / d.world for v in gathered[len(keys) + 1 :]]
         out["train/loss"] = sum(losses) / max(len(losses), 1)
         out["train/grad_norm"] = sum(grad_norms) / max(len(grad_norms), 1)
         out["perf/train_tokens"] = total_tokens
-        olds.reduce(d)
-        out.update(olds.metrics())
+        if olds is not None:
+            olds.reduce(d)
+            out.update(olds.metrics())
         return out
 
     # ------------------------------------------------------------------ the step tail (steps 10-13)
@@ -534,11 +587,12 @@ class Trainer:
         return metrics
 
     def _eval_step(self) -> dict[str, float]:
-        """Step 10: the eval suites every `eval.every` steps; the held-out eval after the last step (synthetic
-        data only), so the last metrics line and the last checkpoint carry eval/heldout/*."""
+        """Step 10: the eval suites every `eval.every` steps and after the last step (a run's end point is always
+        evaluated); the held-out eval after the last step (synthetic data only), so the last metrics line and the
+        last checkpoint carry eval/heldout/*."""
         cfg, step, out = self.cfg, self.state.step, {}
         t0 = time.perf_counter()
-        if cfg.eval.every and cfg.eval.suites and step % cfg.eval.every == 0:
+        if cfg.eval.every and cfg.eval.suites and (step % cfg.eval.every == 0 or step == cfg.run.steps):
             out.update(self.periodic_eval())
         if step == cfg.run.steps and cfg.run.final_eval_per_level and not cfg.data.path:
             out.update(self.final_eval())

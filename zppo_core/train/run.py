@@ -342,7 +342,8 @@ def train(
         judge, judge_render = make_judge(cfg, teacher_eng, student.tokenizer)
         trainer = Trainer(cfg, rd.path, student.model, student.tokenizer, engine, stream, method, tracker, teacher,
                           on_step, judge=judge, judge_render=judge_render,
-                          processor=student.processor, dist=d)
+                          processor=student.processor, dist=d,
+                          teacher_model=teacher_model.model if teacher_model is not None else None)
         trainer.stop_requested = stop_requested
         if resume:
             trainer.load_checkpoint(ckpt_io.require_checkpoint(rd.path, verify=True, warn=log))

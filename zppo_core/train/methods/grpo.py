@@ -27,6 +27,9 @@ class GRPO:
     def extra_prompts(self, plain: list[Group], ctx: StepContext) -> list[ExtraPrompt]:
         return []
 
+    def train_groups(self, groups: list[Group], ctx: StepContext) -> list[Group]:
+        return groups
+
     def observe(self, plain: list[Group], groups: list[Group], ctx: StepContext) -> None:
         pass
 

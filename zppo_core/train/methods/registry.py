@@ -1,7 +1,9 @@
 """Method name -> built method object. The loop receives the object and never looks at its name.
 
 Which names exist and what each switches on is configuration (`zppo_core.config.methods`); this module only
-builds: GRPO when no switch is on, else one `ZPPOMethod` with the spec's switches.
+builds: a distillation baseline when `distill` is set (distill.py), a guided baseline when `guide` is set
+(guided.py: Hint, Prefix, rollout-matched and teacher-injected GRPO), GRPO when no switch is on, else one
+`ZPPOMethod` with the spec's buffer/BCQ/NCQ switches.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ def build_method(cfg: "ZPPOConfig") -> "Method":
     validate(cfg)
     objective = PPOObjective(cfg.algo.eps_low, cfg.algo.eps_high, cfg.algo.dual_clip)
     spec = SPECS[cfg.method]
+    if spec.distill is not None:
+        from zppo_core.train.methods.distill import Distill
+
+        return Distill.from_config(cfg, cfg.method, on_policy=spec.distill == "on", buffer=spec.buffer)
+    if spec.guide is not None:
+        from zppo_core.train.methods.guided import build_guided
+
+        return build_guided(cfg, objective, cfg.method, spec.guide, spec.buffer)
     if not (spec.buffer or spec.bcq or spec.ncq):
         return GRPO(objective=objective)
     from zppo_core.train.methods.zppo import ZPPOMethod

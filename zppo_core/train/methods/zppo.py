@@ -55,6 +55,7 @@ from zppo_core.algo.replay_buffer import ReplayBuffer
 from zppo_core.config.methods import slots
 from zppo_core.tasks.graders import answers_equal
 from zppo_core.train.methods.base import ExtraPrompt, PPOObjective, StepContext
+from zppo_core.train.methods.common import Replay, capped_hard_set, report_replay
 from zppo_core.types import Group, Question
 
 COMPRESS_PROMPT = (
@@ -88,7 +89,7 @@ def parse_summary(text: str) -> str | None:
 class ZPPOMethod:
     objective: PPOObjective
     name: str
-    buffer: ReplayBuffer | None
+    replay: Replay | None
     bcq: bool
     ncq: bool
     n_new: int
@@ -103,8 +104,7 @@ class ZPPOMethod:
     template: PromptTemplate
     samples_to_log: int = 6
     needs_teacher: bool = False
-    # state (checkpointed)
-    buffer_sizes: list[tuple[int, int]] = field(default_factory=list)
+    # state (checkpointed; the buffer's lives in `replay`)
     samples: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -113,7 +113,7 @@ class ZPPOMethod:
         return cls(
             objective=objective,
             name=name,
-            buffer=ReplayBuffer(z.capacity, z.tau, cfg.rollout.group_size) if buffer else None,
+            replay=Replay.from_config(cfg) if buffer else None,
             bcq=bcq,
             ncq=ncq,
             n_new=cfg.algo.n_new,
@@ -131,8 +131,12 @@ class ZPPOMethod:
         )
 
     @property
+    def buffer(self) -> ReplayBuffer | None:
+        return self.replay.buffer if self.replay is not None else None
+
+    @property
     def replay_slots(self) -> int:
-        return slots(self.rho_replay, self.n_new) if self.buffer is not None else 0
+        return self.replay.slots if self.replay is not None else 0
 
     @property
     def aug_slots(self) -> int:
@@ -140,27 +144,9 @@ class ZPPOMethod:
 
     # ---------------------------------------------------------------- step 2
     def select_prompts(self, new: list[Question], ctx: StepContext) -> list[Question]:
-        if self.buffer is None or not len(self.buffer):
-            return list(new)
-        new_ids = {q.id for q in new}
-        pool = [qid for qid in self.buffer.ids() if qid not in new_ids]
-        k = min(self.replay_slots, len(pool))
-        chosen = ctx.rng.sample(pool, k) if k else []
-        replay = [self.buffer.entry(qid).question for qid in chosen]
-        ctx.replayed = list(chosen)
-        return list(new) + replay
+        return self.replay.select(new, ctx) if self.replay is not None else list(new)
 
     # ---------------------------------------------------------------- step 4
-    def _hardest_first(self, hard: list[Group], ctx: StepContext) -> list[Group]:
-        def key(g: Group):
-            qid = g.question.id
-            in_buffer = self.buffer is not None and qid in self.buffer
-            age = self.buffer.age_key(qid) if in_buffer else 0
-            return (g.mean_reward, 0 if in_buffer else 1, age, ctx.rng.random())
-
-        keyed = [(key(g), i, g) for i, g in enumerate(hard)]  # draw ties in a fixed order (reproducible)
-        return [g for _, _, g in sorted(keyed, key=lambda t: (t[0], t[1]))]
-
     def _compress(self, ctx: StepContext, items: list[tuple[Question, str]]) -> list[tuple[str, bool]]:
         """(candidate text, fell back) in order: compressed by the teacher, or the raw text truncated (mode none,
         or no summary in the teacher's reply: a fallback)."""
@@ -185,7 +171,7 @@ class ZPPOMethod:
         cap = self.aug_slots
         if cap == 0 or not hard:
             return []
-        kept = self._hardest_first(hard, ctx)[:cap]  # pre-cap
+        kept = capped_hard_set(plain, self.tau, cap, self.replay, ctx.rng)  # pre-cap
         # teacher rollouts (BCQ only): G_T per kept question, correct ones kept
         teacher_correct: dict[int, list[str]] = {}
         if self.bcq:
@@ -248,6 +234,10 @@ class ZPPOMethod:
         same = (boxed_answer(raw) or "") == (boxed_answer(compressed) or "")
         return compressed if same else truncate_candidate(raw, self.candidate_max_chars)
 
+    # ---------------------------------------------------------------- step 5b
+    def train_groups(self, groups: list[Group], ctx: StepContext) -> list[Group]:
+        return groups  # plain, BCQ and NCQ groups, each under the prompt that produced it
+
     # ---------------------------------------------------------------- step 8
     def observe(self, plain: list[Group], groups: list[Group], ctx: StepContext) -> None:
         m = ctx.metrics
@@ -270,13 +260,8 @@ class ZPPOMethod:
                    if any(_matches(r, a) for a in g.meta["wrong_answers"] if a is not None)]
             m.update(_match_rates("ncq_match_negative", hit, rolls, correct=False))
         self._keep_samples(bcq, ncq)
-        if self.buffer is not None:
-            report = self.buffer.refresh(ctx.step, {g.question.id: (g.question, g.mean_reward) for g in plain})
-            m["zppo/buffer_size"] = float(report.size)
-            m["zppo/admitted"] = float(len(report.admitted))
-            m["zppo/graduated"] = float(len(report.graduated))
-            m["zppo/evicted"] = float(len(report.evicted))
-            self.buffer_sizes.append((ctx.step, report.size))
+        if self.replay is not None:
+            self.replay.refresh(plain, ctx)
 
     def _keep_samples(self, bcq: list[Group], ncq: list[Group]) -> None:
         for kind, gs in (("bcq", bcq), ("ncq", ncq)):
@@ -293,34 +278,21 @@ class ZPPOMethod:
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         return {
-            "buffer": self.buffer.state_dict() if self.buffer is not None else None,
-            "buffer_sizes": [list(x) for x in self.buffer_sizes],
+            **(self.replay.state_dict() if self.replay is not None else {"buffer": None, "buffer_sizes": []}),
             "samples": json.loads(json.dumps(self.samples)),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.buffer is not None and state.get("buffer") is not None:
-            self.buffer.load_state_dict(state["buffer"])
-        self.buffer_sizes = [tuple(x) for x in state.get("buffer_sizes", [])]
+        if self.replay is not None:
+            self.replay.load_state_dict(state)
         self.samples = list(state.get("samples", []))
 
     # ---------------------------------------------------------------- reporting
     def summary(self) -> dict[str, Any]:
-        if self.buffer is None:
-            return {}
-        return {"fates_by_entry_bin": self.buffer.fates_by_entry_bin(), "buffer_size": len(self.buffer)}
+        return self.replay.summary() if self.replay is not None else {}
 
     def report(self, tracker: Any, out_dir: Path, step: int) -> None:
-        from zppo_core.tracking.graduation import write_reports
-
-        write_reports(
-            tracker,
-            Path(out_dir),
-            table=self.buffer.graduation_table() if self.buffer is not None else None,
-            fates_by_bin=self.buffer.fates_by_entry_bin() if self.buffer is not None else None,
-            buffer_sizes=self.buffer_sizes,
-            samples=self.samples,
-        )
+        report_replay(tracker, out_dir, self.replay, self.samples)
 
 
 def _keeps_answer(candidate: str, gold: str, raw_answers: list[str | None] = ()) -> bool:
