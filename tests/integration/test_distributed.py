@@ -206,6 +206,52 @@ def test_two_rank_zppo_run_kill_resume_and_world_size_one(prepared, test_overrid
     assert all(torch.equal(again[k], run_export[k]) for k in again)
 
 
+# τ = 1, every hard question kept (ρ_aug = 1) and 16 teacher rollouts per question: the session's test teacher is
+# weak (a few % correct), and the test needs steps where it solved some (checked below)
+BASELINE_SETS = ["run.threads=1", "eval.every=0", "run.steps=2", "run.final_eval_per_level=0", "zppo.tau=1.0",
+                 "zppo.capacity=6", "zppo.samples_to_log=2", "algo.n_new=6", "zppo.rho_aug=1.0",
+                 "zppo.teacher_group_size=16"]
+
+
+@pytest.mark.parametrize("name", ["off_distill", "prefix", "grpo_teacher_injected"])
+def test_baselines_on_two_ranks(prepared, test_overrides, tmp_path, name):
+    """The baselines whose training sequences come from the teacher run on 2 ranks: the teacher's groups travel
+    whole (Off-Distill trains the sampling rank's share with the teacher's logits computed on that rank; Prefix
+    forces their tokens, sent with each rank's share of the prompts; the drift baseline injects them, its student
+    log-probs computed by every rank on the same sequences), the step's metrics are written once, they add up
+    as on one rank, and the replicated state is identical on both ranks after every step."""
+    import math
+
+    from tests.integration.dist_ranks import train_rank  # noqa: F401  (the ranks import it by name)
+
+    cfg = load_config("tiny", method=name, overrides=test_overrides + BASELINE_SETS)
+    run, digests = tmp_path / "run", str(tmp_path / "digests")
+    out = launch(2, "tests.integration.dist_ranks:train_rank",
+                 {"cfg": cfg, "run_dir": str(run), "resume": False, "digests": digests})
+    rows = _metrics(run)
+    assert [r["step"] for r in rows] == [1, 2] and _stable(out["history"]) == _stable(rows)
+    assert all(math.isfinite(v) for r in rows for v in r.values())
+    d0, d1 = _digests(digests, 0), _digests(digests, 1)
+    assert [x["step"] for x in d0] == [1, 2] and d0 == d1
+    for r in rows:
+        assert r["train/rollouts"] == 4 * r["train/groups"]  # G_S = 4 per group, every rank's groups counted
+        kept = min(6, r.get("zppo/hard", 0))  # ρ_aug·n_new = 6 (as one rank's planner)
+        solved = round(r.get("zppo/teacher_solved_frac", 0.0) * kept)
+        if name == "off_distill":
+            assert r["train/trained_sequences"] == r["distill/sequences"]
+            assert "train/ratio_mean" not in r and (r["train/jsd"] > 0) == (r["train/trained_sequences"] > 0)
+        if name == "prefix":
+            assert r["zppo/prefix_groups"] == solved
+            assert r["train/groups"] == cfg.algo.n_new + r.get("zppo/replayed", 0) + solved
+        if name == "grpo_teacher_injected":
+            assert r["zppo/injected"] == solved
+            assert r["train/trained_sequences"] == r["train/rollouts"] + solved
+    if name == "off_distill":
+        assert sum(r["distill/sequences"] for r in rows) > 0  # some step trained on the teacher's sequences
+    else:  # some prefix forced / teacher response injected: the teacher's token ids were used on both ranks
+        assert sum(r.get("zppo/prefix_groups", r.get("zppo/injected", 0)) for r in rows) > 0
+
+
 def test_rank_helpers_fsdp_and_a_one_rank_checkpoint_on_two_ranks(tmp_path):
     out = launch(2, "tests.integration.dist_ranks:helpers", {"ckpt_dir": str(tmp_path / "ckpt")})
     assert out["shares"] == ["a0", "b1", "c0", "d1", "e0"]  # round-robin, back in order on every rank
