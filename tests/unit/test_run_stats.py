@@ -1,0 +1,85 @@
+"""Uncertainty of logged scores (tracking/stats.py): hand-computed numbers and properties."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from zppo_core.tracking.stats import (Estimate, difference, estimate_of, eval_uncertainty, item_scores, mean_estimate,
+                                      stderr, wilson)
+
+
+def test_wilson_matches_hand_computation():
+    # p = 0.5, n = 64, z = 1.96: centre 0.5, half = z*sqrt(.25/64 + z²/(4·64²)) / (1 + z²/64)
+    z = 1.959963984540054
+    half = z * math.sqrt(0.25 / 64 + z * z / (4 * 64 * 64)) / (1 + z * z / 64)
+    lo, hi = wilson(50.0, 64)
+    assert lo == pytest.approx(100 * (0.5 - half)) and hi == pytest.approx(100 * (0.5 + half))
+    assert (lo, hi) == pytest.approx((38.1, 61.9), abs=0.05)
+    # a score of 0 out of 64 still has an upper bound (z²/(n+z²) = 5.66 %)
+    lo, hi = wilson(0.0, 64)
+    assert lo == 0.0 and hi == pytest.approx(100 * z * z / (64 + z * z))
+
+
+def test_stderr_and_item_scores_by_hand():
+    assert stderr([0.0, 100.0]) == pytest.approx(50.0)  # sd 70.71 / sqrt 2
+    assert stderr([40.0]) == 0.0
+    recs = [{"id": "a", "correct": True}, {"id": "a", "correct": False}, {"id": "b", "correct": True},
+            {"id": "b", "correct": True}]
+    assert item_scores(recs) == [50.0, 100.0]
+
+
+@dataclass
+class _Rec:
+    id: str
+    correct: bool
+
+
+@dataclass
+class _Result:
+    family: str
+    name: str
+    n: int
+    records: list = field(default_factory=list)
+
+
+def test_eval_uncertainty_names_and_family_average():
+    # bench x: 4 items, 2 right (k = 1) -> se = sd([100,100,0,0]) / 2 = 57.735/2; bench y: 2 items both right -> 0
+    x = _Result("tiny-ood", "x", 4, [_Rec(str(i), i < 2) for i in range(4)])
+    y = _Result("tiny-ood", "y", 2, [_Rec("p", True), _Rec("q", True)])
+    m = eval_uncertainty([x, y])
+    assert m["eval_n/tiny-ood/x"] == 4 and m["eval_n/tiny-ood/y"] == 2 and m["eval_n/tiny-ood/avg"] == 6
+    se_x = math.sqrt(4 * 2500 / 3) / 2
+    assert m["eval_se/tiny-ood/x"] == pytest.approx(se_x) and m["eval_se/tiny-ood/y"] == 0.0
+    assert m["eval_se/tiny-ood/avg"] == pytest.approx(se_x / 2)  # se of the mean of two independent scores
+    est = estimate_of({"eval/tiny-ood/x": 50.0, **m}, "eval/tiny-ood/x")
+    assert est == Estimate(50.0, 4, pytest.approx(se_x))
+    assert estimate_of({}, "eval/tiny-ood/x") is None
+
+
+def test_interval_normal_then_wilson_at_the_edges():
+    assert Estimate(50.0, 64, 6.25).interval() == pytest.approx((50 - 1.96 * 6.25, 50 + 1.96 * 6.25), abs=1e-3)
+    assert Estimate(0.0, 64, 0.0).interval() == pytest.approx(wilson(0.0, 64))
+    assert Estimate(50.0).interval() is None
+
+
+def test_difference_is_unpaired():
+    d, ci = difference(Estimate(40.0, 64, 3.0), Estimate(45.0, 64, 4.0))
+    assert d == 5.0 and ci == pytest.approx((5 - 1.96 * 5.0, 5 + 1.96 * 5.0), abs=1e-3)
+    assert difference(Estimate(40.0), Estimate(45.0)) == (5.0, None)
+
+
+def test_mean_estimate_over_steps():
+    e = mean_estimate([10.0, 20.0, 30.0])
+    assert e.value == 20.0 and e.se == pytest.approx(10.0 / math.sqrt(3))
+    assert mean_estimate([]) is None
+
+
+@given(st.floats(0, 100), st.integers(1, 10_000))
+def test_wilson_is_a_valid_interval_around_the_score(score, n):
+    lo, hi = wilson(score, n)
+    assert 0.0 <= lo <= score + 1e-9 and score - 1e-9 <= hi <= 100.0
