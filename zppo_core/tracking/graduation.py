@@ -2,7 +2,9 @@
 
 Written into the run's `reports/` directory (`RunDir.reports`) and logged as artifacts of the run (overwritten at every checkpoint, so the
 latest state is always there):
-  graduation/table.json        MLflow table: question id, entry step, entry bin, accuracy history, fate, ...
+  graduation/table.json        MLflow table (the UI shows it as a table): question id, entry step, entry accuracy
+                               and bin, plain-accuracy history, fate, ... (accuracies in percent, like every
+                               accuracy zppo logs; the replay buffer itself keeps fractions)
   graduation/buffer_size.png   buffer size over steps
   graduation/fates_by_bin.png  graduated / evicted / still buffered by entry bin (the paper's Fig. 5)
   graduation/curves_by_bin.png mean plain accuracy vs steps since admission, one line per entry bin
@@ -61,13 +63,25 @@ def plot_fates_by_bin(fates_by_bin: dict[float, dict[str, int]], path: Path) -> 
     plt.close(fig)
 
 
+def percent_table(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The buffer's graduation table with its accuracies (fractions) as percentages, like the entry bin."""
+    out = []
+    for row in table:
+        r = dict(row)
+        r["entry_accuracy"] = round(100.0 * float(row["entry_accuracy"]), 4)
+        r["accuracy_history"] = [[int(s), round(100.0 * float(a), 4)] for s, a in row["accuracy_history"]]
+        out.append(r)
+    return out
+
+
 def curves_by_bin(table: list[dict[str, Any]]) -> dict[float, list[tuple[int, float, int]]]:
-    """entry bin -> [(steps since admission, mean plain accuracy, n questions)] over the table's histories."""
+    """entry bin -> [(steps since admission, mean plain accuracy %, n questions)] over a percent table's
+    histories (step 0 is the entry bin itself)."""
     acc: dict[float, dict[int, list[float]]] = {}
     for row in table:
         b = float(row["entry_bin"])
         d = acc.setdefault(b, {0: []})
-        d[0].append(float(row["entry_bin"]) / 100.0)
+        d[0].append(b)
         for step, a in row["accuracy_history"]:
             d.setdefault(int(step) - int(row["entry_step"]), []).append(float(a))
     return {b: [(k, sum(v) / len(v), len(v)) for k, v in sorted(d.items()) if v] for b, d in sorted(acc.items())}
@@ -81,7 +95,7 @@ def plot_graduation_curves(table: list[dict[str, Any]], path: Path) -> None:
             xs, ys, _ = zip(*pts)
             ax.plot(xs, ys, marker=".", label=f"entry {b:g}%")
     ax.set_xlabel("steps since admission")
-    ax.set_ylabel("mean plain accuracy")
+    ax.set_ylabel("mean plain accuracy (%)")
     ax.set_title("Graduation curves by entry bin")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -113,6 +127,7 @@ def write_reports(
     (rep / "graduation").mkdir(parents=True, exist_ok=True)
     (rep / "samples").mkdir(parents=True, exist_ok=True)
     if table is not None:
+        table = percent_table(table)
         (rep / "graduation" / "table.json").write_text(json.dumps(table))
         tracker.log_table(table, "graduation/table.json")
         plot_buffer_size(buffer_sizes, rep / "graduation" / "buffer_size.png")
