@@ -1,0 +1,332 @@
+"""Reading runs back: find them by name, id or run dir, and compare them (what `zppo runs` and `zppo report` use).
+
+    runs = resolve_runs(["zppo-tiny-s0-20261126-120000", "runs/grpo-tiny-s0-…", "3f2a…"])
+    diff = config_diff(runs)                       # only the params that differ (absent = does not apply)
+    rows = final_table(runs)                       # final scores with n and 95 % intervals, Δ vs the first run
+    plot_curves(runs, ["eval/tiny-ood/avg", "train/accuracy"], Path("cmp.png"))
+
+Everything goes through `mlflow_tracker.RunStore` (the only module that imports mlflow). A run dir leads to its
+run through its `run.json` (MLflow run id and store); names are MLflow run names (`<method>-<scale>-s<seed>-<time>`,
+unique prefixes accepted). "Final" means: an eval score at the last step it was evaluated (with the n and standard
+error logged beside it); a training metric as the mean of its last `TRAIN_WINDOW` steps ± the se over those steps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zppo_core.config import ConfigError
+from zppo_core.tracking.stats import N_PREFIX, SE_PREFIX, Estimate, difference, estimate_of, mean_estimate
+
+TRAIN_WINDOW = 10
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+# params that say where/how a run was executed, not what it computed: never part of a config diff
+NOT_CONFIG = ("run.run_dir", "run.threads", "run.keep_checkpoints", "run.checkpoint_every", "run.checkpoint_minutes",
+              "tracking.", "rollout.batch_size", "algo.micro_batch_size", "algo.micro_batch_tokens",
+              "prepare.cache_dir", "eval.data_dir", "zppo.samples_to_log")
+
+
+@dataclass
+class RunView:
+    """One MLflow run as zppo reads it (`data` is RunStore's dict)."""
+
+    data: dict[str, Any]
+    store: Any  # mlflow_tracker.RunStore
+    _hist: dict[str, list[tuple[int, float]]] = field(default_factory=dict, repr=False)
+
+    id = property(lambda self: self.data["id"])
+    name = property(lambda self: self.data["name"] or self.data["id"][:8])
+    status = property(lambda self: self.data["status"])
+    params = property(lambda self: self.data["params"])
+    tags = property(lambda self: self.data["tags"])
+    metrics = property(lambda self: self.data["metrics"])
+    method = property(lambda self: self.tags.get("zppo.method", "?"))
+    scale = property(lambda self: self.tags.get("zppo.scale", "?"))
+    seed = property(lambda self: self.tags.get("zppo.seed", self.params.get("run.seed", "?")))
+    run_dir = property(lambda self: self.tags.get("zppo.run_dir"))
+
+    @property
+    def steps_done(self) -> int | None:
+        return self.data["metric_steps"].get("train/accuracy")
+
+    @property
+    def total_steps(self) -> int | None:
+        v = self.params.get("run.steps")
+        return int(v) if v is not None and str(v).isdigit() else None
+
+    @property
+    def seconds(self) -> float | None:
+        s, e = self.data["start_time"], self.data["end_time"]
+        return (e - s) / 1000.0 if s and e else None
+
+    def history(self, key: str) -> list[tuple[int, float]]:
+        if key not in self._hist:
+            self._hist[key] = self.store.history(self.id, key)
+        return self._hist[key]
+
+    def step_of(self, key: str) -> int | None:
+        return self.data["metric_steps"].get(key)
+
+    def eval_keys(self) -> list[str]:
+        """Logged eval scores: `eval/<family>/<benchmark>` and family averages (`…/avg`), averages first."""
+        keys = [k for k in self.metrics if k.startswith("eval/")]
+        return sorted(keys, key=lambda k: (k.split("/")[1], not k.endswith("/avg"), k))
+
+    def final(self, key: str) -> Estimate | None:
+        """The final value of a metric with its uncertainty (see the module docstring)."""
+        if key.startswith("eval/"):
+            return estimate_of(self.metrics, key)
+        if key not in self.metrics:
+            return None
+        return mean_estimate([v for _, v in self.history(key)[-TRAIN_WINDOW:]])
+
+
+# ----------------------------------------------------------------------------------------------- finding runs
+class Stores:
+    """One RunStore per tracking URI (runs of a comparison may live in different stores)."""
+
+    def __init__(self):
+        self._by_uri: dict[str, Any] = {}
+
+    def get(self, uri: str):
+        from zppo_core.tracking.mlflow_tracker import RunStore, sqlite_path
+
+        if uri not in self._by_uri:
+            db = sqlite_path(uri)
+            if db is not None and not db.is_file():
+                raise ConfigError(f"no MLflow store at {db} (no run logged there yet); train a run first, or point "
+                                  "--store / $MLFLOW_TRACKING_URI at the store your runs went to")
+            self._by_uri[uri] = RunStore(uri)
+        return self._by_uri[uri]
+
+
+def default_uri(uri: str | None = None, store: str | Path | None = None) -> str:
+    from zppo_core.tracking.mlflow_tracker import read_uri
+
+    return read_uri(uri, store)
+
+
+def list_runs(uri: str, experiment: str, method: str | None = None, scale: str | None = None,
+              sweep: str | None = None, stores: Stores | None = None) -> list[RunView]:
+    """Training runs of an experiment, newest first (sweep parents and standalone eval runs left out);
+    `sweep` keeps the trials of a sweep (its name or its study)."""
+    store = (stores or Stores()).get(uri)
+    if store.experiment_id(experiment) is None:
+        known = ", ".join(store.experiment_names()) or "none"
+        raise ConfigError(f"no MLflow experiment '{experiment}' in {uri} (experiments there: {known}); pass "
+                          "--experiment NAME")
+    flt = []
+    if method:
+        flt.append(f"tags.`zppo.method` = '{method}'")
+    if scale:
+        flt.append(f"tags.`zppo.scale` = '{scale}'")
+    runs = [RunView(d, store) for d in store.search(experiment, " and ".join(flt))]
+    runs = [r for r in runs if r.tags.get("zppo.kind") not in ("sweep", "eval") and "zppo.method" in r.tags]
+    if sweep:
+        runs = [r for r in runs if sweep in (r.tags.get("zppo.sweep"), r.tags.get("optuna.study"))]
+    return runs
+
+
+def resolve_runs(refs: list[str], uri: str, experiment: str | None = None,
+                 stores: Stores | None = None) -> list[RunView]:
+    """Runs by run dir (its run.json names the MLflow run and store), MLflow run id, or run name (exact, else a
+    unique prefix). One-line ConfigError for anything that is not found or is ambiguous."""
+    stores = stores or Stores()
+    out: list[RunView] = []
+    for ref in refs:
+        p = Path(ref).expanduser()
+        if p.is_dir():
+            meta_path = p / "run.json"
+            if not meta_path.is_file():
+                raise ConfigError(f"{ref}: a directory without run.json (not a zppo run directory); pass a run "
+                                  "dir made by `zppo train`, a run name or an MLflow run id (zppo runs ls)")
+            meta = json.loads(meta_path.read_text())
+            if not meta.get("mlflow_run_id"):
+                raise ConfigError(f"{ref}: this run logged nothing to MLflow (tracking.enabled was false)")
+            store = stores.get(meta.get("tracking_uri") or uri)
+            data = store.get(meta["mlflow_run_id"])
+            if data is None:
+                raise ConfigError(f"{ref}: its MLflow run {meta['mlflow_run_id']} is not in {store.uri} (deleted, "
+                                  "or the store moved); pass --store or set MLFLOW_TRACKING_URI")
+            out.append(RunView(data, store))
+            continue
+        store = stores.get(uri)
+        data = store.get(ref) if RUN_ID.match(ref) else None
+        if data is None:
+            found = store.by_name(experiment, ref) or store.by_name(experiment, ref, prefix=True)
+            if not found:
+                raise ConfigError(f"no run named '{ref}' (nor a run dir or run id) in {uri}; list them with "
+                                  "`zppo runs ls`")
+            if len(found) > 1:
+                names = ", ".join(f"{d['name']} ({d['id'][:8]})" for d in found[:6])
+                raise ConfigError(f"'{ref}' matches {len(found)} runs ({names}{', …' if len(found) > 6 else ''}); "
+                                  "pass a longer name or the run id")
+            data = found[0]
+        out.append(RunView(data, store))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- comparing
+def _is_config(key: str) -> bool:
+    return not any(key == n or (n.endswith(".") and key.startswith(n)) for n in NOT_CONFIG)
+
+
+def config_diff(runs: list[RunView]) -> list[tuple[str, list[str | None]]]:
+    """(param, value per run) for the params whose values differ; None where a run has no such param (the
+    section does not apply to its method). Keys in the schema's section order, then alphabetically."""
+    keys: list[str] = []
+    for r in runs:
+        keys += [k for k in r.params if k not in keys and _is_config(k)]
+    rows = []
+    for k in keys:
+        vals = [r.params.get(k) for r in runs]
+        if len(set(vals)) > 1:
+            rows.append((k, vals))
+    order = ["method", "scale", "trial.", "run.", "model.", "data.", "algo.", "rollout.", "optim.", "zppo.", "eval.",
+             "prepare."]
+
+    def rank(k: str) -> tuple[int, str]:
+        return next((i for i, o in enumerate(order) if k == o or k.startswith(o)), len(order)), k
+
+    return sorted(rows, key=lambda kv: rank(kv[0]))
+
+
+@dataclass
+class FinalRow:
+    key: str
+    label: str
+    estimates: list[Estimate | None]
+    steps: list[int | None]
+
+    def deltas(self) -> list[tuple[float, tuple[float, float] | None] | None]:
+        """Each run against the first: (b − a, 95 % interval) or None."""
+        a = self.estimates[0]
+        return [None if (a is None or b is None) else difference(a, b) for b in self.estimates]
+
+
+def final_table(runs: list[RunView], extra: list[str] | None = None, benchmarks: bool = True) -> list[FinalRow]:
+    """Final scores side by side: eval family averages and benchmarks, held-out accuracy, then training accuracy
+    (mean of the last steps) and any `extra` metrics."""
+    keys: list[str] = []
+    for r in runs:
+        for k in r.eval_keys():
+            if k.startswith("eval/heldout/") and k != "eval/heldout/accuracy":
+                continue  # per level / family breakdowns of the held-out score: the report has them
+            if k not in keys and (benchmarks or k.endswith("/avg") or k == "eval/heldout/accuracy"):
+                keys.append(k)
+    keys = sorted(keys, key=lambda k: (k.startswith("eval/heldout"), k.split("/")[1], not k.endswith("/avg"), k))
+    for k in ["train/accuracy"] + list(extra or []):
+        if k not in keys and any(k in r.metrics for r in runs):
+            keys.append(k)
+    rows = []
+    for k in keys:
+        label = k.removeprefix("eval/") if k.startswith("eval/") else f"{k} (last {TRAIN_WINDOW} steps)"
+        rows.append(FinalRow(k, label, [r.final(k) for r in runs], [r.step_of(k) for r in runs]))
+    return rows
+
+
+def verdict(row: FinalRow, names: list[str]) -> str | None:
+    """One sentence for two runs: which did better on this metric, by how much, with what uncertainty."""
+    if len(row.estimates) != 2 or None in row.estimates:
+        return None
+    d, ci = row.deltas()[1]
+    if abs(d) < 1e-9:
+        return f"{row.label}: both {row.estimates[0].value:.1f}"
+    better, worse = (names[1], names[0]) if d > 0 else (names[0], names[1])
+    text = f"{row.label}: {better} better than {worse} by {abs(d):.1f} points"
+    if ci is None:
+        return text + " (no uncertainty logged)"
+    lo, hi = ci
+    sig = "excludes 0" if lo > 0 or hi < 0 else "includes 0: within noise"
+    return text + f" (Δ 95% CI {lo:+.1f} to {hi:+.1f}, {sig})"
+
+
+# ----------------------------------------------------------------------------------------------- plots
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def run_colors(n: int) -> list[Any]:
+    """Distinct colours for n runs (tab10, then tab20's extra shades)."""
+    plt = _plt()
+    base = list(plt.get_cmap("tab10").colors) + list(plt.get_cmap("tab20").colors[1::2])
+    return [base[i % len(base)] for i in range(n)]
+
+
+def plot_curves(runs: list[RunView], keys: list[str], path: Path, title: str | None = None) -> Path:
+    """One panel per metric, every run's curve overlaid in its own colour (eval scores with 95 % bands when n/se
+    were logged). Returns the PNG's path."""
+    plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
+    cols = 1 if len(keys) == 1 else 2
+    rows = (len(keys) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.4 * rows), squeeze=False)
+    colors = run_colors(len(runs))
+    for ax, key in zip(axes.flat, keys):
+        for r, c in zip(runs, colors):
+            pts = r.history(key)
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, color=c, lw=1.6, marker="." if len(xs) < 15 else None, label=r.name)
+            if key.startswith("eval/"):
+                se = dict(r.history(SE_PREFIX + key.removeprefix("eval/")))
+                n = dict(r.history(N_PREFIX + key.removeprefix("eval/")))
+                band = [Estimate(y, int(n[x]) if x in n else None, se.get(x)).interval() for x, y in pts]
+                if all(b is not None for b in band):
+                    ax.fill_between(xs, [b[0] for b in band], [b[1] for b in band], color=c, alpha=0.15, lw=0)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if not handles:
+        for ax in axes.flat:
+            handles, labels = ax.get_legend_handles_labels()
+            if handles:
+                break
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * ((len(labels) - 1) // 3 if handles else 0), 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def default_curve_keys(runs: list[RunView]) -> list[str]:
+    """The eval family averages the runs have, then training accuracy."""
+    keys: list[str] = []
+    for r in runs:
+        keys += [k for k in r.eval_keys() if k.endswith("/avg") and k not in keys]
+    return keys + ["train/accuracy"]
+
+
+def summarize(runs: list[RunView]) -> list[dict[str, Any]]:
+    """Plain rows for `zppo runs ls --json`: identity, progress and final scores of each run."""
+    out = []
+    for r in runs:
+        row: dict[str, Any] = {"name": r.name, "id": r.id, "method": r.method, "scale": r.scale, "seed": r.seed,
+                               "steps": r.steps_done, "total_steps": r.total_steps, "status": r.status,
+                               "train_accuracy": r.metrics.get("train/accuracy"), "run_dir": r.run_dir,
+                               "sweep": r.tags.get("zppo.sweep"), "eval": {}}
+        for k in r.eval_keys():
+            if k.endswith("/avg") or k == "eval/heldout/accuracy":
+                e = r.final(k)
+                row["eval"][k.removeprefix("eval/")] = {"value": e.value, "n": e.n, "se": e.se, "step": r.step_of(k)}
+        out.append(row)
+    return out
