@@ -8,6 +8,8 @@ latest state is always there):
   graduation/buffer_size.png   buffer size over steps
   graduation/fates_by_bin.png  graduated / evicted / still buffered by entry bin (the paper's Fig. 5)
   graduation/curves_by_bin.png mean plain accuracy vs steps since admission, one line per entry bin
+  graduation.png               the three plots side by side, at the top level (MLflow's compare page previews the
+                               top-level artifacts two runs share)
   samples/bcq_ncq.md           a few BCQ and NCQ prompts with the student's rollouts, for a person to read
   samples/<kind>.md            the same for the baselines' prompts (hint, prefix) and Off-Distill's teacher responses
 """
@@ -30,23 +32,16 @@ def _plt():
     return plt
 
 
-def plot_buffer_size(buffer_sizes: list[tuple[int, int]], path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def _draw_buffer_size(ax, buffer_sizes: list[tuple[int, int]]) -> None:
     if buffer_sizes:
         steps, sizes = zip(*buffer_sizes)
         ax.plot(steps, sizes, lw=1.5)
     ax.set_xlabel("rollout step")
     ax.set_ylabel("questions in buffer")
     ax.set_title("Replay buffer size")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
-def plot_fates_by_bin(fates_by_bin: dict[float, dict[str, int]], path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def _draw_fates(ax, fates_by_bin: dict[float, dict[str, int]]) -> None:
     bins = sorted(fates_by_bin)
     labels = [f"{b:g}%" for b in bins]
     bottom = [0] * len(bins)
@@ -57,10 +52,52 @@ def plot_fates_by_bin(fates_by_bin: dict[float, dict[str, int]], path: Path) -> 
     ax.set_xlabel("entry accuracy bin")
     ax.set_ylabel("questions")
     ax.set_title("Fates by entry bin")
-    ax.legend()
+    ax.legend(fontsize=8)
+
+
+def _draw_curves(ax, table: list[dict[str, Any]]) -> None:
+    for b, pts in curves_by_bin(table).items():
+        if pts:
+            xs, ys, _ = zip(*pts)
+            ax.plot(xs, ys, marker=".", label=f"entry {b:g}%")
+    ax.set_xlabel("steps since admission")
+    ax.set_ylabel("mean plain accuracy (%)")
+    ax.set_title("Graduation curves by entry bin")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def _save(draw, path: Path, size=(6, 3.5), panels: int = 1) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, panels, figsize=size, squeeze=False)
+    draw(*axes[0])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_buffer_size(buffer_sizes: list[tuple[int, int]], path: Path) -> None:
+    _save(lambda ax: _draw_buffer_size(ax, buffer_sizes), path)
+
+
+def plot_fates_by_bin(fates_by_bin: dict[float, dict[str, int]], path: Path) -> None:
+    _save(lambda ax: _draw_fates(ax, fates_by_bin), path)
+
+
+def plot_graduation_curves(table: list[dict[str, Any]], path: Path) -> None:
+    _save(lambda ax: _draw_curves(ax, table), path)
+
+
+def plot_overview(buffer_sizes: list[tuple[int, int]], fates_by_bin: dict[float, dict[str, int]],
+                  table: list[dict[str, Any]], path: Path) -> None:
+    """The three graduation plots in one figure (a top-level artifact, so MLflow's compare page, which previews
+    only top-level artifacts the runs share, shows two buffer runs' plots side by side)."""
+    def draw(a, b, c):
+        _draw_buffer_size(a, buffer_sizes)
+        _draw_fates(b, fates_by_bin)
+        _draw_curves(c, table)
+
+    _save(draw, path, size=(15, 3.8), panels=3)
 
 
 def percent_table(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -85,22 +122,6 @@ def curves_by_bin(table: list[dict[str, Any]]) -> dict[float, list[tuple[int, fl
         for step, a in row["accuracy_history"]:
             d.setdefault(int(step) - int(row["entry_step"]), []).append(float(a))
     return {b: [(k, sum(v) / len(v), len(v)) for k, v in sorted(d.items()) if v] for b, d in sorted(acc.items())}
-
-
-def plot_graduation_curves(table: list[dict[str, Any]], path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for b, pts in curves_by_bin(table).items():
-        if pts:
-            xs, ys, _ = zip(*pts)
-            ax.plot(xs, ys, marker=".", label=f"entry {b:g}%")
-    ax.set_xlabel("steps since admission")
-    ax.set_ylabel("mean plain accuracy (%)")
-    ax.set_title("Graduation curves by entry bin")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def samples_markdown(samples: list[dict[str, Any]]) -> str:
@@ -137,6 +158,9 @@ def write_reports(
     if fates_by_bin is not None:
         plot_fates_by_bin(fates_by_bin, rep / "graduation" / "fates_by_bin.png")
         tracker.log_artifact(rep / "graduation" / "fates_by_bin.png", "graduation")
+    if table is not None and fates_by_bin is not None:
+        plot_overview(buffer_sizes, fates_by_bin, table, rep / "graduation.png")
+        tracker.log_artifact(rep / "graduation.png")
     files: dict[str, list[dict[str, Any]]] = {}  # BCQ and NCQ share a file; other kinds (hint, prefix, ...) own one
     for s in samples:
         files.setdefault("bcq_ncq.md" if s["kind"] in ("bcq", "ncq") else f"{s['kind']}.md", []).append(s)

@@ -73,7 +73,7 @@ error of eval scores; the mean ± se of the last {{ window }} steps for training
 {% for f in r.fates %}<tr><td>{{ f.bin }}</td><td class="n">{{ f.graduated }}</td><td class="n">{{ f.evicted }}</td>
 <td class="n">{{ f.buffered }}</td><td class="n">{{ f.share }}</td><td class="n">{{ f.steps }}</td></tr>{% endfor %}
 </table>{% endif %}
-{% for name, png in r.graduation %}<img alt="{{ name }}" src="data:image/png;base64,{{ png }}" width="560">
+{% for name, png in r.graduation %}<img alt="{{ name }}" src="data:image/png;base64,{{ png }}">
 {% endfor %}{% endif %}{% endfor %}
 {% for r in runs %}{% if r.eval_samples %}<h2>Eval samples · {{ r.letter }} {{ r.name }}</h2>
 <table><tr><th>benchmark</th><th>question</th><th>response</th><th>answer</th><th>correct</th></tr>
@@ -142,7 +142,7 @@ def _run_block(r: RunView, letter: str, color, tmp: Path, samples_limit: int) ->
         "data": ", ".join(f"{d['name']} ({d['digest']})" for d in r.data["datasets"]) or "-",
         "graduation": [], "fates": [], "samples_md": "", "eval_samples": [],
     }
-    for name in GRADUATION_PNGS:
+    for name in (["graduation.png"] if "graduation.png" in arts else GRADUATION_PNGS):
         if name in arts:
             p = r.store.download(r.id, name, tmp / r.id)
             if p is not None:
