@@ -288,8 +288,11 @@ def log_to_mlflow(target: EvalTarget, suite: str, report: EvalReport, out: Path)
     """Into the training run at the checkpoint's step (keeping its status), or into a new eval run."""
     from zppo_core.tracking.mlflow_tracker import MlflowTracker
 
+    from zppo_core.tracking.stats import eval_uncertainty
+
     cfg = target.cfg
-    metrics = report.metrics()
+    metrics = {**report.metrics(), **eval_uncertainty(report.results)}  # each score with its n and se
+    samples = samples_table(report)
     if target.kind == "run" and target.mlflow_run_id:
         uri = (RunDir(target.run_dir).tracking_uri if target.run_dir else None) or cfg.tracking.uri
         status = MlflowTracker.run_status(target.mlflow_run_id, uri)
@@ -297,6 +300,7 @@ def log_to_mlflow(target: EvalTarget, suite: str, report: EvalReport, out: Path)
         tracker.log_metrics(metrics, step=target.step or 0)
         tracker.log_artifact(out / "results.json", f"eval/{out.name}")
         tracker.log_artifact(out / "samples.jsonl", f"eval/{out.name}")
+        tracker.log_table(samples, f"eval/{out.name}/samples.json")
         if status != "RUNNING":  # opening a run marks it RUNNING; give it back its state
             tracker.finish(status)
         return tracker.run_id
@@ -311,5 +315,18 @@ def log_to_mlflow(target: EvalTarget, suite: str, report: EvalReport, out: Path)
     tracker.log_metrics(metrics, step=0)
     tracker.log_artifact(out / "results.json", "eval")
     tracker.log_artifact(out / "samples.jsonl", "eval")
+    tracker.log_table(samples, "eval/samples.json")
     tracker.finish("FINISHED")
     return tracker.run_id
+
+
+def samples_table(report: EvalReport, per_benchmark: int = 200, max_chars: int = 2000) -> list[dict[str, Any]]:
+    """The per-sample records as an MLflow table (the UI shows it as a grid): the first `per_benchmark` samples of
+    each benchmark, responses cut at `max_chars` (samples.jsonl beside it has them all, whole)."""
+    rows: list[dict[str, Any]] = []
+    for r in report.results:
+        for rec in r.records[:per_benchmark]:
+            d = rec.to_dict()
+            d["response"] = d["response"][:max_chars]
+            rows.append(d)
+    return rows
