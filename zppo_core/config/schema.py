@@ -491,6 +491,13 @@ class TrackingConfig(_Section):
         None, description="Nest this run's MLflow run under this parent run (sweeps set it for every trial)."
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Extra MLflow tags for the run.")
+    run_name: str | None = Field(
+        None, description="MLflow run name (None: <method>-<scale>-s<seed>-<time>; sweep trials add their values)."
+    )
+    description: str | None = Field(
+        None, description="The run's MLflow description (None: the command line that started it; `zppo train` "
+        "records its own command line here so a Slurm job shows it too)."
+    )
 
 
 class ZPPOConfig(_Section):

@@ -26,6 +26,9 @@ class Tracker(Protocol):
 
     def set_tags(self, tags: dict[str, str]) -> None: ...
 
+    def log_dataset(self, name: str, digest: str, source_type: str, source: dict[str, Any],
+                    profile: dict[str, Any] | None = None, context: str = "training") -> None: ...
+
     def finish(self, status: str = "FINISHED") -> None: ...
 
     def delete(self) -> None:
@@ -53,6 +56,10 @@ class NullTracker:
         pass
 
     def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
+    def log_dataset(self, name: str, digest: str, source_type: str, source: dict[str, Any],
+                    profile: dict[str, Any] | None = None, context: str = "training") -> None:
         pass
 
     def finish(self, status: str = "FINISHED") -> None:
