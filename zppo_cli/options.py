@@ -38,7 +38,8 @@ Seed = typer.Option(None, "--seed", help="Run seed (overrides run.seed).")
 Set = typer.Option(
     None, "--set", help="Config override key=value (repeatable), e.g. --set optim.lr=1e-5 --set algo.n_new=8."
 )
-RunDir = typer.Option(None, "--run-dir", help="Run directory (default: runs/<method>-<scale>-<timestamp>).")
+RunDir = typer.Option(None, "--run-dir", help="Run directory (default: runs/<method>-<scale>-s<seed>-<timestamp>, "
+                      "which is also the MLflow run name).")
 DryRun = typer.Option(False, "--dry-run", help="Print the resolved config and exit without running anything.")
 Executor = typer.Option(
     "local", "--executor", "-x",

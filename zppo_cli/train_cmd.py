@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -84,6 +85,10 @@ def train(
                 raise ConfigError("--resume continues a run exactly as configured; drop --set/--steps/--seed")
         else:
             cfg = _resolve(scale, method, steps, seed, set_, run_dir)
+            if cfg.tracking.description is None:  # the run's MLflow description, also when it runs as a job
+                from zppo_core.train.record import command_line
+
+                cfg.tracking.description = command_line([a for a in sys.argv if a != "--dry-run"])
         if executor != "local":
             code = _submit(cfg, executor=executor, profile=profile, slurm=slurm, run_dir=run_dir,
                                 resume=resume, wait=wait, dry_run=dry_run)

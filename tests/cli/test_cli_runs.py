@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -115,16 +114,22 @@ def test_bad_input_is_one_line_exit_2(store, args, message):
     assert message in r.output
 
 
-def test_ambiguous_prefix_and_unknown_metric(store):
+def test_ambiguous_name_and_unknown_metric(store):
+    from mlflow.tracking import MlflowClient
+
     root, runs = store
-    # both run names start with the same digits of the year? use the shared prefix of the two names
-    a, b = _name(runs["grpo"].mlflow_run_id), _name(runs["zppo"].mlflow_run_id)
     r = runner.invoke(app, ["runs", "compare", str(root / "grpo"), str(root / "zppo"), "--metric", "nope/metric"])
     assert r.exit_code == 2 and "--metric nope/metric: none of these runs logged it" in r.output
-    pre = os.path.commonprefix([a, b])
-    if pre:
-        r = runner.invoke(app, ["runs", "compare", pre, str(root / "zppo")])
-        assert r.exit_code == 2 and "matches 2 runs" in r.output
+    c = MlflowClient()
+    exp = c.get_run(runs["grpo"].mlflow_run_id).info.experiment_id
+    ids = [c.create_run(exp, run_name=f"dup-{i}").info.run_id for i in range(2)]  # bare runs: not listed by ls
+    r = runner.invoke(app, ["runs", "compare", "dup", str(root / "zppo")])
+    assert r.exit_code == 2 and "'dup' matches 2 runs" in r.output and "pass a longer name or the run id" in r.output
+    r = runner.invoke(app, ["runs", "compare", "dup-1", str(root / "zppo"), "--json", "--out", str(root / "d.png"),
+                            "--metric", "train/accuracy"])
+    assert r.exit_code == 0, r.output  # an exact name wins over the prefix matches
+    assert json.loads(r.output)["runs"][0]["id"] == ids[1]
+    assert "dup-0" not in runner.invoke(app, ["runs", "ls"]).output
 
 
 def test_report_is_self_contained_and_logged(store):
@@ -166,3 +171,22 @@ def test_graduation_table_is_an_mlflow_table_in_percent(store):
     # G_S = 4: an entry accuracy is a multiple of 1/4, so in percent it equals its (percent) entry bin
     assert rows and all(r["entry_accuracy"] == r["entry_bin"] for r in rows)
     assert all(0 <= a <= 100 for r in rows for _, a in json.loads(r["accuracy_history"]))
+
+
+def test_the_record_of_a_run(store):
+    """Name, params that apply, provenance and the dataset input, as the MLflow UI lists them."""
+    from mlflow.tracking import MlflowClient
+
+    root, runs = store
+    c = MlflowClient()
+    g, z = (c.get_run(runs[m].mlflow_run_id) for m in ("grpo", "zppo"))
+    assert re.fullmatch(r"grpo-tiny-s0-\d{8}-\d{6}", g.info.run_name)
+    assert not [k for k in g.data.params if k.startswith(("zppo.", "tracking.", "run.run_dir"))]
+    assert {"zppo.tau", "zppo.capacity", "zppo.rho_aug"} <= set(z.data.params)
+    for run in (g, z):
+        tags = run.data.tags
+        assert tags["mlflow.note.content"] and tags["mlflow.user"] and tags["mlflow.source.type"] == "LOCAL"
+        [ds] = run.inputs.dataset_inputs
+        assert ds.dataset.name == "modsum" and ds.dataset.source_type == "code"
+        assert {t.key: t.value for t in ds.tags}["mlflow.data.context"] == "training"
+        assert "config.yaml" in {a.path for a in c.list_artifacts(run.info.run_id)}  # the full config

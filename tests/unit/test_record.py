@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from zppo_core.config import flat_params, load_config
+from zppo_core.train.run import default_run_dir
 from zppo_core.train.record import (command_line, git_state, provenance_tags, run_name, run_params,
                                     training_dataset)
 
@@ -50,6 +51,10 @@ def test_run_name_and_override():
     cfg = load_config("tiny", method="grpo_buffer", overrides=["run.seed=7"])
     assert re.fullmatch(r"grpo_buffer-tiny-s7-\d{8}-\d{6}", run_name(cfg))
     assert run_name(load_config("tiny", overrides=["tracking.run_name=mine"])) == "mine"
+    # a default run dir names the MLflow run (same time stamp); a hand-named one does not
+    assert run_name(cfg, Path("runs") / "grpo_buffer-tiny-s7-20260101-120000") == "grpo_buffer-tiny-s7-20260101-120000"
+    assert run_name(cfg, Path("runs") / "my-experiment").startswith("grpo_buffer-tiny-s7-")
+    assert default_run_dir(cfg).name.startswith("grpo_buffer-tiny-s7-")
 
 
 def test_command_line_reads_like_what_was_typed():

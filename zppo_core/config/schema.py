@@ -418,7 +418,9 @@ class OptimConfig(_Section):
 class RunConfig(_Section):
     seed: int = Field(0, description="Seed for data order, sampling and mini-batch shuffling.")
     steps: int = Field(150, gt=0, description="Rollout steps (paper: 200, one pass over the data).")
-    run_dir: str | None = Field(None, description="Run directory (default: runs/<method>-<scale>-<timestamp>).")
+    run_dir: str | None = Field(
+        None, description="Run directory (default: runs/<method>-<scale>-s<seed>-<timestamp>, the MLflow run name too)."
+    )
     checkpoint_every: int = Field(25, gt=0, description="Write a checkpoint every N steps (and at the end).")
     checkpoint_minutes: float | None = Field(
         None,

@@ -13,13 +13,13 @@ error logged beside it); a training metric as the mean of its last `TRAIN_WINDOW
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zppo_core.config import ConfigError
+from zppo_core.run_dir import RunDir
 from zppo_core.tracking.stats import N_PREFIX, SE_PREFIX, Estimate, difference, estimate_of, mean_estimate
 
 TRAIN_WINDOW = 10
@@ -140,17 +140,16 @@ def resolve_runs(refs: list[str], uri: str, experiment: str | None = None,
     for ref in refs:
         p = Path(ref).expanduser()
         if p.is_dir():
-            meta_path = p / "run.json"
-            if not meta_path.is_file():
-                raise ConfigError(f"{ref}: a directory without run.json (not a zppo run directory); pass a run "
-                                  "dir made by `zppo train`, a run name or an MLflow run id (zppo runs ls)")
-            meta = json.loads(meta_path.read_text())
-            if not meta.get("mlflow_run_id"):
+            rd = RunDir(p)
+            if not rd.meta_path.is_file():
+                raise ConfigError(f"{ref}: a directory without {rd.meta_path.name} (not a zppo run directory); pass "
+                                  "a run dir made by `zppo train`, a run name or an MLflow run id (zppo runs ls)")
+            if not rd.mlflow_run_id:
                 raise ConfigError(f"{ref}: this run logged nothing to MLflow (tracking.enabled was false)")
-            store = stores.get(meta.get("tracking_uri") or uri)
-            data = store.get(meta["mlflow_run_id"])
+            store = stores.get(rd.tracking_uri or uri)
+            data = store.get(rd.mlflow_run_id)
             if data is None:
-                raise ConfigError(f"{ref}: its MLflow run {meta['mlflow_run_id']} is not in {store.uri} (deleted, "
+                raise ConfigError(f"{ref}: its MLflow run {rd.mlflow_run_id} is not in {store.uri} (deleted, "
                                   "or the store moved); pass --store or set MLFLOW_TRACKING_URI")
             out.append(RunView(data, store))
             continue

@@ -1,6 +1,6 @@
 """What a run's MLflow record says about it, beyond metrics: its name, params, provenance and data.
 
-    run_name(cfg)        <method>-<scale>-s<seed>-<yyyymmdd-hhmmss> (or tracking.run_name; sweep trials set it)
+    run_name(cfg, dir)   <method>-<scale>-s<seed>-<yyyymmdd-hhmmss> (or tracking.run_name; sweep trials set it)
     run_params(cfg)      params for the config that applies to the method (a grpo run has no zppo.*; memory
                          knobs, paths and tracking settings are not params); the full resolved config is the
                          run's config.yaml artifact
@@ -16,6 +16,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -34,11 +35,21 @@ BUFFER_KEYS = ("zppo.tau", "zppo.rho_replay", "zppo.capacity")
 CANDIDATE_KEYS = ("zppo.tau", "zppo.rho_aug", "zppo.teacher_group_size", "zppo.compression", "zppo.template")
 
 
-def run_name(cfg: ZPPOConfig, when: float | None = None) -> str:
-    if cfg.tracking.run_name:
-        return cfg.tracking.run_name
+def default_name(cfg: ZPPOConfig, when: float | None = None) -> str:
+    """<method>-<scale>-s<seed>-<yyyymmdd-hhmmss>: the default run dir name and MLflow run name."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
     return f"{cfg.method}-{cfg.scale}-s{cfg.run.seed}-{stamp}"
+
+
+def run_name(cfg: ZPPOConfig, run_dir: Path | None = None) -> str:
+    """The MLflow run name: tracking.run_name, else the run dir's name when it is a default one (same time
+    stamp), else a default name stamped now (a run dir named by hand does not name the MLflow run)."""
+    if cfg.tracking.run_name:
+        return cfg.tracking.run_name
+    prefix = f"{cfg.method}-{cfg.scale}-s{cfg.run.seed}-"
+    if run_dir is not None and re.fullmatch(re.escape(prefix) + r"\d{8}-\d{6}", run_dir.name):
+        return run_dir.name
+    return default_name(cfg)
 
 
 def _uses(cfg: ZPPOConfig) -> tuple[bool, bool, bool]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from zppo_core.config import ConfigError, flat_params
+from zppo_core.config import ConfigError
 from zppo_core.config.schema import ZPPOConfig
 from zppo_core.models.load import is_tiny, resolve_model
 from zppo_core.run_dir import RunDir
@@ -38,7 +38,9 @@ class RunResult:
 
 
 def default_run_dir(cfg: ZPPOConfig) -> Path:
-    return Path("runs") / f"{cfg.method}-{cfg.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from zppo_core.train.record import default_name
+
+    return Path("runs") / default_name(cfg)  # also the MLflow run name
 
 
 def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
@@ -223,6 +225,7 @@ def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None, resume: boo
     """The run's tracker: local records first, sent to MLflow in the background (`tracking.durable`); with
     tracking.enabled=false the records stay in the run dir (`zppo sync` sends them later)."""
     from zppo_core.tracking.durable import DurableTracker
+    from zppo_core.train.record import provenance_tags, run_name
 
     return DurableTracker(
         run_dir,
@@ -230,9 +233,9 @@ def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None, resume: boo
         uri=cfg.tracking.uri,
         run_id=run_id,
         resume=resume,
-        run_name=run_dir.name,
+        run_name=run_name(cfg, run_dir),
         tags={"zppo.method": cfg.method, "zppo.scale": cfg.scale, "zppo.seed": str(cfg.run.seed),
-              "zppo.run_dir": str(run_dir.resolve()), **cfg.tracking.tags},
+              "zppo.run_dir": str(run_dir.resolve()), **provenance_tags(cfg), **cfg.tracking.tags},
         parent_run_id=cfg.tracking.parent_run_id,
         enabled=cfg.tracking.enabled,
         flush_timeout_s=cfg.tracking.flush_timeout_s,
@@ -291,6 +294,7 @@ def train(
     from zppo_core.train import checkpoint as ckpt_io
     from zppo_core.train.loop import Trainer
     from zppo_core.train.methods.registry import build_method
+    from zppo_core.train.record import record_run
 
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
@@ -309,8 +313,8 @@ def train(
         teacher = teacher_eng if method.needs_teacher else None
         tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id, resume=resume, log=log)
         if not resume:
-            tracker.log_params(flat_params(cfg))
-            tracker.log_artifact(rd.config_path)
+            record_run(tracker, cfg)  # params that apply to the method, the training data as a dataset input
+            tracker.log_artifact(rd.config_path)  # the full resolved config
             if report is not None:
                 tracker.log_text(json.dumps(report, indent=2), "prepare/report.json")
                 tracker.log_metrics(
