@@ -136,7 +136,8 @@ def compare(
                                                         {"value": e.value, "n": e.n, "se": e.se,
                                                          "ci95": e.interval()} for e in r.estimates],
                            "steps": r.steps,
-                           "delta_vs_first": [None if d is None else {"delta": d[0], "ci95": d[1]}
+                           "delta_vs_first": [None if d is None else {"delta": d.value, "ci95": d.ci,
+                                                                      "paired": d.paired}
                                               for d in r.deltas()]} for r in rows],
                 "verdicts": [s for s in (verdict(r, names) for r in rows if r.key.endswith("/avg")) if s],
                 "png": str(png)}, indent=2))
@@ -181,10 +182,13 @@ def _print_compare(views, diff, rows, names, png: Path, keys: list[str]) -> None
         cells = [r.label + _at(r.steps)]
         cells += [_est(e) for e in r.estimates]
         for d in r.deltas()[1:]:
-            cells.append("-" if d is None else f"{d[0]:+.1f}" + ("" if d[1] is None else
-                                                               f" [{d[1][0]:+.1f}, {d[1][1]:+.1f}]"))
+            cells.append("-" if d is None else f"{d.value:+.1f}" + ("" if d.ci is None else
+                                                                  f" [{d.ci[0]:+.1f}, {d.ci[1]:+.1f}]")
+                         + ("ᵖ" if d.paired else ""))
         f.add_row(*cells)
     console.print(f)
+    if any(d is not None and d.paired for r in rows for d in r.deltas()):
+        console.print("[dim]ᵖ paired over the same questions (both runs' final-eval samples); others unpaired[/]")
     for r in rows:
         if r.key.endswith("/avg") or r.key == "eval/heldout/accuracy":
             s = verdict(r, names)

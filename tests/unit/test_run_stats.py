@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zppo_core.tracking.stats import (Estimate, difference, estimate_of, eval_uncertainty, item_scores, mean_estimate,
-                                      stderr, wilson)
+                                      paired_difference, stderr, wilson)
 
 
 def test_wilson_matches_hand_computation():
@@ -83,3 +83,30 @@ def test_mean_estimate_over_steps():
 def test_wilson_is_a_valid_interval_around_the_score(score, n):
     lo, hi = wilson(score, n)
     assert 0.0 <= lo <= score + 1e-9 and score - 1e-9 <= hi <= 100.0
+
+
+def _rows(bench, verdicts):
+    return [{"benchmark": bench, "id": f"q{i}", "correct": ok} for i, ok in enumerate(verdicts)]
+
+
+def test_paired_difference_by_hand():
+    # 4 questions; A right on q0,q1; B right on q0,q1,q2: differences [0, 0, 100, 0] -> mean 25, se = 50/2 = 25
+    a, b = _rows("x", [1, 1, 0, 0]), _rows("x", [1, 1, 1, 0])
+    d, (lo, hi), n = paired_difference(a, b, ["x"])
+    assert (d, n) == (25.0, 4) and (lo, hi) == pytest.approx((25 - 1.96 * 25, 25 + 1.96 * 25), abs=1e-3)
+    # the unpaired interval of the same scores is wider: questions both got right or wrong add no noise here
+    _, unpaired = difference(Estimate(50.0, 4, stderr([100, 100, 0, 0])), Estimate(75.0, 4, stderr([100, 100, 100, 0])))
+    assert unpaired[1] - unpaired[0] > hi - lo
+    # two benchmarks average like a family score; mismatched questions -> no paired answer
+    d2, _, n2 = paired_difference(a + _rows("y", [0, 0]), b + _rows("y", [1, 0]), ["x", "y"])
+    assert d2 == pytest.approx((25 + 50) / 2) and n2 == 6
+    assert paired_difference(a, b[:3], ["x"]) is None and paired_difference(a, b, ["z"]) is None
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=2, max_size=40))
+def test_paired_difference_equals_the_difference_of_scores(pairs):
+    a = _rows("x", [p for p, _ in pairs])
+    b = _rows("x", [q for _, q in pairs])
+    d, (lo, hi), n = paired_difference(a, b, ["x"])
+    score = lambda rows: 100.0 * sum(r["correct"] for r in rows) / len(rows)  # noqa: E731
+    assert d == pytest.approx(score(b) - score(a)) and n == len(pairs) and lo <= d <= hi

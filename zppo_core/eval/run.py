@@ -288,11 +288,11 @@ def log_to_mlflow(target: EvalTarget, suite: str, report: EvalReport, out: Path)
     """Into the training run at the checkpoint's step (keeping its status), or into a new eval run."""
     from zppo_core.tracking.mlflow_tracker import MlflowTracker
 
-    from zppo_core.tracking.stats import eval_uncertainty
+    from zppo_core.tracking.stats import eval_uncertainty, sample_rows
 
     cfg = target.cfg
     metrics = {**report.metrics(), **eval_uncertainty(report.results)}  # each score with its n and se
-    samples = samples_table(report)
+    samples = sample_rows(report.results)  # an MLflow table; samples.jsonl beside it has them all, whole
     if target.kind == "run" and target.mlflow_run_id:
         uri = (RunDir(target.run_dir).tracking_uri if target.run_dir else None) or cfg.tracking.uri
         status = MlflowTracker.run_status(target.mlflow_run_id, uri)
@@ -319,14 +319,3 @@ def log_to_mlflow(target: EvalTarget, suite: str, report: EvalReport, out: Path)
     tracker.finish("FINISHED")
     return tracker.run_id
 
-
-def samples_table(report: EvalReport, per_benchmark: int = 200, max_chars: int = 2000) -> list[dict[str, Any]]:
-    """The per-sample records as an MLflow table (the UI shows it as a grid): the first `per_benchmark` samples of
-    each benchmark, responses cut at `max_chars` (samples.jsonl beside it has them all, whole)."""
-    rows: list[dict[str, Any]] = []
-    for r in report.results:
-        for rec in r.records[:per_benchmark]:
-            d = rec.to_dict()
-            d["response"] = d["response"][:max_chars]
-            rows.append(d)
-    return rows

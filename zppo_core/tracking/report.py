@@ -14,14 +14,13 @@ autoescaping) holds, for the runs given:
 from __future__ import annotations
 
 import base64
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from zppo_core.tracking.runs import (TRAIN_WINDOW, RunView, config_diff, final_table, plot_curves, run_colors,
-                                     verdict)
+from zppo_core.tracking.runs import (TRAIN_WINDOW, RunView, config_diff, final_table, plot_curves, read_table,
+                                     run_colors, verdict)
 
 CURVES = [("Training", ["train/accuracy", "train/reward_mean", "train/hard_frac", "train/trivial_group_frac",
                         "train/entropy", "train/response_len"]),
@@ -97,6 +96,13 @@ def _fmt_est(e) -> str:
     return s + (f" n={e.n}" if e.n else "")
 
 
+def _fmt_delta(d) -> str:
+    if d is None:
+        return "-"
+    return f"{d.value:+.1f}" + ("" if d.ci is None else f" [{d.ci[0]:+.1f}, {d.ci[1]:+.1f}]") + \
+        (" paired" if d.paired else "")
+
+
 def _fates(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by: dict[float, dict[str, Any]] = {}
     for row in table:
@@ -111,22 +117,6 @@ def _fates(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "share": f"{100 * d['graduated'] / left:.0f}%" if left else "-",
                     "steps": f"{sum(d['steps']) / len(d['steps']):.1f}" if d["steps"] else "-"})
     return out
-
-
-def _read_table(path: Path) -> list[dict[str, Any]]:
-    """Rows of a table artifact (MLflow's columns/data JSON)."""
-    raw = json.loads(path.read_text())
-    if isinstance(raw, list):
-        return raw
-    rows = [dict(zip(raw["columns"], r)) for r in raw["data"]]
-    for r in rows:
-        for k, v in r.items():
-            if isinstance(v, str) and v[:1] == "[":
-                try:
-                    r[k] = json.loads(v)
-                except ValueError:
-                    pass
-    return rows
 
 
 def _run_block(r: RunView, letter: str, color, tmp: Path, samples_limit: int) -> dict[str, Any]:
@@ -150,7 +140,7 @@ def _run_block(r: RunView, letter: str, color, tmp: Path, samples_limit: int) ->
     if "graduation/table.json" in arts:
         p = r.store.download(r.id, "graduation/table.json", tmp / r.id)
         if p is not None:
-            block["fates"] = _fates(_read_table(p))
+            block["fates"] = _fates(read_table(p))
     if "samples/bcq_ncq.md" in arts:
         p = r.store.download(r.id, "samples/bcq_ncq.md", tmp / r.id)
         if p is not None:
@@ -159,7 +149,7 @@ def _run_block(r: RunView, letter: str, color, tmp: Path, samples_limit: int) ->
     if tables:
         p = r.store.download(r.id, tables[-1], tmp / r.id)
         if p is not None:
-            rows = _read_table(p)
+            rows = read_table(p)
             block["eval_samples"] = [{k: (str(v)[:200] if k == "response" else v) for k, v in row.items()}
                                      for row in rows[:samples_limit]]
     return block
@@ -177,8 +167,7 @@ def build_report(runs: list[RunView], samples_limit: int = 12) -> str:
     for row in rows:
         cells = [_fmt_est(e) for e in row.estimates]
         for d in row.deltas()[1:]:
-            cells.append("-" if d is None else f"{d[0]:+.1f}" + ("" if d[1] is None else
-                                                               f" [{d[1][0]:+.1f}, {d[1][1]:+.1f}]"))
+            cells.append(_fmt_delta(d))
         finals.append({"label": row.label, "cells": cells})
     verdicts = [v for v in (verdict(row, names) for row in rows
                             if row.key.endswith("/avg") or row.key == "eval/heldout/accuracy") if v]

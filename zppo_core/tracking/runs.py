@@ -13,6 +13,7 @@ error logged beside it); a training metric as the mean of its last `TRAIN_WINDOW
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,12 @@ from typing import Any
 
 from zppo_core.config import ConfigError
 from zppo_core.run_dir import RunDir
-from zppo_core.tracking.stats import N_PREFIX, SE_PREFIX, Estimate, difference, estimate_of, mean_estimate
+from zppo_core.tracking.stats import (N_PREFIX, SE_PREFIX, Estimate, difference, estimate_of, mean_estimate,
+                                      paired_difference)
 
 TRAIN_WINDOW = 10
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+SAMPLES = re.compile(r"^eval/samples_step_(\d+)\.json$")  # the loop's final-eval samples table
 # params that say where/how a run was executed, not what it computed: never part of a config diff
 NOT_CONFIG = ("run.run_dir", "run.threads", "run.keep_checkpoints", "run.checkpoint_every", "run.checkpoint_minutes",
               "tracking.", "rollout.batch_size", "algo.micro_batch_size", "algo.micro_batch_tokens",
@@ -68,6 +71,22 @@ class RunView:
             self._hist[key] = self.store.history(self.id, key)
         return self._hist[key]
 
+    def final_samples(self) -> tuple[int | None, list[dict[str, Any]] | None]:
+        """(step, rows) of the per-sample table of the run's last periodic eval (eval/samples_step_NNNNNN.json,
+        logged at the final step), or (None, None)."""
+        if "_samples" not in self._hist:
+            names = sorted(a for a in self.store.artifacts(self.id, "eval") if SAMPLES.match(a))
+            found: tuple[int | None, list[dict[str, Any]] | None] = (None, None)
+            if names:
+                import tempfile
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = self.store.download(self.id, names[-1], tmp)
+                    if path is not None:
+                        found = (int(SAMPLES.match(names[-1]).group(1)), read_table(path))
+            self._hist["_samples"] = found  # type: ignore[assignment]
+        return self._hist["_samples"]  # type: ignore[return-value]
+
     def step_of(self, key: str) -> int | None:
         return self.data["metric_steps"].get(key)
 
@@ -83,6 +102,22 @@ class RunView:
         if key not in self.metrics:
             return None
         return mean_estimate([v for _, v in self.history(key)[-TRAIN_WINDOW:]])
+
+
+def read_table(path: Path) -> list[dict[str, Any]]:
+    """Rows of a table artifact (MLflow's columns/data JSON; list-valued cells were stored as JSON strings)."""
+    raw = json.loads(Path(path).read_text())
+    if isinstance(raw, list):
+        return raw
+    rows = [dict(zip(raw["columns"], r)) for r in raw["data"]]
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, str) and v[:1] == "[":
+                try:
+                    r[k] = json.loads(v)
+                except ValueError:
+                    pass
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------- finding runs
@@ -195,21 +230,56 @@ def config_diff(runs: list[RunView]) -> list[tuple[str, list[str | None]]]:
 
 
 @dataclass
+class Delta:
+    """A run's final score minus the first run's, with its 95 % interval (None: no uncertainty known)."""
+
+    value: float
+    ci: tuple[float, float] | None
+    paired: bool = False  # over the same questions (both runs' final-eval samples), else unpaired
+
+
+@dataclass
 class FinalRow:
     key: str
     label: str
     estimates: list[Estimate | None]
     steps: list[int | None]
+    delta_list: list[Delta | None] = field(default_factory=list)
 
-    def deltas(self) -> list[tuple[float, tuple[float, float] | None] | None]:
-        """Each run against the first: (b − a, 95 % interval) or None."""
-        a = self.estimates[0]
-        return [None if (a is None or b is None) else difference(a, b) for b in self.estimates]
+    def deltas(self) -> list[Delta | None]:
+        """Each run against the first (None where either score is missing); the first run's own entry is 0."""
+        return self.delta_list
+
+
+def _delta(a: RunView, b: RunView, key: str, ea: Estimate | None, eb: Estimate | None) -> Delta | None:
+    if ea is None or eb is None:
+        return None
+    paired = _paired(a, b, key)
+    if paired is not None:
+        return Delta(paired[0], paired[1], True)
+    d, ci = difference(ea, eb)
+    return Delta(d, ci)
+
+
+def _paired(a: RunView, b: RunView, key: str):
+    """The paired difference of an eval score when both runs logged the samples of the eval it comes from."""
+    parts = key.split("/")
+    if len(parts) != 3 or key.startswith("eval/heldout/"):
+        return None
+    family, bench = parts[1], parts[2]
+    rows = []
+    for r in (a, b):
+        step, table = r.final_samples()
+        if table is None or step != r.step_of(key):
+            return None
+        rows.append([x for x in table if str(x.get("family", "")).lower() == family])
+    benches = sorted({x["benchmark"] for x in rows[0]}) if bench == "avg" else [bench]
+    return paired_difference(rows[0], rows[1], benches)
 
 
 def final_table(runs: list[RunView], extra: list[str] | None = None, benchmarks: bool = True) -> list[FinalRow]:
     """Final scores side by side: eval family averages and benchmarks, held-out accuracy, then training accuracy
-    (mean of the last steps) and any `extra` metrics."""
+    (mean of the last steps) and any `extra` metrics; each with its difference to the first run."""
     keys: list[str] = []
     for r in runs:
         for k in r.eval_keys():
@@ -224,7 +294,9 @@ def final_table(runs: list[RunView], extra: list[str] | None = None, benchmarks:
     rows = []
     for k in keys:
         label = k.removeprefix("eval/") if k.startswith("eval/") else f"{k} (last {TRAIN_WINDOW} steps)"
-        rows.append(FinalRow(k, label, [r.final(k) for r in runs], [r.step_of(k) for r in runs]))
+        ests = [r.final(k) for r in runs]
+        deltas = [_delta(runs[0], r, k, ests[0], e) for r, e in zip(runs, ests)]
+        rows.append(FinalRow(k, label, ests, [r.step_of(k) for r in runs], deltas))
     return rows
 
 
@@ -232,16 +304,19 @@ def verdict(row: FinalRow, names: list[str]) -> str | None:
     """One sentence for two runs: which did better on this metric, by how much, with what uncertainty."""
     if len(row.estimates) != 2 or None in row.estimates:
         return None
-    d, ci = row.deltas()[1]
+    delta = row.deltas()[1]
+    d, ci = delta.value, delta.ci
     if abs(d) < 1e-9:
-        return f"{row.label}: both {row.estimates[0].value:.1f}"
-    better, worse = (names[1], names[0]) if d > 0 else (names[0], names[1])
-    text = f"{row.label}: {better} better than {worse} by {abs(d):.1f} points"
+        text = f"{row.label}: both {row.estimates[0].value:.1f}"
+    else:
+        better, worse = (names[1], names[0]) if d > 0 else (names[0], names[1])
+        text = f"{row.label}: {better} better than {worse} by {abs(d):.1f} points"
     if ci is None:
         return text + " (no uncertainty logged)"
     lo, hi = ci
     sig = "excludes 0" if lo > 0 or hi < 0 else "includes 0: within noise"
-    return text + f" (Δ 95% CI {lo:+.1f} to {hi:+.1f}, {sig})"
+    how = "paired over the same questions" if delta.paired else "unpaired"
+    return text + f" (Δ {d:+.1f}, 95% CI {lo:+.1f} to {hi:+.1f}, {how}; {sig})"
 
 
 # ----------------------------------------------------------------------------------------------- plots

@@ -8,9 +8,12 @@ independence, so the standard error is the spread of the per-item scores over �
 average's n is the sum of its benchmarks' and its se the se of the mean of independent scores.
 
 Intervals: normal (score ± 1.96·se) clipped to [0, 100]; when a score sits at 0 or 100 % its item spread is zero
-and the normal interval collapses, so the Wilson score interval on n items is used instead. The difference of two
-runs' scores (different runs, the same fixed eval questions) uses the unpaired √(se_a² + se_b²) — conservative,
-since pairing by question would only narrow it.
+and the normal interval collapses, so the Wilson score interval on n items is used instead.
+
+Differences between two runs: both were evaluated on the same fixed questions, so when both runs' per-sample
+verdicts of that eval are at hand (the samples table of their final eval) the difference is *paired* — the mean
+of the per-question differences, with their standard error — which removes the questions' own difficulty from the
+noise. Otherwise it falls back to the unpaired √(se_a² + se_b²), which is conservative.
 """
 
 from __future__ import annotations
@@ -129,3 +132,47 @@ def mean_estimate(values: list[float]) -> Estimate | None:
     if not values:
         return None
     return Estimate(sum(values) / len(values), None, stderr(values) if len(values) > 1 else None)
+
+
+def paired_difference(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], benchmarks: list[str],
+                      z: float = Z95) -> tuple[float, tuple[float, float], int] | None:
+    """b − a over the same questions from per-sample rows ({benchmark, id, correct}) of two runs: per benchmark
+    the mean and se of the per-question differences, then their mean over `benchmarks` (like a family average).
+    Returns (difference, 95 % interval, questions) or None unless both runs hold the same questions of every
+    benchmark."""
+    means, ses, n_total = [], [], 0
+    for bench in benchmarks:
+        per = []
+        for rows in (rows_a, rows_b):
+            by_item: dict[str, list[bool]] = {}
+            for r in rows:
+                if r["benchmark"] == bench:
+                    by_item.setdefault(str(r["id"]), []).append(bool(r["correct"]))
+            per.append({k: 100.0 * sum(v) / len(v) for k, v in by_item.items()})
+        a, b = per
+        if not a or set(a) != set(b):
+            return None
+        d = [b[k] - a[k] for k in a]
+        means.append(sum(d) / len(d))
+        ses.append(stderr(d))
+        n_total += len(d)
+    if not means:
+        return None
+    diff = sum(means) / len(means)
+    se = math.sqrt(sum(x * x for x in ses)) / len(ses)
+    return diff, (diff - z * se, diff + z * se), n_total
+
+
+def sample_rows(results: Iterable[Any], per_benchmark: int | None = 200, max_chars: int = 2000) -> list[dict[str, Any]]:
+    """Per-sample verdicts of benchmark results (objects with family, name, records) as table rows: family,
+    benchmark, id, sample, correct, extracted, how, response (cut at `max_chars`); at most `per_benchmark` samples
+    of each benchmark (None: all; a paired comparison needs all)."""
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        recs = r.records if per_benchmark is None else r.records[:per_benchmark]
+        for rec in recs:
+            d = rec.to_dict() if hasattr(rec, "to_dict") else dict(rec)
+            rows.append({"family": r.family.lower(), "benchmark": d["benchmark"], "id": d["id"],
+                         "sample": d.get("sample"), "correct": bool(d["correct"]), "extracted": d.get("extracted"),
+                         "how": d.get("how"), "response": str(d.get("response", ""))[:max_chars]})
+    return rows
