@@ -152,7 +152,7 @@ def _print_compare(views, diff, rows, names, png: Path, keys: list[str]) -> None
     from zppo_core.tracking.runs import verdict
 
     letters = [chr(ord("A") + i) for i in range(len(views))]
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for col in ("", "name", "method", "seed", "steps", "status", "id"):
         t.add_column(col, no_wrap=col == "name")
     for letter, v in zip(letters, views):
@@ -160,8 +160,8 @@ def _print_compare(views, diff, rows, names, png: Path, keys: list[str]) -> None
         t.add_row(letter, v.name, v.method, str(v.seed), steps, v.status.lower(), v.id[:8])
     console.print(t)
 
-    console.print("[bold]config[/]: only what differs (— = does not apply to that method)")
-    c = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    console.print("\n[bold]config[/]: only what differs (— = does not apply to that method)")
+    c = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     c.add_column("param")
     for letter in letters:
         c.add_column(letter, overflow="fold")
@@ -171,8 +171,8 @@ def _print_compare(views, diff, rows, names, png: Path, keys: list[str]) -> None
         c.add_row("(identical configs)", *["" for _ in views])
     console.print(c)
 
-    console.print("[bold]final scores[/], percent: value [95% CI] n=items (@step)")
-    f = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    console.print("\n[bold]final scores[/], percent: value [95% CI] n=items (@step)")
+    f = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     f.add_column("metric")
     for letter in letters:
         f.add_column(letter, justify="right")

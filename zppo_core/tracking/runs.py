@@ -306,8 +306,8 @@ def verdict(row: FinalRow, names: list[str]) -> str | None:
         return None
     delta = row.deltas()[1]
     d, ci = delta.value, delta.ci
-    if abs(d) < 1e-9:
-        text = f"{row.label}: both {row.estimates[0].value:.1f}"
+    if abs(d) < 0.05:  # no difference at the shown precision
+        text = f"{row.label}: no difference ({row.estimates[0].value:.1f} vs {row.estimates[1].value:.1f})"
     else:
         better, worse = (names[1], names[0]) if d > 0 else (names[0], names[1])
         text = f"{row.label}: {better} better than {worse} by {abs(d):.1f} points"
