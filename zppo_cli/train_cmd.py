@@ -224,7 +224,7 @@ def _run(cfg, run_dir: Optional[Path], resume: bool) -> None:
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]:.2f}  reward {task.fields[reward]:.2f}  {task.fields[sps]:.2f}s/step"),
+        TextColumn("acc {task.fields[acc]:.1f}%  reward {task.fields[reward]:.2f}  {task.fields[sps]:.2f}s/step"),
         TimeElapsedColumn(),
         console=err_console,
         transient=False,
@@ -291,17 +291,18 @@ def _summary(cfg, result) -> None:
 
     def avg(rows, key):
         vals = [r[key] for r in rows if key in r]
-        return f"{sum(vals) / len(vals):.3f}" if vals else "-"
+        digits = 1 if key == "train/accuracy" else 3  # accuracies in percent, rewards and shares as fractions
+        return f"{sum(vals) / len(vals):.{digits}f}" if vals else "-"
 
-    for key, label in [("train/accuracy", "plain accuracy"), ("train/reward_mean", "reward (all groups)"),
+    for key, label in [("train/accuracy", "plain accuracy (%)"), ("train/reward_mean", "reward (all groups)"),
                        ("train/hard_frac", "hard questions"), ("train/trivial_group_frac", "trivial groups"),
                        ("train/entropy", "entropy"), ("perf/step_time_s", "seconds / step")]:
         table.add_row(label, avg(h[:10], key), avg(h[-10:], key))
     console.print(table)
     if h and "eval/heldout/accuracy" in h[-1]:
         levels = {k.rsplit("_", 1)[1]: v for k, v in h[-1].items() if k.startswith("eval/heldout/level_")}
-        console.print(f"held-out accuracy (mean@4, T=0.6): {h[-1]['eval/heldout/accuracy']:.3f}  by level: "
-                      + ", ".join(f"L{k} {v:.2f}" for k, v in levels.items()))
+        console.print(f"held-out accuracy (mean@4, T=0.6): {h[-1]['eval/heldout/accuracy']:.1f}%  by level: "
+                      + ", ".join(f"L{k} {v:.0f}%" for k, v in levels.items()), highlight=False)
     evals = [r for r in h if any(k.endswith("/avg") and k.startswith("eval/") for k in r)]
     if evals:  # periodic eval (eval.every): the suites' averages, first and last evaluated step
         names = [k for k in evals[-1] if k.startswith("eval/") and k.endswith("/avg")]
@@ -322,8 +323,8 @@ def _summary(cfg, result) -> None:
         console.print(ft)
     if result.prepare_report:
         s, t = result.prepare_report["student"], result.prepare_report["teacher"]
-        console.print(f"prepared student: accuracy {s['accuracy']:.2f}, hard share {s['hard_share']:.2f} · "
-                      f"teacher accuracy {t['accuracy']:.2f}")
+        console.print(f"prepared student: accuracy {100 * s['accuracy']:.0f}%, hard share {s['hard_share']:.2f} · "
+                      f"teacher accuracy {100 * t['accuracy']:.0f}%", highlight=False)
     console.print(f"run dir: {rel(result.run_dir)}  ·  MLflow run: {result.mlflow_run_id}  ·  "
                   f"{result.seconds:.0f}s")
     if result.mlflow_run_id:
@@ -352,4 +353,5 @@ def prepare(
         for who in ("student", "teacher"):
             r = rep[who]
             console.print(f"  {who}: {r['params'] / 1e6:.2f}M params, {r['steps']} SFT steps, accuracy "
-                          f"{r['accuracy']:.2f}, hard share {r['hard_share']:.2f}, by level {r['accuracy_by_level']}")
+                          f"{100 * r['accuracy']:.0f}%, hard share {r['hard_share']:.2f}, by level "
+                          f"{r['accuracy_by_level']}")

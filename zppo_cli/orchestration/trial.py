@@ -125,7 +125,7 @@ def run_trial(spec: str, launch: str | None = None) -> dict[str, Any]:
 
         def on_step(step: int, m: dict[str, float]) -> bool:
             v = m.get(metric)
-            line = f"step {step}/{cfg.run.steps} accuracy {m.get('train/accuracy', float('nan')):.3f}"
+            line = f"step {step}/{cfg.run.steps} accuracy {m.get('train/accuracy', float('nan')):.1f}%"
             if v is not None and math.isfinite(float(v)):
                 trial.report(float(v), step)
                 line += f" {metric} {float(v):.2f}"

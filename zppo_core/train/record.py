@@ -54,7 +54,7 @@ def run_name(cfg: ZPPOConfig, run_dir: Path | None = None) -> str:
 
 def _uses(cfg: ZPPOConfig) -> tuple[bool, bool, bool]:
     """(replay buffer, BCQ/NCQ candidates, teacher) for the config's method."""
-    from zppo_core.train.methods.registry import SPECS
+    from zppo_core.config.methods import SPECS
 
     spec = SPECS[cfg.method]
     candidates = spec.bcq or spec.ncq

@@ -318,9 +318,9 @@ def train(
             if report is not None:
                 tracker.log_text(json.dumps(report, indent=2), "prepare/report.json")
                 tracker.log_metrics(
-                    {"prepare/student_accuracy": report["student"]["accuracy"],
+                    {"prepare/student_accuracy": 100.0 * report["student"]["accuracy"],  # percent, like evals
                      "prepare/student_hard_share": report["student"]["hard_share"],
-                     "prepare/teacher_accuracy": report["teacher"]["accuracy"]}, step=0)
+                     "prepare/teacher_accuracy": 100.0 * report["teacher"]["accuracy"]}, step=0)
             rd.write_meta({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
                            "method": cfg.method, "scale": cfg.scale, "seed": cfg.run.seed,
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
