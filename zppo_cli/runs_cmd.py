@@ -191,7 +191,7 @@ def _print_compare(views, diff, rows, names, png: Path, keys: list[str]) -> None
         console.print("[dim]ᵖ paired over the same questions (both runs' final-eval samples); others unpaired[/]")
     for r in rows:
         if r.key.endswith("/avg") or r.key == "eval/heldout/accuracy":
-            s = verdict(r, names)
+            s = verdict(r, [f"{letter} ({v.method})" for letter, v in zip(letters, views)])
             if s:
                 console.print(f"→ {s}", highlight=False)
     console.print(f"curves ({', '.join(keys)}): {rel(png)}", highlight=False)
@@ -218,6 +218,7 @@ def _collapse(diff):
             continue
         joined = []
         for i, missing in enumerate(pattern):
-            joined.append(None if missing else " ".join(f"{k.split('.', 1)[1]}={v[i]}" for k, v in items))
+            text = " ".join(f"{k.split('.', 1)[1]}={v[i]}" for k, v in items)
+            joined.append(None if missing else (text if len(text) <= 150 else text[:149] + "…"))
         out.append((f"{section}.* ({len(items)})", joined))
     return out

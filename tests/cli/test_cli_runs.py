@@ -82,13 +82,25 @@ def test_compare_by_dir_id_and_name(store):
     ood = final["eval/tiny-ood/avg"]
     a, b = (v["value"] for v in ood["values"])
     assert ood["delta_vs_first"][1]["delta"] == pytest.approx(b - a)
-    assert any(v.startswith("tiny-ood/avg:") for v in data["verdicts"])
+    # both runs logged their final eval's samples: the difference is paired over the same questions
+    from mlflow.tracking import MlflowClient
+
+    from zppo_core.tracking.runs import read_table
+    from zppo_core.tracking.stats import paired_difference
+
+    tables = [read_table(Path(MlflowClient().download_artifacts(r.mlflow_run_id, "eval/samples_step_000004.json",
+                                                                str(root / f"t{i}")))) for i, r in enumerate((g, z))]
+    d, ci, n = paired_difference(*tables, ["modsum_long"])
+    assert ood["delta_vs_first"][1]["paired"] is True
+    assert ood["delta_vs_first"][1]["ci95"] == pytest.approx(list(ci)) and n == ood["values"][0]["n"]
+    assert any(v.startswith("tiny-ood/modsum_long:") and "(paired)" in v for v in data["verdicts"])
     assert (root / "cmp.png").stat().st_size > 10_000
     by_name = runner.invoke(app, ["runs", "compare", _name(g.mlflow_run_id), _name(z.mlflow_run_id), "--out",
                                   str(root / "cmp2.png")])
     assert by_name.exit_code == 0, by_name.output
     out = by_name.output
-    assert "tiny-ood/avg" in out and "B − A" in out and "→ tiny-ood/avg:" in out and "cmp2.png" in out
+    assert "tiny-ood/modsum_long" in out and "B − A" in out and "→ tiny-ood/modsum_long: " in out
+    assert "cmp2.png" in out and "95% CI" in out
 
 
 def test_compare_png_overlays_runs_in_distinct_colours(store):

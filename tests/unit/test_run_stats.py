@@ -61,9 +61,17 @@ def test_eval_uncertainty_names_and_family_average():
     assert estimate_of({}, "eval/tiny-ood/x") is None
 
 
-def test_interval_normal_then_wilson_at_the_edges():
-    assert Estimate(50.0, 64, 6.25).interval() == pytest.approx((50 - 1.96 * 6.25, 50 + 1.96 * 6.25), abs=1e-3)
+def test_interval_is_wilson_on_the_effective_items():
+    # p = 0.5, se = 6.25 points -> n_eff = 0.25 / 0.0625² = 64
+    assert Estimate(50.0, 64, 6.25).interval() == pytest.approx(wilson(50.0, 64))
+    # one sample per item: per-item scores are 0/100, se² = p(1-p)/(n-1) -> n_eff = n - 1
+    scores = [100.0] * 3 + [0.0] * 13
+    e = Estimate(sum(scores) / 16, 16, stderr(scores))
+    assert e.interval() == pytest.approx(wilson(e.value, 15))
+    lo, hi = e.interval()
+    assert lo > 0 and hi - e.value > e.value - lo  # not clipped at 0: skewed like the binomial
     assert Estimate(0.0, 64, 0.0).interval() == pytest.approx(wilson(0.0, 64))
+    assert Estimate(70.0, None, 2.0).interval() == pytest.approx((70 - 1.96 * 2, 70 + 1.96 * 2), abs=1e-3)
     assert Estimate(50.0).interval() is None
 
 

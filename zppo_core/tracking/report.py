@@ -169,7 +169,8 @@ def build_report(runs: list[RunView], samples_limit: int = 12) -> str:
         for d in row.deltas()[1:]:
             cells.append(_fmt_delta(d))
         finals.append({"label": row.label, "cells": cells})
-    verdicts = [v for v in (verdict(row, names) for row in rows
+    labels = [f"{letter} ({r.method})" for letter, r in zip(letters, runs)]
+    verdicts = [v for v in (verdict(row, labels) for row in rows
                             if row.key.endswith("/avg") or row.key == "eval/heldout/accuracy") if v]
     if len(runs) > 1:
         config = [(k, ["—" if v is None else v for v in vals]) for k, vals in config_diff(runs)]

@@ -291,9 +291,21 @@ def final_table(runs: list[RunView], extra: list[str] | None = None, benchmarks:
     for k in ["train/accuracy"] + list(extra or []):
         if k not in keys and any(k in r.metrics for r in runs):
             keys.append(k)
+    # a family with one benchmark: its average is that benchmark, shown once
+    single = {}
+    for k in keys:
+        parts = k.split("/")
+        if k.startswith("eval/") and len(parts) == 3 and not k.endswith("/avg") and parts[1] != "heldout":
+            single.setdefault(parts[1], []).append(parts[2])
+    single = {f: b[0] for f, b in single.items() if len(b) == 1}
+    keys = [k for k in keys if not (k.count("/") == 2 and k.split("/")[1] in single and not k.endswith("/avg")
+                                    and f"eval/{k.split('/')[1]}/avg" in keys)]
     rows = []
     for k in keys:
         label = k.removeprefix("eval/") if k.startswith("eval/") else f"{k} (last {TRAIN_WINDOW} steps)"
+        fam = k.split("/")[1] if k.startswith("eval/") else None
+        if k.endswith("/avg") and fam in single:
+            label = f"{fam}/{single[fam]}"
         ests = [r.final(k) for r in runs]
         deltas = [_delta(runs[0], r, k, ests[0], e) for r, e in zip(runs, ests)]
         rows.append(FinalRow(k, label, ests, [r.step_of(k) for r in runs], deltas))
@@ -301,22 +313,25 @@ def final_table(runs: list[RunView], extra: list[str] | None = None, benchmarks:
 
 
 def verdict(row: FinalRow, names: list[str]) -> str | None:
-    """One sentence for two runs: which did better on this metric, by how much, with what uncertainty."""
+    """One line for two runs: which did better on this metric, by how much, with what uncertainty."""
     if len(row.estimates) != 2 or None in row.estimates:
         return None
     delta = row.deltas()[1]
     d, ci = delta.value, delta.ci
+    a, b = row.estimates
     if abs(d) < 0.05:  # no difference at the shown precision
-        text = f"{row.label}: no difference ({row.estimates[0].value:.1f} vs {row.estimates[1].value:.1f})"
+        text = f"{row.label}: {names[0]} and {names[1]} equal ({a.value:.1f})"
     else:
         better, worse = (names[1], names[0]) if d > 0 else (names[0], names[1])
-        text = f"{row.label}: {better} better than {worse} by {abs(d):.1f} points"
+        text = f"{row.label}: {better} +{abs(d):.1f} points over {worse}"
     if ci is None:
         return text + " (no uncertainty logged)"
     lo, hi = ci
-    sig = "excludes 0" if lo > 0 or hi < 0 else "includes 0: within noise"
-    how = "paired over the same questions" if delta.paired else "unpaired"
-    return text + f" (Δ {d:+.1f}, 95% CI {lo:+.1f} to {hi:+.1f}, {how}; {sig})"
+    sign = -1 if d < 0 else 1  # the interval of the better run's lead
+    lo, hi = sorted((sign * lo, sign * hi))
+    how = "paired" if delta.paired else "unpaired"
+    sig = "excludes 0" if lo > 0 or hi < 0 else "within noise"
+    return text + f"; 95% CI {lo:+.1f} to {hi:+.1f} ({how}): {sig}"
 
 
 # ----------------------------------------------------------------------------------------------- plots

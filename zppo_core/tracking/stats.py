@@ -7,8 +7,9 @@ independence, so the standard error is the spread of the per-item scores over �
 `eval_n/<family>/<benchmark>` (items) and `eval_se/<family>/<benchmark>` (standard error, points); a family
 average's n is the sum of its benchmarks' and its se the se of the mean of independent scores.
 
-Intervals: normal (score ± 1.96·se) clipped to [0, 100]; when a score sits at 0 or 100 % its item spread is zero
-and the normal interval collapses, so the Wilson score interval on n items is used instead.
+Intervals: the Wilson score interval (which stays inside [0, 100] and is not symmetric near the edges, where tiny
+scores live) on the effective number of items p(1−p)/se² — n − 1 for one sample per item, more when k samples per
+item agree less than coin flips would; at 0 or 100 % (no spread) on the n items themselves.
 
 Differences between two runs: both were evaluated on the same fixed questions, so when both runs' per-sample
 verdicts of that eval are at hand (the samples table of their final eval) the difference is *paired* — the mean
@@ -46,8 +47,9 @@ def stderr(values: list[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
-def wilson(score: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval (percent) for `score` percent correct out of `n` binary trials."""
+def wilson(score: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval (percent) for `score` percent correct out of `n` binary trials (n may be an
+    effective, non-integer count)."""
     if n <= 0:
         return 0.0, 100.0
     p = min(max(score / 100.0, 0.0), 1.0)
@@ -66,11 +68,15 @@ class Estimate:
     se: float | None = None
 
     def interval(self, z: float = Z95) -> tuple[float, float] | None:
-        """95 % interval in percent, or None when neither se nor n is known."""
-        if self.se is not None and self.se > 0:
-            return max(0.0, self.value - z * self.se), min(100.0, self.value + z * self.se)
+        """95 % interval in percent: Wilson on the effective items for eval scores (n known), normal ± z·se for a
+        mean over training steps (no n); None when neither is known."""
+        p = self.value / 100.0
+        if self.n and self.se is not None and self.se > 0 and 0.0 < p < 1.0:
+            return wilson(self.value, p * (1 - p) / (self.se / 100.0) ** 2, z)
         if self.n:
             return wilson(self.value, self.n, z)
+        if self.se is not None and self.se > 0:
+            return self.value - z * self.se, self.value + z * self.se
         return None
 
     def half_width(self, z: float = Z95) -> float | None:
