@@ -153,7 +153,7 @@ def test_report_is_self_contained_and_logged(store):
     assert r.exit_code == 0, r.output
     html = out.read_text()
     for section in ("Final scores", "Configuration", "Eval suites", "Training", "Replay buffer", "BCQ / NCQ",
-                    "Graduation ·", "BCQ / NCQ prompts"):
+                    "Graduation ·", "BCQ / NCQ prompts", "Eval samples ·", "modsum_long"):
         assert section in html, section
     assert not re.search(r'src="(?!data:)', html)  # every image is embedded
     assert html.count("data:image/png;base64,") >= 5

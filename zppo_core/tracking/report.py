@@ -42,8 +42,9 @@ img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;padding:8px;whit
 .muted{color:#777}.v{font-weight:600}
 </style></head><body>
 <h1>{{ title }}</h1>
-<p class="muted">zppo report · {{ created }} · accuracies in percent; intervals are 95 % (item-level standard
-error of eval scores; the mean ± se of the last {{ window }} steps for training metrics)</p>
+<p class="muted">zppo report · {{ created }} · accuracies in percent; 95 % intervals: eval scores from their
+item-level standard error (Wilson), differences paired over the same questions where marked; training metrics as
+the mean ± se of their last {{ window }} steps</p>
 <h2>Runs</h2>
 <table><tr><th></th><th>run</th><th>method</th><th>scale</th><th>seed</th><th>status</th><th>steps</th>
 <th>duration</th><th>git commit</th><th>data</th><th>MLflow run</th></tr>
@@ -145,14 +146,29 @@ def _run_block(r: RunView, letter: str, color, tmp: Path, samples_limit: int) ->
         p = r.store.download(r.id, "samples/bcq_ncq.md", tmp / r.id)
         if p is not None:
             block["samples_md"] = p.read_text()[:20_000]
-    tables = sorted(a for a in arts if a.startswith("eval/") and a.endswith("samples.json"))
-    if tables:
+    rows = r.final_samples()[1]  # the final periodic eval's verdicts, else a `zppo eval` samples table
+    tables = sorted(a for a in arts if a.startswith("eval/") and a.endswith("/samples.json"))
+    if rows is None and tables:
         p = r.store.download(r.id, tables[-1], tmp / r.id)
-        if p is not None:
-            rows = read_table(p)
-            block["eval_samples"] = [{k: (str(v)[:200] if k == "response" else v) for k, v in row.items()}
-                                     for row in rows[:samples_limit]]
+        rows = read_table(p) if p is not None else None
+    if rows:
+        picked = _spread(rows, samples_limit)
+        block["eval_samples"] = [{k: (str(v)[:200] if k == "response" else v) for k, v in row.items()}
+                                 for row in picked]
     return block
+
+
+def _spread(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` rows, taken round-robin over the benchmarks, right and wrong answers alike."""
+    groups: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((str(row.get("benchmark")), bool(row.get("correct"))), []).append(row)
+    out: list[dict[str, Any]] = []
+    while len(out) < limit and any(groups.values()):
+        for key in sorted(groups):
+            if groups[key] and len(out) < limit:
+                out.append(groups[key].pop(0))
+    return out
 
 
 def build_report(runs: list[RunView], samples_limit: int = 12) -> str:
