@@ -263,5 +263,9 @@ def test_graduation_and_trials_tables_render_as_tables(page, world):
                        "?workflowType=machine_learning")
     page.get_by_role("table").wait_for()
     headers = [h.inner_text() for h in page.get_by_role("columnheader").all()]
-    assert {"trial", "state", "capacity", "tau"} <= set(headers), headers
+    assert {"trial", "state", "capacity", "zppo_capacity", "tau"} <= set(headers), headers
+    # every cell of the searched config value is filled (a dotted column name would render empty)
+    col = headers.index("zppo_capacity")
+    cells = [row.get_by_role("cell").nth(col).inner_text() for row in page.get_by_role("row").all()[1:]]
+    assert len(cells) == 2 and all(c.strip().isdigit() for c in cells), cells
     _shot(page, "06-sweep-trials-table")

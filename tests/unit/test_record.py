@@ -60,6 +60,7 @@ def test_run_name_and_override():
 def test_command_line_reads_like_what_was_typed():
     assert command_line(["/x/.venv/bin/zppo", "train", "--set", "a=b c"]) == "zppo train --set 'a=b c'"
     assert command_line(["/usr/bin/tool", "-x"]) == "tool -x"
+    assert command_line(["/v/lib/python3.11/site-packages/pytest/__main__.py", "-q"]) == "python -m pytest -q"
 
 
 def test_provenance_tags(tmp_path, monkeypatch):

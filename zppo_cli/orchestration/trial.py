@@ -202,7 +202,7 @@ def _annotate_child(cfg, run_id: str, s: dict[str, Any], state: str, value: floa
         from zppo_core.tracking.mlflow_tracker import MlflowTracker
 
         tr = MlflowTracker(cfg.tracking.experiment, uri=cfg.tracking.uri, run_id=run_id)
-        tr.log_params({f"trial.{k}": str(v) for k, v in s["params"].items()})
+        tr.log_params({f"trial.{k}": f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in s["params"].items()})
         tr.set_tags({"optuna.state": state.upper(), "optuna.trial_number": str(s["number"])})
         if value is not None:
             tr.log_metrics({"sweep/objective": value}, step=at or 0)

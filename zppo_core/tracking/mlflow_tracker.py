@@ -133,7 +133,10 @@ class MlflowTracker:
             for k in r:
                 if k not in cols:
                     cols.append(k)
-        payload = {"columns": cols, "data": [[_jsonable(r.get(c)) for c in cols] for r in rows]}
+        # the UI's grid reads a dot in a column name as a nested field (and shows nothing): zppo.capacity is
+        # written zppo_capacity
+        payload = {"columns": [c.replace(".", "_") for c in cols],
+                   "data": [[_jsonable(r.get(c)) for c in cols] for r in rows]}
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / Path(artifact_file).name
             p.write_text(json.dumps(payload))

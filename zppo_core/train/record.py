@@ -107,10 +107,12 @@ def command_line(argv: list[str] | None = None) -> str:
     argv = list(sys.argv if argv is None else argv)
     if not argv:
         return "python"
-    head = Path(argv[0]).name
-    if head in ("zppo", "__main__.py") or argv[0].endswith("zppo_cli/app.py"):
-        head = "zppo"
-    return shlex.join([head] + argv[1:])
+    head = [Path(argv[0]).name]
+    if head[0] == "zppo" or argv[0].endswith("zppo_cli/app.py"):
+        head = ["zppo"]
+    elif head[0] == "__main__.py":  # python -m package
+        head = ["python", "-m", Path(argv[0]).parent.name]
+    return shlex.join(head + argv[1:])
 
 
 def git_state(path: Path | None = None) -> tuple[str | None, bool]:

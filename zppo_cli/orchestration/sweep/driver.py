@@ -262,7 +262,8 @@ class Sweep:
                 self._event(f"trial {r.number}: {why}; relaunched, resumes from its checkpoint (restart {restarts} "
                             f"of {MAX_RESTARTS})", "warning", r.number)
         if self.tracker is not None and state == "complete" and res.get("value") is not None:
-            self.tracker.log_metrics({"sweep/objective": float(res["value"])}, step=r.number)
+            # x = trial number: each trial's objective, and the best so far (its last point is the sweep's best)
+            self.tracker.log_metrics({"sweep/trial_value": float(res["value"])}, step=r.number)
             best = best_trial(self.study)
             if best is not None:
                 self.tracker.log_metrics({"sweep/best_value": best.value}, step=r.number)

@@ -71,6 +71,17 @@ def check_storage(storage: str) -> None:
                               "for a journal file in the sweep directory") from None
 
 
+def _command() -> str:
+    from zppo_core.train.record import command_line
+
+    return command_line()
+
+
+def _short(v: Any) -> str:
+    """A searched value as people write it (sampled floats carry 15 digits)."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 @dataclass
 class SweepPlan:
     spec: SweepSpec
@@ -89,6 +100,7 @@ class SweepPlan:
     retries: int = 1
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)     # sweep.json of a resumed sweep
+    command: str = field(default_factory=lambda: _command())  # the `zppo sweep …` line (trials' MLflow description)
 
     def trial_config(self, params: dict[str, Any], run_dir: Path, parent_run_id: str | None, number: int):
         """The resolved config of one trial: the base (preset + method + sweep set + --set) plus the params."""
@@ -100,9 +112,16 @@ class SweepPlan:
             run["threads"] = self.threads
         tags = dict(self.base_cfg.tracking.tags)
         tags.update({"zppo.sweep": self.spec.name, "optuna.study": self.study, "optuna.trial_number": str(number)})
+        values = "-".join(f"{name}={_short(v)}" for name, v in params.items())
+        cfg = self.base_cfg
+        tracking = {"parent_run_id": parent_run_id, "tags": tags,
+                    # the MLflow run name says which trial and what it tried
+                    "run_name": f"{cfg.method}-{cfg.scale}-s{cfg.run.seed}-t{number:03d}-{values}",
+                    "description": f"{self.command} · trial {number}: "
+                                   + ", ".join(f"{k}={_short(v)}" for k, v in params.items())}
         return load_config(self.spec.scale, method=self.spec.method,
                            overrides=self.spec.set + self.user_sets + searched,
-                           extra={"run": run, "tracking": {"parent_run_id": parent_run_id, "tags": tags}})
+                           extra={"run": run, "tracking": tracking})
 
     def config_values(self, params: dict[str, Any]) -> dict[str, Any]:
         base = self.base_cfg.model_dump()
