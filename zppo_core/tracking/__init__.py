@@ -2,6 +2,13 @@
 
 `NullTracker` does nothing; `MlflowTracker` (in `mlflow_tracker.py`, the only module that imports mlflow)
 logs to a local sqlite store by default or to `$MLFLOW_TRACKING_URI`.
+
+The rest of the package:
+  stats.py       a score's n, standard error and 95 % interval; paired/unpaired differences between runs
+  graduation.py  the replay buffer's graduation table, plots and sample prompts (written by the method)
+  runs.py        the read side: runs by name, id or run dir (`RunStore` in mlflow_tracker.py), config diffs,
+                 final scores, curves overlaid (`zppo runs`)
+  report.py      the self-contained HTML report of one or more runs (`zppo report`)
 """
 
 from __future__ import annotations
