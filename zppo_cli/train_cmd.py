@@ -328,7 +328,8 @@ def _summary(cfg, result) -> None:
     console.print(f"run dir: {rel(result.run_dir)}  ·  MLflow run: {result.mlflow_run_id}  ·  "
                   f"{result.seconds:.0f}s")
     if result.mlflow_run_id:
-        console.print("open the UI: [bold]zppo ui[/] (or mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)")
+        console.print("compare runs: [bold]zppo runs ls[/] · [bold]zppo runs compare[/] RUN_A RUN_B · "
+                      "[bold]zppo report[/] RUN · [bold]zppo ui[/] (the MLflow UI)")
 
 
 def prepare(
