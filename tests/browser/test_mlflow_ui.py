@@ -6,7 +6,8 @@ hold the venv (no activation), and the page it prints is opened in Debian's head
 (`executable_path`, requests outside 127.0.0.1 refused). Checked: the runs list shows the runs by name (with their
 dataset and source), the sweep parent expands to its nested trials, the compare view of the two runs shows the
 params diff and a metric, a graduation plot renders as an image, the graduation table and the sweep's trials table
-render as tables. Screenshots (and the timings) go to test-artifacts/browser/ (git-ignored; CI keeps the folder).
+render as tables, and the compare view of two trials shows their graduation plots side by side. Screenshots (and
+the timings) go to test-artifacts/browser/ (git-ignored; CI keeps the folder).
 
 Needs `chromium` (apt) and `playwright` (the dev extra); `.ci/run` installs both and sets ZPPO_REQUIRE_BROWSER=1,
 under which a missing browser fails the run; elsewhere the test skips without them.
@@ -269,3 +270,20 @@ def test_graduation_and_trials_tables_render_as_tables(page, world):
     cells = [row.get_by_role("cell").nth(col).inner_text() for row in page.get_by_role("row").all()[1:]]
     assert len(cells) == 2 and all(c.strip().isdigit() for c in cells), cells
     _shot(page, "06-sweep-trials-table")
+
+
+def test_compare_view_previews_two_trials_graduation_plots_side_by_side(page, world):
+    ids = world["trial_ids"]
+    q = urllib.parse.quote
+    _goto(page, world, f"compare-runs?runs={q(json.dumps(ids))}&experiments={q(json.dumps([world['exp']]))}"
+                       "&workflowType=machine_learning")
+    page.get_by_text("graduation.png", exact=True).first.click()  # a top-level artifact both trials have
+    imgs = page.locator("img[alt='graduation.png']")
+    imgs.nth(1).wait_for()
+    assert imgs.count() == 2
+    for i in range(2):
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=imgs.nth(i).element_handle())
+    imgs.first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.set_viewport_size({"width": 1500, "height": 1500})
+    _shot(page, "07-compare-trials-graduation")
+    page.set_viewport_size({"width": 1500, "height": 1100})

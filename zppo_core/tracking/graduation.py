@@ -32,11 +32,18 @@ def _plt():
     return plt
 
 
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _draw_buffer_size(ax, buffer_sizes: list[tuple[int, int]]) -> None:
     if buffer_sizes:
         steps, sizes = zip(*buffer_sizes)
         ax.plot(steps, sizes, lw=1.5)
     ax.set_xlabel("rollout step")
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel("questions in buffer")
     ax.set_title("Replay buffer size")
 
@@ -61,6 +68,7 @@ def _draw_curves(ax, table: list[dict[str, Any]]) -> None:
             xs, ys, _ = zip(*pts)
             ax.plot(xs, ys, marker=".", label=f"entry {b:g}%")
     ax.set_xlabel("steps since admission")
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel("mean plain accuracy (%)")
     ax.set_title("Graduation curves by entry bin")
     if ax.get_legend_handles_labels()[0]:
@@ -69,8 +77,8 @@ def _draw_curves(ax, table: list[dict[str, Any]]) -> None:
 
 def _save(draw, path: Path, size=(6, 3.5), panels: int = 1) -> None:
     plt = _plt()
-    fig, axes = plt.subplots(1, panels, figsize=size, squeeze=False)
-    draw(*axes[0])
+    fig, axes = plt.subplots(panels, 1, figsize=size, squeeze=False)
+    draw(*axes[:, 0])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -90,14 +98,15 @@ def plot_graduation_curves(table: list[dict[str, Any]], path: Path) -> None:
 
 def plot_overview(buffer_sizes: list[tuple[int, int]], fates_by_bin: dict[float, dict[str, int]],
                   table: list[dict[str, Any]], path: Path) -> None:
-    """The three graduation plots in one figure (a top-level artifact, so MLflow's compare page, which previews
-    only top-level artifacts the runs share, shows two buffer runs' plots side by side)."""
+    """The three graduation plots stacked in one figure (a top-level artifact, so MLflow's compare page, which
+    previews only top-level artifacts the runs share, shows two buffer runs' plots side by side, each in a
+    half-width column)."""
     def draw(a, b, c):
         _draw_buffer_size(a, buffer_sizes)
         _draw_fates(b, fates_by_bin)
         _draw_curves(c, table)
 
-    _save(draw, path, size=(15, 3.8), panels=3)
+    _save(draw, path, size=(6.4, 10.5), panels=3)
 
 
 def percent_table(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
