@@ -37,6 +37,14 @@ def test_params_only_for_what_applies_to_the_method():
     assert "zppo.candidate_max_chars" in _keys("zppo", "zppo.compression=none")
     assert "zppo.compression_max_tokens" not in _keys("zppo", "zppo.compression=none")
     assert "zppo.compression_max_tokens" in _keys("zppo", "zppo.compression=teacher")
+    # a served teacher / judge: its url and model when one is set (for a method that uses it); never how the
+    # requests go (timeouts, retries, concurrency, the key's variable)
+    assert not {k for k in zppo if "_endpoint." in k}
+    served = _keys("zppo", "model.teacher_endpoint.url=http://t:8000/v1", "eval.judge_endpoint.url=http://j:8000/v1",
+                   "eval.every=5", "eval.suites=[tiny-ood]")
+    assert {k for k in served if "_endpoint." in k} == {"model.teacher_endpoint.url", "model.teacher_endpoint.model",
+                                                         "eval.judge_endpoint.url", "eval.judge_endpoint.model"}
+    assert not {k for k in _keys("grpo", "model.teacher_endpoint.url=http://t:8000/v1") if "teacher" in k}
 
 
 def test_eval_params_only_when_evaluating_during_training():
