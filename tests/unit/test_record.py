@@ -45,6 +45,19 @@ def test_params_only_for_what_applies_to_the_method():
     assert {k for k in served if "_endpoint." in k} == {"model.teacher_endpoint.url", "model.teacher_endpoint.model",
                                                          "eval.judge_endpoint.url", "eval.judge_endpoint.model"}
     assert not {k for k in _keys("grpo", "model.teacher_endpoint.url=http://t:8000/v1") if "teacher" in k}
+    kw = _keys("zppo", "model.teacher_endpoint.url=http://t:8000/v1", "eval.every=0",
+               "model.teacher_endpoint.chat_template_kwargs={enable_thinking: false}")
+    assert "model.teacher_endpoint.chat_template_kwargs.enable_thinking" in kw
+    # per-role chat-template keywords: the teacher's roles only where a teacher is used
+    roles = ["model.chat_template_kwargs.teacher={enable_thinking: false}",
+             "model.chat_template_kwargs.student={enable_thinking: false}"]
+    assert "model.chat_template_kwargs.teacher.enable_thinking" in _keys("zppo", *roles)
+    g = _keys("grpo", *roles)
+    assert "model.chat_template_kwargs.teacher.enable_thinking" not in g
+    assert "model.chat_template_kwargs.student.enable_thinking" in g
+    # the judge's budget only with a judge in the reward
+    assert "reward.judge_max_new_tokens" not in grpo and "reward.judge" in grpo
+    assert "reward.judge_max_new_tokens" in _keys("grpo", "reward.judge=teacher")
 
 
 def test_eval_params_only_when_evaluating_during_training():

@@ -76,11 +76,16 @@ def applies(key: str, cfg: ZPPOConfig) -> bool:
             return candidates and cfg.zppo.compression == "teacher"
         return (buffer and key in BUFFER_KEYS) or (candidates and key in CANDIDATE_KEYS)
     if ".teacher_endpoint." in key or ".judge_endpoint." in key:
-        # a served model: where it is (url) and which (model) when one is set; timeouts, retries, concurrency and
-        # the key's variable only change how the requests go
+        # a served model: where it is (url), which (model) and its chat-template keywords when one is set;
+        # timeouts, retries, concurrency and the key's variable only change how the requests go
         ep = cfg.model.teacher_endpoint if section == "model" else cfg.eval.judge_endpoint
         used = teacher if section == "model" else bool(cfg.eval.every and cfg.eval.suites)
-        return used and ep.url is not None and key.rsplit(".", 1)[1] in ("url", "model")
+        what = key.rsplit(".", 1)[1] in ("url", "model") or ".chat_template_kwargs." in key
+        return used and ep.url is not None and what
+    if key.startswith(("model.chat_template_kwargs.teacher.", "model.chat_template_kwargs.compression.")):
+        return teacher
+    if key == "reward.judge_max_new_tokens":
+        return cfg.reward.judge != "none"
     if key == "model.teacher" or key.startswith("model.tiny_teacher."):
         return teacher and (tiny or key == "model.teacher")
     if key.startswith("model.tiny_student."):
