@@ -33,6 +33,12 @@ def test_params_only_for_what_applies_to_the_method():
         assert not {"run.run_dir", "run.threads", "rollout.batch_size", "algo.micro_batch_size",
                     "prepare.cache_dir"} & keys
         assert {"method", "scale", "run.seed", "run.steps", "optim.lr", "algo.n_new"} <= keys
+    # the baselines: a teacher where they use one, their own knobs only
+    hint, prefix, off = (_keys(m) for m in ("hint", "prefix", "off_distill"))
+    assert "model.teacher" in hint and "model.teacher" in off and "model.teacher" not in grpo
+    assert "baselines.hint_fraction" in hint and "baselines.prefix_fraction" not in hint
+    assert "baselines.prefix_fraction" in prefix and "baselines.jsd_beta" in off and "baselines.jsd_beta" not in hint
+    assert not {k for k in grpo | zppo if k.startswith("baselines.")}
     # candidate compression: the knob of the mode in use only
     assert "zppo.candidate_max_chars" in _keys("zppo", "zppo.compression=none")
     assert "zppo.compression_max_tokens" not in _keys("zppo", "zppo.compression=none")

@@ -58,7 +58,7 @@ def _uses(cfg: ZPPOConfig) -> tuple[bool, bool, bool]:
 
     spec = SPECS[cfg.method]
     candidates = spec.bcq or spec.ncq
-    teacher = spec.bcq or (spec.ncq and cfg.zppo.compression == "teacher")
+    teacher = spec.needs_teacher or (spec.ncq and cfg.zppo.compression == "teacher")
     return spec.buffer, candidates, teacher
 
 
@@ -69,6 +69,16 @@ def applies(key: str, cfg: ZPPOConfig) -> bool:
     buffer, candidates, teacher = _uses(cfg)
     tiny = cfg.model.student == "tiny"
     section = key.split(".")[0]
+    if section in ("zppo", "baselines"):
+        from zppo_core.config.methods import SPECS
+
+        spec = SPECS[cfg.method]
+        if section == "baselines":  # each knob for the baselines that read it (hint_*: the hint baseline)
+            if key == "baselines.prefix_fraction":
+                return spec.guide == "prefix"
+            return spec.distill is not None if key == "baselines.jsd_beta" else spec.guide == "hint"
+        if spec.guide or spec.distill:  # the baselines read several zppo.* knobs (τ, ρ_aug, G_T, compression)
+            return True
     if section == "zppo":
         if key == "zppo.candidate_max_chars":
             return candidates and cfg.zppo.compression == "none"
