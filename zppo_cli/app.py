@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from zppo_cli import (eval_cmd, jobs_cmd, report_cmd, reproduce_cmd, runs_cmd, serve_cmd, sweep_cmd, sync_cmd,
-                      train_cmd)
+from zppo_cli import (config_cmd, eval_cmd, jobs_cmd, report_cmd, reproduce_cmd, runs_cmd, serve_cmd, sweep_cmd,
+                      sync_cmd, train_cmd)
 from zppo_cli.options import console, user_errors
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(reproduce_cmd.app, name="reproduce")
 app.add_typer(runs_cmd.app, name="runs")
 app.command("report")(report_cmd.report)
+app.add_typer(config_cmd.app, name="config")
 
 
 @app.command("ls")
@@ -39,7 +40,7 @@ def ls(
     from rich.table import Table
 
     with user_errors():
-        from zppo_core.config import ConfigError, list_presets
+        from zppo_core.config import ConfigError
         from zppo_core.config.methods import METHOD_HELP
 
         sections = ("presets", "methods", "families", "suites", "sweeps")
@@ -55,7 +56,21 @@ def ls(
             console.print(t)
 
         if what in (None, "presets"):
-            show("presets (--scale)", ("scale", "what it runs"), list_presets())
+            from rich.markup import escape
+
+            from zppo_core.config import sources
+
+            rows = {}
+            for name, preset in sources.find_presets().items():
+                layer = sources.read_preset(preset)
+                rows[name] = escape(layer.description if preset.builtin else
+                                    f"{layer.description} (based on {layer.base}; {preset.path})".lstrip())
+            show("presets (--scale)", ("scale", "what it runs"), rows)
+            console.print("  user and cluster presets: YAML files in $ZPPO_PRESETS (dirs separated by ':') or "
+                          "~/.config/zppo/presets/", style="dim", highlight=False, soft_wrap=True)
+            for name, paths in sources.shadowed_presets().items():
+                console.print(f"  {name}: also in {', '.join(map(str, paths))} (hidden by the earlier directory)",
+                              highlight=False, soft_wrap=True)
         if what in (None, "methods"):
             show("methods (--method)", ("method", "what it does"), METHOD_HELP)
         if what in (None, "families"):

@@ -42,7 +42,7 @@ def run(
     trials: Optional[int] = typer.Option(None, "--trials", "-n", help="Trial budget (default: the sweep file's)."),
     parallel: Optional[int] = typer.Option(None, "--parallel", "-j",
                                            help="Trials at a time (local processes or Slurm jobs)."),
-    scale: str = Scale,
+    scale: Optional[str] = Scale,
     set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help + " Applied to every trial."),
     executor: str = Executor,
     profile: Optional[str] = Profile,
@@ -61,7 +61,7 @@ def run(
     with user_errors():
         from zppo_cli.orchestration.sweep import Sweep, plan_sweep
 
-        plan = plan_sweep(name, scale, trials=trials, parallel=parallel, sets=list(set_ or []), executor=executor,
+        plan = plan_sweep(name, scale or "tiny", trials=trials, parallel=parallel, sets=list(set_ or []), executor=executor,
                           storage=storage, study=study, resume=resume, profile=profile, slurm=list(slurm or []),
                           runtime_checks=not dry_run)
         if dry_run:
@@ -199,7 +199,7 @@ def _print_outcome(out) -> None:
 @app.command("show")
 def show(
     name: str = typer.Argument(..., help="The sweep (e.g. buffer) or a study name (e.g. buffer-tiny)."),
-    scale: str = Scale,
+    scale: Optional[str] = Scale,
     study: Optional[str] = Study,
     as_json: bool = typer.Option(False, "--json", help="Print the sweep as one JSON object (for scripts)."),
 ) -> None:
@@ -207,7 +207,7 @@ def show(
     with user_errors():
         from zppo_cli.orchestration.sweep import show_data
 
-        data = show_data(name, scale, study)
+        data = show_data(name, scale or "tiny", study)
     if as_json:
         import json
 

@@ -12,6 +12,7 @@ import typer
 
 from zppo_cli.options import (
     EXIT_INTERRUPTED,
+    ConfigFiles,
     DryRun,
     Executor,
     Method,
@@ -31,24 +32,23 @@ from zppo_cli.options import (
 )
 
 
-def _resolve(scale: str, method: Optional[str], steps: Optional[int], seed: Optional[int], sets, run_dir):
-    from zppo_core.config import load_config
+def _resolve(scale: Optional[str], method: Optional[str], steps: Optional[int], seed: Optional[int], sets, run_dir,
+             files=None):
+    """preset < --config files < --method < --set < --steps/--seed/--run-dir (a `Resolved`: config + sources)."""
+    from zppo_core.config import resolve_config
 
-    extra: dict = {"run": {}}
-    if steps is not None:
-        extra["run"]["steps"] = steps
-    if seed is not None:
-        extra["run"]["seed"] = seed
-    if run_dir is not None:
-        extra["run"]["run_dir"] = str(run_dir)
-    return load_config(scale, method=method, overrides=overrides(sets), extra=extra)
+    flags = [(f"--{name}", {"run": {key: value}}) for name, key, value in
+             (("steps", "steps", steps), ("seed", "seed", seed), ("run-dir", "run_dir", str(run_dir) if run_dir else None))
+             if value is not None]
+    return resolve_config(scale, method=method, overrides=overrides(sets), extra=flags, files=list(files or []))
 
 
 def train(
-    scale: str = Scale,
+    scale: Optional[str] = Scale,
     method: Optional[str] = Method,
     steps: Optional[int] = Steps,
     seed: Optional[int] = Seed,
+    config: Optional[list[Path]] = ConfigFiles,
     set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help),
     run_dir: Optional[Path] = RunDir,
     resume: Optional[Path] = typer.Option(
@@ -62,12 +62,11 @@ def train(
 ) -> None:
     """Train a student with GRPO, ZPPO or a baseline (tiny scale runs on a CPU in minutes; --executor slurm submits)."""
     with user_errors():
-        from zppo_core.config import dump_config
-
         from zppo_cli.orchestration.cli import check_executor_options
 
         check_executor_options(executor, profile, slurm, wait)
 
+        resolved = None
         if resume is not None:
             from zppo_core.run_dir import RunDir
 
@@ -79,31 +78,41 @@ def train(
                     f"resume dir {resume} has no config.yaml (not a zppo run directory); pass a directory "
                     "created by `zppo train`"
                 )
-            if set_ or steps is not None or seed is not None:
+            if set_ or config or steps is not None or seed is not None:
                 from zppo_core.config import ConfigError
 
-                raise ConfigError("--resume continues a run exactly as configured; drop --set/--steps/--seed")
+                raise ConfigError("--resume continues a run exactly as configured (its saved config.yaml); drop "
+                                  "--config/--set/--steps/--seed")
         else:
-            cfg = _resolve(scale, method, steps, seed, set_, run_dir)
+            resolved = _resolve(scale, method, steps, seed, set_, run_dir, config)
+            cfg = resolved.cfg
             if cfg.tracking.description is None:  # the run's MLflow description, also when it runs as a job
                 from zppo_core.train.record import command_line
 
                 cfg.tracking.description = command_line([a for a in sys.argv if a != "--dry-run"])
         if executor != "local":
             code = _submit(cfg, executor=executor, profile=profile, slurm=slurm, run_dir=run_dir,
-                                resume=resume, wait=wait, dry_run=dry_run)
+                                resume=resume, wait=wait, dry_run=dry_run, resolved=resolved)
             if code:
                 raise typer.Exit(code)
             return
         if dry_run:
-            console.print(f"# resolved config (scale={cfg.scale}, method={cfg.method})", style="dim")
-            console.print(dump_config(cfg), highlight=False, markup=False)
+            _print_config(cfg, resolved)
             return
         _run(cfg, run_dir=resume if resume is not None else run_dir, resume=resume is not None)
 
 
+def _print_config(cfg, resolved, notes: Optional[dict] = None) -> None:
+    """The dry run's config: every value with where it came from (a resumed run: its saved config as is)."""
+    from zppo_core.config import dump_config
+
+    console.print(f"# resolved config (scale={cfg.scale}, method={cfg.method})", style="dim")
+    text = resolved.annotated(cfg, notes) if resolved is not None else dump_config(cfg)
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
 def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str]], run_dir: Optional[Path],
-            resume: Optional[Path], wait: bool, dry_run: bool) -> int:
+            resume: Optional[Path], wait: bool, dry_run: bool, resolved=None) -> int:
     """`train --executor slurm|debug`: the resolved config goes to a job folder beside the run dir
     (`<run_dir>.job/`: config.yaml, submitit's pickles and logs); the job itself is `jobs.train_run(config,
     run_dir)`, which starts the run or resumes it from its latest checkpoint."""
@@ -135,9 +144,11 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
         # a wall-clock checkpoint well inside the time limit (the step schedule alone may be too sparse)
         cfg = cfg.model_copy(deep=True)
         cfg.run.checkpoint_minutes = float(max(1.0, min(30.0, params.sbatch["time"] / 4)))
+        notes = {"run.checkpoint_minutes": "a quarter of the Slurm time limit (at most 30)"}
+    else:
+        notes = None
     if dry_run:
-        console.print(f"# resolved config (scale={cfg.scale}, method={cfg.method})", style="dim")
-        console.print(dump_config(cfg), highlight=False, markup=False)
+        _print_config(cfg, resolved, notes)
         if params is not None:
             print_dry_run(params, job_dir, console)
         else:
@@ -333,16 +344,18 @@ def _summary(cfg, result) -> None:
 
 
 def prepare(
-    scale: str = Scale,
+    scale: Optional[str] = Scale,
+    config: Optional[list[Path]] = ConfigFiles,
     set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help),
 ) -> None:
     """Prepare (SFT) the tiny student and teacher now; cached, so `train` then starts at once."""
     with user_errors():
-        cfg = _resolve(scale, None, None, None, set_, None)
+        cfg = _resolve(scale, None, None, None, set_, None, config).cfg
         if cfg.model.student not in ("tiny", "tiny-vl"):
             from zppo_core.config import ConfigError
 
-            raise ConfigError(f"prepare is for --scale tiny or tiny-vl; preset '{scale}' uses real pretrained models")
+            raise ConfigError(f"prepare is for --scale tiny or tiny-vl; preset '{scale or cfg.scale}' uses real "
+                              "pretrained models")
         from zppo_core.train.prepare import ensure_prepared
 
         t0 = time.perf_counter()

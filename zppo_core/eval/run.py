@@ -63,8 +63,9 @@ def resolve_target(
     run: Path | None = None,
     checkpoint: str | None = None,
     model: str | None = None,
-    scale: str = "tiny",
+    scale: str | None = None,
     overrides: list[str] | None = None,
+    files: list | tuple = (),
 ) -> EvalTarget:
     """Which weights and which config; ConfigError (one line naming the fix) for anything missing."""
     if run is not None and model is not None:
@@ -76,12 +77,12 @@ def resolve_target(
         if not rd.is_run():
             raise ConfigError(f"--run {run}: no config.yaml there (not a zppo run directory); pass a directory "
                               "created by `zppo train`")
-        cfg = apply_overrides(rd.read_config(), overrides or [])
+        cfg = apply_overrides(rd.read_config(), overrides or [], files)
         ckpt = _checkpoint_dir(rd, checkpoint)
         step = RunDir.step_of(ckpt)
         return EvalTarget("run", f"{rd.name}@{step}", cfg, str(ckpt / "model"), rd.path, step,
                           rd.mlflow_run_id, cfg.method)
-    cfg = load_config(scale, overrides=list(overrides or []))
+    cfg = load_config(scale, overrides=list(overrides or []), files=files)
     if model is not None:
         p = Path(model).expanduser()
         if not (p / "config.json").is_file():
@@ -90,7 +91,7 @@ def resolve_target(
         return EvalTarget("model", p.name, cfg, str(p))
     if is_tiny(cfg.model.student):
         return EvalTarget("scale", f"{cfg.model.student}-base", cfg, None)
-    return EvalTarget("scale", f"{scale}-base", cfg, resolve_model(cfg.model.student, "model.student"))
+    return EvalTarget("scale", f"{cfg.scale}-base", cfg, resolve_model(cfg.model.student, "model.student"))
 
 
 def _checkpoint_dir(rd: RunDir, checkpoint: str | None) -> Path:
