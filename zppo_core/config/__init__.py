@@ -140,6 +140,9 @@ def resolve_config(
         layers.append(Layer(label, tree, kind="flag"))
     raw: dict[str, Any] = {}
     for layer in layers:
+        if layer.kind in ("set", "flag") and "scale" in layer.tree:
+            raise ConfigError(f"{layer.where('scale')}: the preset is chosen with --scale NAME (or `scale: NAME` in "
+                              "a config file); drop this override")
         if layer.kind != "run":
             layer.tree = _check_keys(layer, layer.tree, ZPPOConfig, "")
         raw = ov.deep_merge(raw, layer.tree)
@@ -267,7 +270,7 @@ def _explain(err: ValidationError, layers: list[Layer]) -> str:
     dotted = ".".join(field)
     fix = f"--set {dotted}=<valid value>"
     if not where.startswith("--set"):
-        fix = f"correct it there or {fix}"
+        fix = f"correct the value in the file or {fix}"
     return f"{where}: config field '{loc}': {msg} (got {e.get('input')!r}); fix: {fix}"
 
 

@@ -104,7 +104,10 @@ def read_layer(path: str | Path, label: str | None = None, kind: str = "file", e
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{shown}:{mark.line + 1}" if mark is not None else shown
-        raise ConfigError(f"{where}: invalid YAML ({err.problem or err.context}); fix the file") from None
+        what = err.problem or err.context
+        if err.context and err.context_mark is not None and err.problem:
+            what = f"{err.context} started on line {err.context_mark.line + 1}: {err.problem}"
+        raise ConfigError(f"{where}: invalid YAML ({what}); fix the file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{shown}: invalid YAML ({err}); fix the file") from None
     finally:
@@ -130,15 +133,20 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, prefix: str, lines: dic
     constructs it."""
     if not isinstance(node, yaml.MappingNode):
         return loader.construct_object(node, deep=True)
-    loader.flatten_mapping(node)  # YAML merge keys (<<: *base)
+    explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # YAML merge keys (<<: *base) first, the mapping's own keys after them
+    merged = len(node.value) - explicit
     out: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
+    own: set[Any] = set()
+    for i, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         dotted = f"{prefix}.{key}" if prefix else str(key)
         line = key_node.start_mark.line + 1
-        if key in out:
-            raise ConfigError(f"{shown}:{line}: key '{dotted}' appears twice (first on line {lines[dotted]}); "
-                              "keep one")
+        if i >= merged:
+            if key in own:
+                raise ConfigError(f"{shown}:{line}: key '{dotted}' appears twice (first on line {lines[dotted]}); "
+                                  "keep one")
+            own.add(key)
         lines[dotted] = line
         out[key] = _construct(loader, value_node, dotted, lines, shown)
     return out
