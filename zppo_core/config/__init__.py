@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -139,12 +139,12 @@ def resolve_config(
     for label, tree in extra or []:
         layers.append(Layer(label, tree, kind="flag"))
     raw: dict[str, Any] = {}
-    for layer in layers:
+    for i, layer in enumerate(layers):
         if layer.kind in ("set", "flag") and "scale" in layer.tree:
             raise ConfigError(f"{layer.where('scale')}: the preset is chosen with --scale NAME (or `scale: NAME` in "
                               "a config file); drop this override")
-        if layer.kind != "run":
-            layer.tree = _check_keys(layer, layer.tree, ZPPOConfig, "")
+        if layer.kind != "run":  # unknown keys name their file:line; empty sections go (the caller's layer stays)
+            layers[i] = layer = replace(layer, tree=_check_keys(layer, layer.tree, ZPPOConfig, ""))
         raw = ov.deep_merge(raw, layer.tree)
     raw["scale"] = root
     try:
