@@ -12,7 +12,7 @@ from zppo_cli.app import app
 
 runner = CliRunner()
 COMMANDS = [[], ["train"], ["prepare"], ["eval"], ["sync"], ["ls"], ["ui"], ["runs"], ["runs", "ls"],
-            ["runs", "compare"], ["report"], ["version"], ["serve"], ["serve", "teacher"]]
+            ["runs", "compare"], ["report"], ["version"], ["serve"], ["serve", "teacher"], ["config"], ["config", "show"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "zppo")

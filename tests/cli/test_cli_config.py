@@ -171,3 +171,13 @@ def test_a_resumed_run_uses_its_saved_config_not_the_files(prepared, test_overri
     assert r.exit_code == 0, r.output
     assert [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert (run_dir / "config.yaml").read_text() == saved
+
+
+def test_config_show_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom zppo_cli.app import app\n"
+            "r = CliRunner().invoke(app, ['config', 'show', '--scale', '2b', '--set', 'run.seed=1'])\n"
+            "assert r.exit_code == 0, r.output\nassert 'torch' not in sys.modules, 'heavy import'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
