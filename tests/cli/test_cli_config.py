@@ -181,3 +181,29 @@ def test_config_show_imports_no_torch():
             "r = CliRunner().invoke(app, ['config', 'show', '--scale', '2b', '--set', 'run.seed=1'])\n"
             "assert r.exit_code == 0, r.output\nassert 'torch' not in sys.modules, 'heavy import'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_debug_executor_jobs_get_the_resolved_config(prepared, test_overrides, tmp_path, monkeypatch):
+    """The Slurm jobs' own callables (run here by --executor debug): train gets the resolved config file (values
+    from the file, ${VAR} expanded on the submitting side); eval gets the file's layers and applies them."""
+    from zppo_core.config import parse_overrides
+
+    monkeypatch.setenv("ZPPO_TEST_SEED", "6")
+    tree = parse_overrides(test_overrides + ["run.steps=2", "run.final_eval_per_level=0", "eval.every=0"])
+    tree["run"]["seed"] = "${ZPPO_TEST_SEED}"
+    exp = write(tmp_path / "exp.yaml", yaml.safe_dump(tree))
+    run_dir = tmp_path / "run"
+    r = runner.invoke(app, ["train", "-c", str(exp), "--run-dir", str(run_dir), "--executor", "debug"],
+                      terminal_width=200)
+    assert r.exit_code == 0, r.output
+    job_cfg = yaml.safe_load((tmp_path / "run.job" / "config.yaml").read_text())
+    assert job_cfg == yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert job_cfg["run"]["seed"] == 6 and job_cfg["run"]["steps"] == 2 and job_cfg["algo"]["n_new"] == 4
+    ev = write(tmp_path / "eval.yaml", "eval:\n  per_level: 1\n  samples: 2\n  max_new_tokens: 16\n")
+    out = tmp_path / "ev"
+    r = runner.invoke(app, ["eval", "--suite", "tiny", "--run", str(run_dir), "-c", str(ev), "--executor", "debug",
+                            "--out", str(out)], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    [bench] = json.loads((out / "results.json").read_text())["benchmarks"]
+    rows = (out / "samples.jsonl").read_text().splitlines()
+    assert len(rows) == 2 * bench["n"]  # eval.samples = 2 from the file (the run's own config says 4)
