@@ -7,13 +7,15 @@ the events, the best configuration. Optuna, torch and mlflow are imported inside
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from zppo_cli.options import DryRun, Executor, Profile, Scale, Set, SlurmSet, console, err_console, user_errors
+from zppo_cli.options import (ConfigFiles, DryRun, Executor, Profile, Scale, Set, SlurmSet, console, err_console,
+                              user_errors)
 
 
 class _SweepGroup(TyperGroup):
@@ -43,6 +45,7 @@ def run(
     parallel: Optional[int] = typer.Option(None, "--parallel", "-j",
                                            help="Trials at a time (local processes or Slurm jobs)."),
     scale: Optional[str] = Scale,
+    config: Optional[list[Path]] = ConfigFiles,
     set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help + " Applied to every trial."),
     executor: str = Executor,
     profile: Optional[str] = Profile,
@@ -61,9 +64,9 @@ def run(
     with user_errors():
         from zppo_cli.orchestration.sweep import Sweep, plan_sweep
 
-        plan = plan_sweep(name, scale or "tiny", trials=trials, parallel=parallel, sets=list(set_ or []), executor=executor,
+        plan = plan_sweep(name, scale, trials=trials, parallel=parallel, sets=list(set_ or []), executor=executor,
                           storage=storage, study=study, resume=resume, profile=profile, slurm=list(slurm or []),
-                          runtime_checks=not dry_run)
+                          runtime_checks=not dry_run, files=list(config or []))
         if dry_run:
             _print_plan(plan)
             return
@@ -90,6 +93,10 @@ def _print_plan(plan) -> None:
                       soft_wrap=True)
     if s.sampler["name"] == "grid":
         console.print(f"grid ({s.grid_size()} points): {s.grid}", highlight=False, markup=False)
+    files = [f["label"] if f.get("kind") == "preset" else f["path"] for f in plan.user_files]
+    if files:
+        console.print("config:     " + " < ".join(map(str, files)) + " (read now; every trial gets these values)",
+                      highlight=False, markup=False, soft_wrap=True)
     sets = s.set + plan.user_sets
     console.print("every trial: --set " + " --set ".join(sets) if sets else "every trial: (preset as is)",
                   highlight=False, markup=False, soft_wrap=True)

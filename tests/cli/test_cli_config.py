@@ -207,3 +207,33 @@ def test_debug_executor_jobs_get_the_resolved_config(prepared, test_overrides, t
     [bench] = json.loads((out / "results.json").read_text())["benchmarks"]
     rows = (out / "samples.jsonl").read_text().splitlines()
     assert len(rows) == 2 * bench["n"]  # eval.samples = 2 from the file (the run's own config says 4)
+
+
+def test_a_sweep_takes_config_files_once_and_resumes_with_them(prepared, test_overrides, tmp_path, monkeypatch):
+    """`zppo sweep -c FILE`: the files are read when the sweep starts (every trial, and a resumed sweep, gets
+    those values even after the file changed); they sit under the definition's `set` and --set (eval.every goes
+    on the command line here: the buffer sweep's tiny section sets it); `sweep show` gives a train command with
+    the file."""
+    from zppo_core.config import parse_overrides
+
+    monkeypatch.chdir(tmp_path)
+    tree = parse_overrides(list(test_overrides) + ["run.steps=2", "eval.per_level=1", "eval.samples=1",
+                                                   "eval.max_new_tokens=24", "run.threads=1"])
+    tree["optim"]["lr"] = 3e-4
+    exp = write(tmp_path / "exp.yaml", yaml.safe_dump(tree))
+    r = runner.invoke(app, ["sweep", "buffer", "-c", "exp.yaml", "--trials", "1", "--executor", "debug",
+                            "--set", "eval.every=1", "--set", "run.final_eval_per_level=0"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    sdir = tmp_path / "runs" / "sweeps" / "buffer-tiny"
+    assert [f["path"] for f in json.loads((sdir / "sweep.json").read_text())["user_files"]] == ["exp.yaml"]
+    tree["optim"]["lr"] = 0.5  # edited after the start: not what the sweep runs with
+    exp.write_text(yaml.safe_dump(tree))
+    r = runner.invoke(app, ["sweep", "buffer", "--resume", "-c", "exp.yaml"])
+    assert r.exit_code == 2 and "drop --set/--config" in " ".join(r.output.split())
+    r = runner.invoke(app, ["sweep", "buffer", "--resume", "--trials", "2"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    for trial in ("0000", "0001"):
+        cfg = yaml.safe_load((sdir / "trials" / trial / "config.yaml").read_text())
+        assert cfg["optim"]["lr"] == 3e-4 and cfg["run"]["steps"] == 2 and cfg["algo"]["n_new"] == 4
+    data = json.loads(runner.invoke(app, ["sweep", "show", "buffer", "--json"]).stdout)
+    assert data["best"]["train_command"].startswith("zppo train --scale tiny -c exp.yaml --method zppo --set ")
