@@ -86,7 +86,8 @@ def eval_(
         if dry_run:
             _plan(target, spec, tiny, paper, data_dir)
         if executor != "local":
-            code = _submit(target, spec, sets, dict(run=run, checkpoint=checkpoint, model=model, scale=scale, files=files),
+            which = dict(run=run, checkpoint=checkpoint, model=model, scale=scale, files=files)
+            code = _submit(target, spec, sets, which,
                            data_dir, judge, out, executor, profile, slurm, wait, dry_run)
             if code:
                 raise typer.Exit(code)

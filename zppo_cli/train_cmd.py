@@ -37,9 +37,8 @@ def _resolve(scale: Optional[str], method: Optional[str], steps: Optional[int], 
     """preset < --config files < --method < --set < --steps/--seed/--run-dir (a `Resolved`: config + sources)."""
     from zppo_core.config import resolve_config
 
-    flags = [(f"--{name}", {"run": {key: value}}) for name, key, value in
-             (("steps", "steps", steps), ("seed", "seed", seed), ("run-dir", "run_dir", str(run_dir) if run_dir else None))
-             if value is not None]
+    given = (("steps", "steps", steps), ("seed", "seed", seed), ("run-dir", "run_dir", str(run_dir) if run_dir else None))
+    flags = [(f"--{name}", {"run": {key: value}}) for name, key, value in given if value is not None]
     return resolve_config(scale, method=method, overrides=overrides(sets), extra=flags, files=list(files or []))
 
 

@@ -19,7 +19,8 @@ stored as `TEACHER_API_KEY` and read when the key is needed), and a variable who
 (`*_KEY`, `*TOKEN*`, `*SECRET*`, `*PASSWORD*` ...) is refused anywhere else, since the resolved config is saved
 in the run directory and logged to MLflow.
 
-No pydantic validation here (that is `zppo_core.config.resolve_config`); errors are ConfigError; PyYAML's composed nodes give the lines.
+No pydantic validation here (that is `zppo_core.config.resolve_config`); errors are ConfigError; PyYAML's
+composed nodes give the lines.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from zppo_core.config.overrides import flat_keys
 
 BUILTIN = ("tiny", "tiny-hard", "tiny-vl", "0.8b", "2b", "4b", "9b")
 PRESETS_ENV = "ZPPO_PRESETS"
-META_KEYS = ("scale", "description")  # a file's base preset and its one-line description: not config fields
 
 
 @dataclass
@@ -118,7 +118,7 @@ def read_layer(path: str | Path, label: str | None = None, kind: str = "file", e
                           f"not a {type(tree).__name__}; fix the file")
     if expand_env:
         tree = _expand_tree(tree, "", lines, shown)
-    meta = kind in ("builtin", "preset", "file")
+    meta = kind in ("builtin", "preset", "file")  # `scale:` (the base preset) and `description:` are no fields
     base = tree.pop("scale", None) if meta else None
     if kind == "builtin":  # a built-in preset may start from another one (`extends: tiny`)
         base = tree.pop("extends", None)
@@ -238,8 +238,8 @@ def user_preset_dirs() -> list[Path]:
             continue
         d = Path(entry).expanduser()
         if not d.is_dir():
-            raise ConfigError(f"${PRESETS_ENV} names {entry}, which is not a directory; fix ${PRESETS_ENV} (directories "
-                              "of preset YAML files separated by ':') or unset it")
+            raise ConfigError(f"${PRESETS_ENV} names {entry}, which is not a directory; fix ${PRESETS_ENV} "
+                              "(directories of preset YAML files separated by ':') or unset it")
         out.append(d)
     home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     d = home / "zppo" / "presets"
