@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zppo_core.config import ConfigError, apply_overrides, load_config, resolve_config
+from zppo_core.config import ConfigError, apply_overrides, dump_config, flat_params, load_config, resolve_config
 from zppo_core.config.sources import expand, find_presets, looks_secret, read_layer
 
 
@@ -216,6 +216,12 @@ def test_secrets_stay_out_of_the_config(tmp_path, presets_env, monkeypatch):
     assert msg.startswith(f"{f}:2: ${{HF_TOKEN}} in tracking.uri looks like a secret") and "_env" in msg
     assert "hf_secret" not in msg
     # a field whose name ends in _env stores the variable's name, never its value
+    monkeypatch.setenv("TEACHER_API_KEY", "sk-secret-123")
+    g = write(tmp_path / "served.yaml", "model:\n  teacher_endpoint:\n    url: http://teacher:8000/v1\n"
+                                        "    api_key_env: ${TEACHER_API_KEY}\n")
+    cfg = load_config("tiny", files=[g])
+    assert cfg.model.teacher_endpoint.api_key_env == "TEACHER_API_KEY"
+    assert "sk-secret" not in dump_config(cfg) and "sk-secret" not in str(flat_params(cfg))
     assert expand("${TEACHER_API_KEY}", "model.teacher_endpoint.api_key_env", "x.yaml:3",
                   {"TEACHER_API_KEY": "sk-123"}) == "TEACHER_API_KEY"
     assert expand("${DATA}/a", "data.path", "x.yaml:3", {"DATA": "/d"}) == "/d/a"
