@@ -213,8 +213,9 @@ def show(
     """Print a sweep's trials, its best configuration and the `zppo train` command that trains it."""
     with user_errors():
         from zppo_cli.orchestration.sweep import show_data
+        from zppo_cli.orchestration.sweep.plan import root_scale
 
-        data = show_data(name, scale or "tiny", study)
+        data = show_data(name, root_scale(scale), study)
     if as_json:
         import json
 

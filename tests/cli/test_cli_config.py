@@ -237,3 +237,11 @@ def test_a_sweep_takes_config_files_once_and_resumes_with_them(prepared, test_ov
         assert cfg["optim"]["lr"] == 3e-4 and cfg["run"]["steps"] == 2 and cfg["algo"]["n_new"] == 4
     data = json.loads(runner.invoke(app, ["sweep", "show", "buffer", "--json"]).stdout)
     assert data["best"]["train_command"].startswith("zppo train --scale tiny -c exp.yaml --method zppo --set ")
+    # a user preset based on tiny finds the same study (NAME-<built-in scale>) for show and --resume
+    write(tmp_path / "presets" / "tiny-mine.yaml", "scale: tiny\n")
+    monkeypatch.setenv("ZPPO_PRESETS", str(tmp_path / "presets"))
+    r = runner.invoke(app, ["sweep", "show", "buffer", "--scale", "tiny-mine", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["study"] == "buffer-tiny"
+    r = runner.invoke(app, ["sweep", "buffer", "--scale", "tiny-mine", "--resume", "--dry-run"], terminal_width=200)
+    assert r.exit_code == 0 and "buffer-tiny" in r.output, r.output

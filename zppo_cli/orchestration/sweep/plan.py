@@ -162,7 +162,7 @@ def plan_sweep(name: str, scale: str | None, trials: int | None = None, parallel
     meta: dict[str, Any] = {}
     if resume:
         spec_name = Path(name).stem if name.endswith((".yaml", ".yml")) else name
-        study = study or f"{spec_name}-{scale or 'tiny'}"
+        study = study or f"{spec_name}-{root_scale(scale)}"
         sdir = sweep_dir_for(study)
         if not (sdir / SWEEP_FILE).is_file():
             raise ConfigError(f"--resume: no sweep '{study}' in {SWEEPS_ROOT}/ (no {sdir / SWEEP_FILE}); start it "
@@ -242,6 +242,20 @@ def config_base(scale: str | None, files: list[Any]) -> tuple[str, list[dict[str
         return scale or "tiny", []
     portable = resolve_config(scale, files=files).portable()
     return portable["scale"], portable["files"]
+
+
+def root_scale(scale: str | None) -> str:
+    """The built-in preset a scale builds on (a sweep's study is NAME-<built-in scale>, so `--scale 2b-mycluster`
+    finds the sweep it started); tiny when none is given."""
+    from zppo_core.config import PRESETS
+    from zppo_core.config.sources import preset_chain
+
+    if scale is None or scale in PRESETS:
+        return scale or "tiny"
+    try:
+        return preset_chain(scale)[0]
+    except ConfigError:
+        return scale  # the preset is gone: the name as given (the error lists the known studies)
 
 
 def _check_new_study(storage: str, study: str) -> None:
