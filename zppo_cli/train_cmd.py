@@ -132,20 +132,20 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
     job_dir = rd.with_name(rd.name + ".job")
     name = f"zppo-{rd.name}"
     params = None
+    notes: dict[str, str] = {}  # values set here, for the dry run's sources
     if executor == "slurm":
         serve = _teacher_serve(cfg, (rd if resume is not None else job_dir) / CONFIG_FILE)
         params = slurm_params(profile, cfg.scale, slurm or [], name, teacher_serve=serve)
         if params.teacher_url and cfg.model.teacher_endpoint.url != params.teacher_url:
             cfg = cfg.model_copy(deep=True)  # the students reach their node's teacher server
             cfg.model.teacher_endpoint.url = params.teacher_url
+            notes["model.teacher_endpoint.url"] = "the node's teacher server (Slurm profile's teacher_gpus_per_node)"
     if params is not None and "checkpoint_minutes" in type(cfg.run).model_fields \
             and getattr(cfg.run, "checkpoint_minutes") is None and "time" in params.sbatch:
         # a wall-clock checkpoint well inside the time limit (the step schedule alone may be too sparse)
         cfg = cfg.model_copy(deep=True)
         cfg.run.checkpoint_minutes = float(max(1.0, min(30.0, params.sbatch["time"] / 4)))
-        notes = {"run.checkpoint_minutes": "a quarter of the Slurm time limit (at most 30)"}
-    else:
-        notes = None
+        notes["run.checkpoint_minutes"] = "a quarter of the Slurm time limit (at most 30)"
     if dry_run:
         _print_config(cfg, resolved, notes)
         if params is not None:
