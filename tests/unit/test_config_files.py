@@ -181,7 +181,8 @@ def test_bad_user_presets(tmp_path, presets_env, monkeypatch, files, env, fragme
 def test_unknown_scale_lists_user_presets_and_names_the_file(tmp_path, presets_env, monkeypatch):
     write(tmp_path / "p" / "mine.yaml", "scale: tiny\n")
     monkeypatch.setenv("ZPPO_PRESETS", str(tmp_path / "p"))
-    with pytest.raises(ConfigError, match=r"^unknown scale '3b'; valid scales: tiny, tiny-vl, 0\.8b, 2b, 4b, 9b; user presets: mi"):
+    valid = r"valid scales: tiny, tiny-vl, 0\.8b, 2b, 4b, 9b; user presets: mine"
+    with pytest.raises(ConfigError, match=rf"^unknown scale '3b'; {valid}"):
         load_config("3b")
     f = write(tmp_path / "x.yaml", "run: {steps: 2}\nscale: 3b\n")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(f))}:2: unknown scale '3b'"):
