@@ -140,7 +140,7 @@ def test_user_and_cluster_presets_are_found_and_chain_to_a_builtin(tmp_path, pre
     other = write(tmp_path / "more" / "quick.yaml", "scale: tiny\nrun: {steps: 2}\n")
     monkeypatch.setenv("ZPPO_PRESETS", f"{cluster}:{other.parent}")
     presets = find_presets()
-    assert list(presets)[:6] == ["tiny", "tiny-vl", "0.8b", "2b", "4b", "9b"]
+    assert list(presets)[:7] == ["tiny", "tiny-hard", "tiny-vl", "0.8b", "2b", "4b", "9b"]
     assert {n: p.path for n, p in presets.items() if not p.builtin} == {
         "2b-hpc": cluster / "2b-hpc.yaml", "quick": other, "2b-hpc-short": mine / "2b-hpc-short.yaml"}
     res = resolve_config("2b-hpc-short")
@@ -181,7 +181,7 @@ def test_bad_user_presets(tmp_path, presets_env, monkeypatch, files, env, fragme
 def test_unknown_scale_lists_user_presets_and_names_the_file(tmp_path, presets_env, monkeypatch):
     write(tmp_path / "p" / "mine.yaml", "scale: tiny\n")
     monkeypatch.setenv("ZPPO_PRESETS", str(tmp_path / "p"))
-    valid = r"valid scales: tiny, tiny-vl, 0\.8b, 2b, 4b, 9b; user presets: mine"
+    valid = r"valid scales: tiny, tiny-hard, tiny-vl, 0\.8b, 2b, 4b, 9b; user presets: mine"
     with pytest.raises(ConfigError, match=rf"^unknown scale '3b'; {valid}"):
         load_config("3b")
     f = write(tmp_path / "x.yaml", "run: {steps: 2}\nscale: 3b\n")
