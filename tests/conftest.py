@@ -37,6 +37,8 @@ def _isolated_env(tmp_path_factory):
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     os.environ["ZPPO_TEST_CACHE"] = str(root / "prepared")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ["XDG_CONFIG_HOME"] = str(root / "config")  # no user presets from the developer's ~/.config
+    os.environ.pop("ZPPO_PRESETS", None)
     yield
 
 

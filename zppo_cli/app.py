@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from zppo_cli import eval_cmd, export_cmd, jobs_cmd, reproduce_cmd, serve_cmd, sweep_cmd, train_cmd
-from zppo_cli import sync_cmd
+from zppo_cli import (config_cmd, eval_cmd, export_cmd, jobs_cmd, report_cmd, reproduce_cmd, runs_cmd,
+                       serve_cmd, sweep_cmd, sync_cmd, train_cmd)
 from zppo_cli.options import console, user_errors
 
 app = typer.Typer(
@@ -28,6 +28,9 @@ app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(sweep_cmd.app, name="sweep")
 app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(reproduce_cmd.app, name="reproduce")
+app.add_typer(runs_cmd.app, name="runs")
+app.command("report")(report_cmd.report)
+app.add_typer(config_cmd.app, name="config")
 
 
 @app.command("ls")
@@ -38,7 +41,7 @@ def ls(
     from rich.table import Table
 
     with user_errors():
-        from zppo_core.config import ConfigError, list_presets
+        from zppo_core.config import ConfigError
         from zppo_core.config.methods import METHOD_HELP
 
         sections = ("presets", "methods", "families", "suites", "sweeps")
@@ -54,7 +57,21 @@ def ls(
             console.print(t)
 
         if what in (None, "presets"):
-            show("presets (--scale)", ("scale", "what it runs"), list_presets())
+            from rich.markup import escape
+
+            from zppo_core.config import sources
+
+            rows = {}
+            for name, preset in sources.find_presets().items():
+                layer = sources.read_preset(preset)
+                rows[name] = escape(layer.description if preset.builtin else
+                                    f"{layer.description} (based on {layer.base}; {preset.path})".lstrip())
+            show("presets (--scale)", ("scale", "what it runs"), rows)
+            console.print("  user and cluster presets: YAML files in $ZPPO_PRESETS (dirs separated by ':') or "
+                          "~/.config/zppo/presets/", style="dim", highlight=False, soft_wrap=True)
+            for name, paths in sources.shadowed_presets().items():
+                console.print(f"  {name}: also in {', '.join(map(str, paths))} (hidden by the earlier directory)",
+                              highlight=False, soft_wrap=True)
         if what in (None, "methods"):
             show("methods (--method)", ("method", "what it does"), METHOD_HELP)
         if what in (None, "families"):
@@ -81,24 +98,43 @@ def ls(
 @app.command("ui")
 def ui(
     port: int = typer.Option(5000, "--port", help="Port for the MLflow UI."),
-    store: str = typer.Option("mlruns", "--store", help="Directory of the embedded store (default ./mlruns)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default: this machine only; "
-                             "0.0.0.0 opens the UI, which has no login, to the network)."),
+                             "0.0.0.0 opens the UI, which has no login, and the store to the network)."),
+    store: str = typer.Option("mlruns", "--store", help="Directory of the embedded store (default ./mlruns)."),
+    experiment: str = typer.Option("zppo", "--experiment", "-e", help="Experiment whose runs view is printed."),
 ) -> None:
-    """Open the MLflow UI on the local store (or $MLFLOW_TRACKING_URI when set)."""
-    import shutil
+    """Open the MLflow UI on the local store (or $MLFLOW_TRACKING_URI when set) and print the runs view's URL."""
+    import sys
     from pathlib import Path
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(store).resolve() / 'mlflow.db'}"
-    exe = shutil.which("mlflow")
-    if exe is None:
-        from zppo_cli.options import bad_input
+    from zppo_cli.options import bad_input
 
-        raise bad_input("the mlflow executable is not on PATH; activate the environment zppo is installed in")
-    console.print(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C to stop")
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(store).resolve() / 'mlflow.db'}"
+    if uri.startswith(("http://", "https://")):
+        raise bad_input(f"MLFLOW_TRACKING_URI is a tracking server ({uri}); open it in a browser instead")
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if db is not None and not db.is_file():
+        raise bad_input(f"no MLflow store at {db}; train a run first (zppo train) or pass --store DIR")
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    view = _runs_view(uri, experiment)
+    console.print(f"MLflow UI on {url}/{view} (store {uri}); Ctrl-C to stop", highlight=False, soft_wrap=True)
+    sys.stdout.flush()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    os.execvpe(exe, [exe, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"],
-               env)
+    # the mlflow of this interpreter, whether or not its environment is activated (PATH is not consulted)
+    argv = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host,
+            "--port", str(port), "--workers", "1"]
+    os.execve(sys.executable, argv, env)
+
+
+def _runs_view(uri: str, experiment: str) -> str:
+    """The hash route of an experiment's runs table (a bare experiment route opens the GenAI overview)."""
+    from zppo_core.tracking.mlflow_tracker import RunStore
+
+    try:
+        exp = RunStore(uri).experiment_id(experiment)
+    except Exception:  # an unreadable store: the server will say why
+        exp = None
+    return "" if exp is None else f"#/experiments/{exp}/runs?workflowType=machine_learning"
 
 
 @app.command("version")

@@ -9,6 +9,7 @@ import typer
 
 from zppo_cli.options import (
     EXIT_FAILED,
+    ConfigFiles,
     Executor,
     Profile,
     Scale,
@@ -34,7 +35,8 @@ def eval_(
     run: Optional[Path] = typer.Option(None, "--run", help="Evaluate a zppo run directory (its latest checkpoint)."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="With --run: a step number or 'latest'."),
     model: Optional[str] = typer.Option(None, "--model", help="Evaluate any local Hugging Face model directory."),
-    scale: str = Scale,
+    scale: Optional[str] = Scale,
+    config: Optional[list[Path]] = ConfigFiles,
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", envvar="ZPPO_DATA_DIR",
         help="Directory with the benchmarks' local data, one folder per benchmark ($ZPPO_DATA_DIR).",
@@ -67,10 +69,12 @@ def eval_(
             sets.append(f"eval.samples={samples}")
         if limit is not None:
             sets.append(f"eval.limit={limit}")
+        from zppo_core.config.sources import read_layer
         from zppo_core.eval.run import evaluate_target, resolve_target
         from zppo_core.train.run import prepare_tiny
 
-        target = resolve_target(run=run, checkpoint=checkpoint, model=model, scale=scale, overrides=sets)
+        files = [read_layer(f) for f in config or []]  # read once: here and in a Slurm job the same values
+        target = resolve_target(run=run, checkpoint=checkpoint, model=model, scale=scale, overrides=sets, files=files)
         default = {"tiny": "tiny,tiny-ood", "tiny-vl": "tiny-vl,tiny-vl-ood,tiny-vl-blank"}
         spec = suite or default.get(target.cfg.model.student, "all")
         try:
@@ -82,7 +86,8 @@ def eval_(
         if dry_run:
             _plan(target, spec, tiny, paper, data_dir)
         if executor != "local":
-            code = _submit(target, spec, sets, dict(run=run, checkpoint=checkpoint, model=model, scale=scale),
+            which = dict(run=run, checkpoint=checkpoint, model=model, scale=scale, files=files)
+            code = _submit(target, spec, sets, which,
                            data_dir, judge, out, executor, profile, slurm, wait, dry_run)
             if code:
                 raise typer.Exit(code)
@@ -106,15 +111,17 @@ def eval_(
         raise typer.Exit(EXIT_FAILED)
 
 
-def eval_job(run: Optional[str], checkpoint: Optional[str], model: Optional[str], scale: str, overrides: list[str],
-             suite: str, data_dir: Optional[str], judge: str, out: str) -> dict:
+def eval_job(run: Optional[str], checkpoint: Optional[str], model: Optional[str], scale: Optional[str],
+             overrides: list[str], suite: str, data_dir: Optional[str], judge: str, out: str,
+             files: Optional[list[dict]] = None) -> dict:
     """The Slurm/local job behind `zppo eval --executor ...` (JSON-able arguments only; rerunnable: a requeued
-    attempt evaluates again and rewrites the same outputs)."""
+    attempt evaluates again and rewrites the same outputs). `files`: the config files' and user presets' layers as
+    read on the submitting machine (`Resolved.portable()`), so the job needs neither those files nor `$ZPPO_PRESETS`."""
     from zppo_core.eval.run import evaluate_target, resolve_target
     from zppo_core.train.run import prepare_tiny
 
     target = resolve_target(run=Path(run) if run else None, checkpoint=checkpoint, model=model, scale=scale,
-                            overrides=overrides)
+                            overrides=overrides, files=list(files or []))
 
     def progress(name: str, done: int, total: int) -> None:
         if done == total or done == 0:
@@ -156,9 +163,16 @@ def _submit(target, spec: str, sets: list[str], which: dict, data_dir, judge: st
         from zppo_cli.orchestration.tracking import ensure_store
 
         ensure_store(target.cfg.tracking.uri, target.cfg.tracking.experiment)
+    if which["run"]:  # the run's config is the base: only the files travel
+        scale, files = None, [layer.to_json() for layer in which["files"]]
+    else:  # the preset chain (user presets included) and the files, as read here
+        from zppo_core.config import resolve_config
+
+        portable = resolve_config(which["scale"], files=which["files"]).portable()
+        scale, files = portable["scale"], portable["files"]
     kwargs = {"run": str(Path(which["run"]).absolute()) if which["run"] else None, "checkpoint": which["checkpoint"],
               "model": str(Path(which["model"]).expanduser().absolute()) if which["model"] else None,
-              "scale": which["scale"], "overrides": sets, "suite": spec,
+              "scale": scale, "files": files, "overrides": sets, "suite": spec,
               "data_dir": str(Path(data_dir).absolute()) if data_dir else None, "judge": judge, "out": str(out_dir)}
     job = JobSpec("zppo_cli.eval_cmd:eval_job", kwargs, name=name, kind="eval",
                   run_dir=str(target.run_dir.absolute()) if target.run_dir else None,

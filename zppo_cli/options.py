@@ -28,9 +28,15 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CANCELLED = 3
 
 Scale = typer.Option(
-    "tiny", "--scale", "-s",
-    help="Preset: tiny (CPU, minutes), tiny-hard (CPU, the method comparison), tiny-vl (CPU, images), 0.8b, 2b, 4b, "
-    "9b (paper, GPUs).",
+    None, "--scale", "-s",
+    help="Preset: tiny (CPU, minutes; the default), tiny-hard (CPU, the method comparison), tiny-vl (CPU, images), "
+    "0.8b, 2b, 4b, 9b (paper, GPUs), or a user/cluster preset (`zppo ls presets`). Default: the config file's "
+    "`scale:`, else tiny.",
+)
+ConfigFiles = typer.Option(
+    None, "--config", "-c",
+    help="Experiment config YAML with the presets' sections (repeatable; later files win); it may name its preset "
+    "(scale: 2b). Layers: preset < config files < --set. `zppo config show` prints the result.",
 )
 Method = typer.Option(None, "--method", "-m", help="Training method (default: the preset's, grpo). See `zppo ls`.")
 Steps = typer.Option(None, "--steps", help="Rollout steps (overrides run.steps).")
@@ -38,7 +44,8 @@ Seed = typer.Option(None, "--seed", help="Run seed (overrides run.seed).")
 Set = typer.Option(
     None, "--set", help="Config override key=value (repeatable), e.g. --set optim.lr=1e-5 --set algo.n_new=8."
 )
-RunDir = typer.Option(None, "--run-dir", help="Run directory (default: runs/<method>-<scale>-<timestamp>).")
+RunDir = typer.Option(None, "--run-dir", help="Run directory (default: runs/<method>-<scale>-s<seed>-<timestamp>, "
+                      "which is also the MLflow run name).")
 DryRun = typer.Option(False, "--dry-run", help="Print the resolved config and exit without running anything.")
 Executor = typer.Option(
     "local", "--executor", "-x",

@@ -1,8 +1,8 @@
 """`zppo serve teacher`: serve a run's teacher (or any model directory, e.g. a judge) with vLLM's OpenAI-compatible
 server, so that training (`model.teacher_endpoint.url`) and `zppo eval --judge URL` use it over HTTP.
 
-The command resolves the model exactly as training would (`--scale`, `--set`, or a run's saved `--config`; at tiny
-scale the prepared tiny teacher), then replaces itself with
+The command resolves the model exactly as training would (`--scale`, `--config` files — a run's or a Slurm job's
+saved config.yaml among them —, `--set`; at tiny scale the prepared tiny teacher), then replaces itself with
 
     python -m vllm.entrypoints.openai.api_server --model DIR --served-model-name NAME --host H --port P
         --dtype D --tensor-parallel-size N --generation-config vllm [--enforce-eager on CPU] [extra vLLM args]
@@ -25,7 +25,7 @@ from typing import Optional
 
 import typer
 
-from zppo_cli.options import Scale, Set, console, err_console, user_errors
+from zppo_cli.options import ConfigFiles, Scale, Set, console, err_console, user_errors
 
 app = typer.Typer(help="Serve a model over an OpenAI-compatible API (vLLM) for training and evaluation.",
                   no_args_is_help=True)
@@ -58,10 +58,9 @@ def server_env(cpu: bool, environ=None) -> dict[str, str]:
 
 @app.command("teacher")
 def teacher(
-    scale: str = Scale,
+    scale: Optional[str] = Scale,
+    config: Optional[list[Path]] = ConfigFiles,
     set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help),
-    config: Optional[Path] = typer.Option(None, "--config", help="A resolved config (a run's or job's config.yaml) "
-                                          "instead of --scale/--set."),
     model: Optional[str] = typer.Option(None, "--model", help="Serve this model directory instead of the teacher "
                                         "(e.g. a judge)."),
     name: Optional[str] = typer.Option(None, "--name", help="Served model name (default: model.teacher_endpoint."
@@ -76,11 +75,10 @@ def teacher(
 ) -> None:
     """Serve the teacher with vLLM's OpenAI-compatible server (then: --set model.teacher_endpoint.url=http://HOST:PORT/v1)."""
     with user_errors():
-        from zppo_core.config import ConfigError, config_from_file, load_config
+        from zppo_core.config import ConfigError, load_config
 
-        if config is not None and set_:
-            raise ConfigError("--config is a resolved config; drop --set (or use --scale with --set)")
-        cfg = config_from_file(config) if config is not None else load_config(scale, overrides=list(set_ or []))
+        # a run's or job's resolved config.yaml is a config file like any other (its `scale:` names the preset)
+        cfg = load_config(scale, overrides=list(set_ or []), files=list(config or []))
         cpu = _on_cpu(cfg)
         if model is not None:
             path = Path(model).expanduser()

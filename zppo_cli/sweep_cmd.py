@@ -7,13 +7,15 @@ the events, the best configuration. Optuna, torch and mlflow are imported inside
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from zppo_cli.options import DryRun, Executor, Profile, Scale, Set, SlurmSet, console, err_console, user_errors
+from zppo_cli.options import (ConfigFiles, DryRun, Executor, Profile, Scale, Set, SlurmSet, console, err_console,
+                              user_errors)
 
 
 class _SweepGroup(TyperGroup):
@@ -42,7 +44,8 @@ def run(
     trials: Optional[int] = typer.Option(None, "--trials", "-n", help="Trial budget (default: the sweep file's)."),
     parallel: Optional[int] = typer.Option(None, "--parallel", "-j",
                                            help="Trials at a time (local processes or Slurm jobs)."),
-    scale: str = Scale,
+    scale: Optional[str] = Scale,
+    config: Optional[list[Path]] = ConfigFiles,
     set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help + " Applied to every trial."),
     executor: str = Executor,
     profile: Optional[str] = Profile,
@@ -63,7 +66,7 @@ def run(
 
         plan = plan_sweep(name, scale, trials=trials, parallel=parallel, sets=list(set_ or []), executor=executor,
                           storage=storage, study=study, resume=resume, profile=profile, slurm=list(slurm or []),
-                          runtime_checks=not dry_run)
+                          runtime_checks=not dry_run, files=list(config or []))
         if dry_run:
             _print_plan(plan)
             return
@@ -90,6 +93,10 @@ def _print_plan(plan) -> None:
                       soft_wrap=True)
     if s.sampler["name"] == "grid":
         console.print(f"grid ({s.grid_size()} points): {s.grid}", highlight=False, markup=False)
+    files = [f["label"] if f.get("kind") == "preset" else f["path"] for f in plan.user_files]
+    if files:
+        console.print("config:     " + " < ".join(map(str, files)) + " (read now; every trial gets these values)",
+                      highlight=False, markup=False, soft_wrap=True)
     sets = s.set + plan.user_sets
     console.print("every trial: --set " + " --set ".join(sets) if sets else "every trial: (preset as is)",
                   highlight=False, markup=False, soft_wrap=True)
@@ -199,15 +206,16 @@ def _print_outcome(out) -> None:
 @app.command("show")
 def show(
     name: str = typer.Argument(..., help="The sweep (e.g. buffer) or a study name (e.g. buffer-tiny)."),
-    scale: str = Scale,
+    scale: Optional[str] = Scale,
     study: Optional[str] = Study,
     as_json: bool = typer.Option(False, "--json", help="Print the sweep as one JSON object (for scripts)."),
 ) -> None:
     """Print a sweep's trials, its best configuration and the `zppo train` command that trains it."""
     with user_errors():
         from zppo_cli.orchestration.sweep import show_data
+        from zppo_cli.orchestration.sweep.plan import root_scale
 
-        data = show_data(name, scale, study)
+        data = show_data(name, root_scale(scale), study)
     if as_json:
         import json
 

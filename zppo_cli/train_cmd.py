@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -11,6 +12,7 @@ import typer
 
 from zppo_cli.options import (
     EXIT_INTERRUPTED,
+    ConfigFiles,
     DryRun,
     Executor,
     Method,
@@ -30,24 +32,22 @@ from zppo_cli.options import (
 )
 
 
-def _resolve(scale: str, method: Optional[str], steps: Optional[int], seed: Optional[int], sets, run_dir):
-    from zppo_core.config import load_config
+def _resolve(scale: Optional[str], method: Optional[str], steps: Optional[int], seed: Optional[int], sets, run_dir,
+             files=None):
+    """preset < --config files < --method < --set < --steps/--seed/--run-dir (a `Resolved`: config + sources)."""
+    from zppo_core.config import resolve_config
 
-    extra: dict = {"run": {}}
-    if steps is not None:
-        extra["run"]["steps"] = steps
-    if seed is not None:
-        extra["run"]["seed"] = seed
-    if run_dir is not None:
-        extra["run"]["run_dir"] = str(run_dir)
-    return load_config(scale, method=method, overrides=overrides(sets), extra=extra)
+    given = (("steps", "steps", steps), ("seed", "seed", seed), ("run-dir", "run_dir", str(run_dir) if run_dir else None))
+    flags = [(f"--{name}", {"run": {key: value}}) for name, key, value in given if value is not None]
+    return resolve_config(scale, method=method, overrides=overrides(sets), extra=flags, files=list(files or []))
 
 
 def train(
-    scale: str = Scale,
+    scale: Optional[str] = Scale,
     method: Optional[str] = Method,
     steps: Optional[int] = Steps,
     seed: Optional[int] = Seed,
+    config: Optional[list[Path]] = ConfigFiles,
     set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help),
     run_dir: Optional[Path] = RunDir,
     resume: Optional[Path] = typer.Option(
@@ -63,8 +63,6 @@ def train(
 ) -> None:
     """Train a student with GRPO, ZPPO or a baseline (tiny scale runs on a CPU in minutes; --executor slurm submits)."""
     with user_errors():
-        from zppo_core.config import dump_config
-
         from zppo_cli.orchestration.cli import check_executor_options
 
         check_executor_options(executor, profile, slurm, wait)
@@ -74,6 +72,7 @@ def train(
             raise ConfigError(f"--nproc {nproc} starts ranks on this machine (--executor local); a Slurm job takes its "
                               "ranks from the profile: --slurm tasks_per_node=N (and nodes=M)")
 
+        resolved = None
         if resume is not None:
             from zppo_core.run_dir import RunDir
 
@@ -85,21 +84,26 @@ def train(
                     f"resume dir {resume} has no config.yaml (not a zppo run directory); pass a directory "
                     "created by `zppo train`"
                 )
-            if set_ or steps is not None or seed is not None:
+            if set_ or config or steps is not None or seed is not None:
                 from zppo_core.config import ConfigError
 
-                raise ConfigError("--resume continues a run exactly as configured; drop --set/--steps/--seed")
+                raise ConfigError("--resume continues a run exactly as configured (its saved config.yaml); drop "
+                                  "--config/--set/--steps/--seed")
         else:
-            cfg = _resolve(scale, method, steps, seed, set_, run_dir)
+            resolved = _resolve(scale, method, steps, seed, set_, run_dir, config)
+            cfg = resolved.cfg
+            if cfg.tracking.description is None:  # the run's MLflow description, also when it runs as a job
+                from zppo_core.train.record import command_line
+
+                cfg.tracking.description = command_line([a for a in sys.argv if a != "--dry-run"])
         if executor != "local":
             code = _submit(cfg, executor=executor, profile=profile, slurm=slurm, run_dir=run_dir,
-                                resume=resume, wait=wait, dry_run=dry_run)
+                                resume=resume, wait=wait, dry_run=dry_run, resolved=resolved)
             if code:
                 raise typer.Exit(code)
             return
         if dry_run:
-            console.print(f"# resolved config (scale={cfg.scale}, method={cfg.method})", style="dim")
-            console.print(dump_config(cfg), highlight=False, markup=False)
+            _print_config(cfg, resolved)
             if nproc > 1:
                 console.print(f"# layout: {nproc} ranks on this machine (torch elastic launcher); "
                               f"{layout_line(cfg, nproc)}", style="dim")
@@ -107,8 +111,17 @@ def train(
         _run(cfg, run_dir=resume if resume is not None else run_dir, resume=resume is not None, nproc=nproc)
 
 
+def _print_config(cfg, resolved, notes: Optional[dict] = None) -> None:
+    """The dry run's config: every value with where it came from (a resumed run: its saved config as is)."""
+    from zppo_core.config import dump_config
+
+    console.print(f"# resolved config (scale={cfg.scale}, method={cfg.method})", style="dim")
+    text = resolved.annotated(cfg, notes) if resolved is not None else dump_config(cfg)
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
 def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str]], run_dir: Optional[Path],
-            resume: Optional[Path], wait: bool, dry_run: bool) -> int:
+            resume: Optional[Path], wait: bool, dry_run: bool, resolved=None) -> int:
     """`train --executor slurm|debug`: the resolved config goes to a job folder beside the run dir
     (`<run_dir>.job/`: config.yaml, submitit's pickles and logs); the job itself is `jobs.train_run(config,
     run_dir)`, which starts the run or resumes it from its latest checkpoint."""
@@ -129,20 +142,22 @@ def _submit(cfg, executor: str, profile: Optional[str], slurm: Optional[list[str
     job_dir = rd.with_name(rd.name + ".job")
     name = f"zppo-{rd.name}"
     params = None
+    notes: dict[str, str] = {}  # values set here, for the dry run's sources
     if executor == "slurm":
         serve = _teacher_serve(cfg, (rd if resume is not None else job_dir) / CONFIG_FILE)
         params = slurm_params(profile, cfg.scale, slurm or [], name, teacher_serve=serve)
         if params.teacher_url and cfg.model.teacher_endpoint.url != params.teacher_url:
             cfg = cfg.model_copy(deep=True)  # the students reach their node's teacher server
             cfg.model.teacher_endpoint.url = params.teacher_url
+            notes["model.teacher_endpoint.url"] = "the node's teacher server (Slurm profile's teacher_gpus_per_node)"
     if params is not None and "checkpoint_minutes" in type(cfg.run).model_fields \
             and getattr(cfg.run, "checkpoint_minutes") is None and "time" in params.sbatch:
         # a wall-clock checkpoint well inside the time limit (the step schedule alone may be too sparse)
         cfg = cfg.model_copy(deep=True)
         cfg.run.checkpoint_minutes = float(max(1.0, min(30.0, params.sbatch["time"] / 4)))
+        notes["run.checkpoint_minutes"] = "a quarter of the Slurm time limit (at most 30)"
     if dry_run:
-        console.print(f"# resolved config (scale={cfg.scale}, method={cfg.method})", style="dim")
-        console.print(dump_config(cfg), highlight=False, markup=False)
+        _print_config(cfg, resolved, notes)
         if params is not None:
             nodes, tasks = params.sbatch["nodes"], params.sbatch["ntasks_per_node"]
             console.print(f"# layout: {nodes} node(s) x {tasks} task(s) = {params.world_size} rank(s); "
@@ -287,7 +302,7 @@ def _run_with_progress(cfg, run_dir: Optional[Path], resume: bool, handle_signal
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]:.2f}  reward {task.fields[reward]:.2f}  {task.fields[sps]:.2f}s/step"),
+        TextColumn("acc {task.fields[acc]:.1f}%  reward {task.fields[reward]:.2f}  {task.fields[sps]:.2f}s/step"),
         TimeElapsedColumn(),
         console=err_console,
         transient=False,
@@ -357,17 +372,18 @@ def _summary(cfg, result) -> None:
 
     def avg(rows, key):
         vals = [r[key] for r in rows if key in r]
-        return f"{sum(vals) / len(vals):.3f}" if vals else "-"
+        digits = 1 if key == "train/accuracy" else 3  # accuracies in percent, rewards and shares as fractions
+        return f"{sum(vals) / len(vals):.{digits}f}" if vals else "-"
 
-    for key, label in [("train/accuracy", "plain accuracy"), ("train/reward_mean", "reward (all groups)"),
+    for key, label in [("train/accuracy", "plain accuracy (%)"), ("train/reward_mean", "reward (all groups)"),
                        ("train/hard_frac", "hard questions"), ("train/trivial_group_frac", "trivial groups"),
                        ("train/entropy", "entropy"), ("perf/step_time_s", "seconds / step")]:
         table.add_row(label, avg(h[:10], key), avg(h[-10:], key))
     console.print(table)
     if h and "eval/heldout/accuracy" in h[-1]:
         levels = {k.rsplit("_", 1)[1]: v for k, v in h[-1].items() if k.startswith("eval/heldout/level_")}
-        console.print(f"held-out accuracy (mean@4, T=0.6): {h[-1]['eval/heldout/accuracy']:.3f}  by level: "
-                      + ", ".join(f"L{k} {v:.2f}" for k, v in levels.items()))
+        console.print(f"held-out accuracy (mean@4, T=0.6): {h[-1]['eval/heldout/accuracy']:.1f}%  by level: "
+                      + ", ".join(f"L{k} {v:.0f}%" for k, v in levels.items()), highlight=False)
     evals = [r for r in h if any(k.endswith("/avg") and k.startswith("eval/") for k in r)]
     if evals:  # periodic eval (eval.every): the suites' averages, first and last evaluated step
         names = [k for k in evals[-1] if k.startswith("eval/") and k.endswith("/avg")]
@@ -388,25 +404,28 @@ def _summary(cfg, result) -> None:
         console.print(ft)
     if result.prepare_report:
         s, t = result.prepare_report["student"], result.prepare_report["teacher"]
-        console.print(f"prepared student: accuracy {s['accuracy']:.2f}, hard share {s['hard_share']:.2f} · "
-                      f"teacher accuracy {t['accuracy']:.2f}")
+        console.print(f"prepared student: accuracy {100 * s['accuracy']:.0f}%, hard share {s['hard_share']:.2f} · "
+                      f"teacher accuracy {100 * t['accuracy']:.0f}%", highlight=False)
     console.print(f"run dir: {rel(result.run_dir)}  ·  MLflow run: {result.mlflow_run_id}  ·  "
                   f"{result.seconds:.0f}s")
     if result.mlflow_run_id:
-        console.print("open the UI: [bold]zppo ui[/] (or mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)")
+        console.print("compare runs: [bold]zppo runs ls[/] · [bold]zppo runs compare[/] RUN_A RUN_B · "
+                      "[bold]zppo report[/] RUN · [bold]zppo ui[/] (the MLflow UI)")
 
 
 def prepare(
-    scale: str = Scale,
+    scale: Optional[str] = Scale,
+    config: Optional[list[Path]] = ConfigFiles,
     set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help),
 ) -> None:
     """Prepare (SFT) the tiny student and teacher now; cached, so `train` then starts at once."""
     with user_errors():
-        cfg = _resolve(scale, None, None, None, set_, None)
+        cfg = _resolve(scale, None, None, None, set_, None, config).cfg
         if cfg.model.student not in ("tiny", "tiny-vl"):
             from zppo_core.config import ConfigError
 
-            raise ConfigError(f"prepare is for --scale tiny or tiny-vl; preset '{scale}' uses real pretrained models")
+            raise ConfigError(f"prepare is for --scale tiny or tiny-vl; preset '{scale or cfg.scale}' uses real "
+                              "pretrained models")
         from zppo_core.train.prepare import ensure_prepared
 
         t0 = time.perf_counter()
@@ -418,4 +437,5 @@ def prepare(
         for who in ("student", "teacher"):
             r = rep[who]
             console.print(f"  {who}: {r['params'] / 1e6:.2f}M params, {r['steps']} SFT steps, accuracy "
-                          f"{r['accuracy']:.2f}, hard share {r['hard_share']:.2f}, by level {r['accuracy_by_level']}")
+                          f"{100 * r['accuracy']:.0f}%, hard share {r['hard_share']:.2f}, by level "
+                          f"{r['accuracy_by_level']}")

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from zppo_cli.app import app
 
 runner = CliRunner()
-COMMANDS = [[], ["train"], ["prepare"], ["eval"], ["sync"], ["ls"], ["ui"], ["version"], ["serve"], ["serve", "teacher"]]
+COMMANDS = [[], ["train"], ["prepare"], ["eval"], ["sync"], ["ls"], ["ui"], ["runs"], ["runs", "ls"],
+            ["runs", "compare"], ["report"], ["version"], ["serve"], ["serve", "teacher"], ["config"], ["config", "show"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "zppo")

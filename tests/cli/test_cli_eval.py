@@ -62,6 +62,12 @@ def test_eval_tiny_suites_on_a_run_logs_into_its_mlflow_run_at_the_checkpoint_st
     hist = client.get_metric_history(run_id, "eval/tiny/modsum")
     assert [(m.step, round(m.value, 2)) for m in hist] == [(2, res["benchmarks"][0]["score"])]
     assert client.get_metric_history(run_id, "eval/tiny-ood/avg")[0].step == 2
+    # each score with its n (items) and standard error; the samples as an MLflow table
+    assert client.get_metric_history(run_id, "eval_n/tiny/modsum")[0].value == 10
+    assert client.get_metric_history(run_id, "eval_n/tiny-ood/avg")[0].value == 4  # modsum_long: 2 x 2 levels
+    assert client.get_metric_history(run_id, "eval_se/tiny/modsum")[0].value >= 0
+    tables = json.loads(client.get_run(run_id).data.tags["mlflow.loggedArtifacts"])
+    assert {"path": f"eval/{out.name}/samples.json", "type": "table"} in tables
 
 
 def test_eval_model_dir_on_local_benchmark_files(prepared, test_overrides, tmp_path, monkeypatch):

@@ -57,7 +57,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     r = runner.invoke(app, ["serve", "teacher", "--model", str(tmp_path), "--dry-run"])
     assert r.exit_code == 2 and "not a Hugging Face model directory" in r.output
     r = runner.invoke(app, ["serve", "teacher", "--config", str(tmp_path / "config.yaml"), "--set", "a.b=1"])
-    assert r.exit_code == 2 and "drop --set" in r.output
+    assert r.exit_code == 2 and "config.yaml does not exist" in " ".join(r.output.split())
+
+
+def test_a_jobs_resolved_config_is_a_config_file_with_set_on_top(tmp_path):
+    from zppo_core.config import dump_config, load_config
+
+    job = tmp_path / "config.yaml"
+    job.write_text(dump_config(load_config("2b", overrides=["model.teacher_endpoint.model=t27"])))
+    r = runner.invoke(app, ["serve", "teacher", "--config", str(job), "--dry-run"], terminal_width=400)
+    assert r.exit_code == 0, r.output
+    assert "--served-model-name t27" in r.output and "--dtype bfloat16" in r.output
+    r = runner.invoke(app, ["serve", "teacher", "-c", str(job), "--set", "model.teacher_endpoint.model=t9",
+                            "--dry-run"], terminal_width=400)
+    assert r.exit_code == 0 and "--served-model-name t9" in r.output
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")

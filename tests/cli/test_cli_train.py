@@ -35,7 +35,7 @@ def test_train_zppo_via_cli_prints_summary_and_buffer_table(prepared, test_overr
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3  # nothing re-run, nothing lost
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_000003"
     r = runner.invoke(app, ["train", "--resume", str(run_dir), "--steps", "5"])
-    assert r.exit_code == 2 and "drop --set/--steps/--seed" in " ".join(r.output.split())
+    assert r.exit_code == 2 and "drop --config/--set/--steps/--seed" in " ".join(r.output.split())
 
 
 def test_bad_user_template_is_rejected_before_compute(tmp_path, monkeypatch):

@@ -48,7 +48,7 @@ def test_two_steps_change_parameters_and_log_finite_metrics(prepared, test_overr
     assert [json.loads(x)["step"] for x in lines] == [1, 2]
     # the final held-out eval runs before the last metrics line and the last checkpoint: both carry it
     last = json.loads(lines[-1])
-    assert 0.0 <= last["eval/heldout/accuracy"] <= 1.0 and last == res.history[-1]
+    assert 0.0 <= last["eval/heldout/accuracy"] <= 100.0 and last == res.history[-1]
     ptr = (res.run_dir / "checkpoints" / "latest").read_text().strip()
     state = torch.load(res.run_dir / "checkpoints" / ptr / "state.pt", weights_only=True)
     assert state["history"][-1] == last

@@ -86,6 +86,21 @@ def test_buffer_sweep_parallel_nested_runs_show_and_resume(sweep_sets):
         assert float(k.data.params["zppo.tau"]) == t.params["tau"]
         assert int(k.data.params["zppo.capacity"]) == max(1, round(t.params["capacity"] * 4))  # algo.n_new=4
         assert k.data.metrics["sweep/objective"] == t.value
+        # the run's name says which trial and what it tried; its description, how it was started
+        assert k.info.run_name == (f"zppo-tiny-s0-t{t.number:03d}-capacity={t.params['capacity']:.4g}"
+                                   f"-tau={t.params['tau']:.4g}")
+        assert f"trial {t.number}: capacity=" in k.data.tags["mlflow.note.content"]
+        assert not [p for p in k.data.params if p.startswith(("tracking.", "run.run_dir"))]
+    # the parent's metrics are named for what they are: each trial's value and the best so far (no duplicates)
+    values = {m.step: m.value for m in c.get_metric_history(parent.info.run_id, "sweep/trial_value")}
+    assert values == {t.number: t.value for t in study.trials}
+    assert parent.data.metrics["sweep/best_value"] == study.best_value
+    assert "best_value" not in parent.data.metrics and "sweep/objective" not in parent.data.metrics
+    assert parent.data.tags["mlflow.source.name"] == "zppo sweep" and parent.data.tags["mlflow.note.content"]
+    table = json.loads(Path(c.download_artifacts(parent.info.run_id, "sweep/trials.json", "dl")).read_text())
+    rows = [dict(zip(table["columns"], r)) for r in table["data"]]
+    assert "zppo_capacity" in table["columns"] and not [col for col in table["columns"] if "." in col]
+    assert all(r["capacity"] == float(f"{r['capacity']:.4g}") for r in rows)  # 4 significant digits
 
     # show: trials, best capacity and tau, the command that trains it
     s = runner.invoke(app, ["sweep", "show", "buffer"], terminal_width=250)

@@ -146,7 +146,7 @@ def test_replay_selection_and_buffer_refresh_from_plain_only():
     metrics = c.metrics
     assert m.buffer.ids() == ["q0", "q1", "q2", "q3"]  # plain r̄ < 0.5 admitted; BCQ success counts for nothing
     assert metrics["zppo/admitted"] == 4 and metrics["zppo/buffer_size"] == 4
-    assert metrics["zppo/bcq_accuracy"] == 1.0 and metrics["zppo/bcq_match_positive"] == 1.0
+    assert metrics["zppo/bcq_accuracy"] == 100.0 and metrics["zppo/bcq_match_positive"] == 1.0
     c2 = ctx(step=2, seed=3)
     prompts = m.select_prompts([q(i) for i in range(10, 18)], c2)
     replayed = [x.id for x in prompts[8:]]

@@ -4,10 +4,10 @@ transformers engine's on the same prepared tiny pair, seed and questions.
 The test: both runs (GRPO, 16 questions x 8 rollouts per step, 10 steps) draw the same questions at each step (same
 seed, same data stream), so per step d_s = stat_vllm(s) - stat_transformers(s) pairs like with like. For the
 plain accuracy and the mean response length, |mean_s d_s| must stay below max(4.5 standard errors of that mean,
-a small floor): a t-test with 9 degrees of freedom at a false-alarm rate of ~0.15 %, with a floor (0.03 accuracy,
-1 token) for steps that happen to agree closely. A broken engine (ignored EOS: every response hits the length cap;
-wrong prompts: accuracy 0; stale weights) moves these by many standard errors. Both runs' PPO ratios stay near 1
-(the engine's log-probs are the trainer's) and responses end on EOS before the length cap on average.
+a small floor): a t-test with 9 degrees of freedom at a false-alarm rate of ~0.15 %, with a floor (3 accuracy
+points, 1 token) for steps that happen to agree closely. A broken engine (ignored EOS: every response hits the
+length cap; wrong prompts: accuracy 0; stale weights) moves these by many standard errors. Both runs' PPO ratios
+stay near 1 (the engine's log-probs are the trainer's) and responses end on EOS before the length cap on average.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_vllm_training_run_matches_the_transformers_engine(prepared, test_overri
     v = _train("vllm", tmp_path / "vllm", overrides)
     t = _train("transformers", tmp_path / "hf", overrides)
     report = []
-    for key, floor in (("train/accuracy", 0.03), ("train/response_len", 1.0)):
+    for key, floor in (("train/accuracy", 3.0), ("train/response_len", 1.0)):
         mean_d, se = _paired([r[key] for r in v], [r[key] for r in t])
         report.append(f"{key}: vllm {statistics.mean(r[key] for r in v):.3f} vs transformers "
                       f"{statistics.mean(r[key] for r in t):.3f} (paired diff {mean_d:+.3f} +- {se:.3f})")

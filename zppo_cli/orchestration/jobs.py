@@ -108,7 +108,7 @@ def train_run(config: str, run_dir: str) -> dict[str, Any]:
             print(f"zppo: {msg}", flush=True)
 
     def on_step(step: int, m: dict[str, float]) -> None:
-        print(f"zppo: step {step}/{total[0]} accuracy {m.get('train/accuracy', float('nan')):.3f} "
+        print(f"zppo: step {step}/{total[0]} accuracy {m.get('train/accuracy', float('nan')):.1f}% "
               f"reward {m.get('train/reward_mean', float('nan')):.3f} {m.get('perf/step_time_s', 0.0):.2f}s/step",
               flush=True)
 

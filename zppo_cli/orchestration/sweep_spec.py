@@ -286,7 +286,7 @@ def _param(sname: str, pname: str, p: Any) -> ParamSpec:
     return spec
 
 
-def check_against_config(spec: SweepSpec, base_cfg, user_sets: list[str]) -> None:
+def check_against_config(spec: SweepSpec, base_cfg, user_sets: list[str], files: list | tuple = ()) -> None:
     """Checks that need the resolved base config: swept fields not pinned by --set, every range end, choice and
     grid value valid (schema and method rules, as a trial would load it), and an objective some step reports."""
     from zppo_core.config import load_config, parse_overrides
@@ -305,7 +305,7 @@ def check_against_config(spec: SweepSpec, base_cfg, user_sets: list[str]) -> Non
         for v in values:
             try:
                 load_config(spec.scale, method=spec.method, overrides=spec.set + user_sets,
-                            extra=nest(p.field, p.config_value(v, base)))
+                            extra=nest(p.field, p.config_value(v, base)), files=files)
             except ConfigError as err:
                 raise ConfigError(f"sweep {spec.name}: space.{p.name} value {v!r} is not valid for {p.field} "
                                   f"({err}); fix the range or choices") from None

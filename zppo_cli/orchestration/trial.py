@@ -125,7 +125,7 @@ def run_trial(spec: str, launch: str | None = None) -> dict[str, Any]:
 
         def on_step(step: int, m: dict[str, float]) -> bool:
             v = m.get(metric)
-            line = f"step {step}/{cfg.run.steps} accuracy {m.get('train/accuracy', float('nan')):.3f}"
+            line = f"step {step}/{cfg.run.steps} accuracy {m.get('train/accuracy', float('nan')):.1f}%"
             if v is not None and math.isfinite(float(v)):
                 trial.report(float(v), step)
                 line += f" {metric} {float(v):.2f}"
@@ -202,7 +202,7 @@ def _annotate_child(cfg, run_id: str, s: dict[str, Any], state: str, value: floa
         from zppo_core.tracking.mlflow_tracker import MlflowTracker
 
         tr = MlflowTracker(cfg.tracking.experiment, uri=cfg.tracking.uri, run_id=run_id)
-        tr.log_params({f"trial.{k}": str(v) for k, v in s["params"].items()})
+        tr.log_params({f"trial.{k}": f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in s["params"].items()})
         tr.set_tags({"optuna.state": state.upper(), "optuna.trial_number": str(s["number"])})
         if value is not None:
             tr.log_metrics({"sweep/objective": value}, step=at or 0)

@@ -418,7 +418,9 @@ class OptimConfig(_Section):
 class RunConfig(_Section):
     seed: int = Field(0, description="Seed for data order, sampling and mini-batch shuffling.")
     steps: int = Field(150, gt=0, description="Rollout steps (paper: 200, one pass over the data).")
-    run_dir: str | None = Field(None, description="Run directory (default: runs/<method>-<scale>-<timestamp>).")
+    run_dir: str | None = Field(
+        None, description="Run directory (default: runs/<method>-<scale>-s<seed>-<timestamp>, the MLflow run name too)."
+    )
     checkpoint_every: int = Field(25, gt=0, description="Write a checkpoint every N steps (and at the end).")
     checkpoint_minutes: float | None = Field(
         None,
@@ -491,6 +493,13 @@ class TrackingConfig(_Section):
         None, description="Nest this run's MLflow run under this parent run (sweeps set it for every trial)."
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Extra MLflow tags for the run.")
+    run_name: str | None = Field(
+        None, description="MLflow run name (None: <method>-<scale>-s<seed>-<time>; sweep trials add their values)."
+    )
+    description: str | None = Field(
+        None, description="The run's MLflow description (None: the command line that started it; `zppo train` "
+        "records its own command line here so a Slurm job shows it too)."
+    )
 
 
 class ZPPOConfig(_Section):

@@ -63,8 +63,9 @@ def resolve_target(
     run: Path | None = None,
     checkpoint: str | None = None,
     model: str | None = None,
-    scale: str = "tiny",
+    scale: str | None = None,
     overrides: list[str] | None = None,
+    files: list | tuple = (),
 ) -> EvalTarget:
     """Which weights and which config; ConfigError (one line naming the fix) for anything missing."""
     if run is not None and model is not None:
@@ -76,7 +77,7 @@ def resolve_target(
         if not rd.is_run():
             raise ConfigError(f"--run {run}: no config.yaml there (not a zppo run directory); pass a directory "
                               "created by `zppo train`")
-        cfg = apply_overrides(rd.read_config(), overrides or [])
+        cfg = apply_overrides(rd.read_config(), overrides or [], files)
         ckpt = _checkpoint_dir(rd, checkpoint)
         if not (ckpt / "model").is_dir():  # a multi-rank run's sharded checkpoint: its HF export, made once
             from zppo_core.dist.checkpoint import export_hf
@@ -85,7 +86,7 @@ def resolve_target(
         step = RunDir.step_of(ckpt)
         return EvalTarget("run", f"{rd.name}@{step}", cfg, str(ckpt / "model"), rd.path, step,
                           rd.mlflow_run_id, cfg.method)
-    cfg = load_config(scale, overrides=list(overrides or []))
+    cfg = load_config(scale, overrides=list(overrides or []), files=files)
     if model is not None:
         p = Path(model).expanduser()
         if not (p / "config.json").is_file():
@@ -94,7 +95,7 @@ def resolve_target(
         return EvalTarget("model", p.name, cfg, str(p))
     if is_tiny(cfg.model.student):
         return EvalTarget("scale", f"{cfg.model.student}-base", cfg, None)
-    return EvalTarget("scale", f"{scale}-base", cfg, resolve_model(cfg.model.student, "model.student"))
+    return EvalTarget("scale", f"{cfg.scale}-base", cfg, resolve_model(cfg.model.student, "model.student"))
 
 
 def _checkpoint_dir(rd: RunDir, checkpoint: str | None) -> Path:
@@ -292,8 +293,11 @@ def log_to_mlflow(target: EvalTarget, suite: str, report: EvalReport, out: Path)
     """Into the training run at the checkpoint's step (keeping its status), or into a new eval run."""
     from zppo_core.tracking.mlflow_tracker import MlflowTracker
 
+    from zppo_core.tracking.stats import eval_uncertainty, sample_rows
+
     cfg = target.cfg
-    metrics = report.metrics()
+    metrics = {**report.metrics(), **eval_uncertainty(report.results)}  # each score with its n and se
+    samples = sample_rows(report.results)  # an MLflow table; samples.jsonl beside it has them all, whole
     if target.kind == "run" and target.mlflow_run_id:
         uri = (RunDir(target.run_dir).tracking_uri if target.run_dir else None) or cfg.tracking.uri
         status = MlflowTracker.run_status(target.mlflow_run_id, uri)
@@ -301,6 +305,7 @@ def log_to_mlflow(target: EvalTarget, suite: str, report: EvalReport, out: Path)
         tracker.log_metrics(metrics, step=target.step or 0)
         tracker.log_artifact(out / "results.json", f"eval/{out.name}")
         tracker.log_artifact(out / "samples.jsonl", f"eval/{out.name}")
+        tracker.log_table(samples, f"eval/{out.name}/samples.json")
         if status != "RUNNING":  # opening a run marks it RUNNING; give it back its state
             tracker.finish(status)
         return tracker.run_id
@@ -315,5 +320,7 @@ def log_to_mlflow(target: EvalTarget, suite: str, report: EvalReport, out: Path)
     tracker.log_metrics(metrics, step=0)
     tracker.log_artifact(out / "results.json", "eval")
     tracker.log_artifact(out / "samples.jsonl", "eval")
+    tracker.log_table(samples, "eval/samples.json")
     tracker.finish("FINISHED")
     return tracker.run_id
+

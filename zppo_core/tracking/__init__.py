@@ -2,6 +2,13 @@
 
 `NullTracker` does nothing; `MlflowTracker` (in `mlflow_tracker.py`, the only module that imports mlflow)
 logs to a local sqlite store by default or to `$MLFLOW_TRACKING_URI`.
+
+The rest of the package:
+  stats.py       a score's n, standard error and 95 % interval; paired/unpaired differences between runs
+  graduation.py  the replay buffer's graduation table, plots and sample prompts (written by the method)
+  runs.py        the read side: runs by name, id or run dir (`RunStore` in mlflow_tracker.py), config diffs,
+                 final scores, curves overlaid (`zppo runs`)
+  report.py      the self-contained HTML report of one or more runs (`zppo report`)
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ class Tracker(Protocol):
     def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None: ...
 
     def set_tags(self, tags: dict[str, str]) -> None: ...
+
+    def log_dataset(self, name: str, digest: str, source_type: str, source: dict[str, Any],
+                    profile: dict[str, Any] | None = None, context: str = "training") -> None: ...
 
     def finish(self, status: str = "FINISHED") -> None: ...
 
@@ -53,6 +63,10 @@ class NullTracker:
         pass
 
     def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
+    def log_dataset(self, name: str, digest: str, source_type: str, source: dict[str, Any],
+                    profile: dict[str, Any] | None = None, context: str = "training") -> None:
         pass
 
     def finish(self, status: str = "FINISHED") -> None:

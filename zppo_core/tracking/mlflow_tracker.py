@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DIR = "mlruns"
+LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"  # MLflow's tag listing a run's table artifacts
 
 
 def resolve_uri(uri: str | None) -> tuple[str, str | None]:
@@ -132,12 +133,35 @@ class MlflowTracker:
             for k in r:
                 if k not in cols:
                     cols.append(k)
-        payload = {"columns": cols, "data": [[_jsonable(r.get(c)) for c in cols] for r in rows]}
+        # the UI's grid reads a dot in a column name as a nested field (and shows nothing): zppo.capacity is
+        # written zppo_capacity
+        payload = {"columns": [c.replace(".", "_") for c in cols],
+                   "data": [[_jsonable(r.get(c)) for c in cols] for r in rows]}
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / Path(artifact_file).name
             p.write_text(json.dumps(payload))
             parent = str(Path(artifact_file).parent)
             self.client.log_artifact(self.run_id, str(p), None if parent == "." else parent)
+        # the UI shows an artifact as a table (not raw JSON) when the run's loggedArtifacts tag lists it; unlike
+        # MlflowClient.log_table, re-logging overwrites the file instead of appending rows
+        tags = self.client.get_run(self.run_id).data.tags
+        logged = json.loads(tags.get(LOGGED_ARTIFACTS, "[]"))
+        entry = {"path": artifact_file, "type": "table"}
+        if entry not in logged:
+            self.client.set_tag(self.run_id, LOGGED_ARTIFACTS, json.dumps(logged + [entry]))
+
+    def log_dataset(self, name: str, digest: str, source_type: str, source: dict[str, Any],
+                    profile: dict[str, Any] | None = None, context: str = "training") -> None:
+        """Record a dataset as an input of the run (the UI's "Datasets used"); logged once per run."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        run = self.client.get_run(self.run_id)
+        if any(d.dataset.name == name and d.dataset.digest == digest for d in (run.inputs.dataset_inputs or [])):
+            return
+        ds = Dataset(name=name, digest=digest, source_type=source_type, source=json.dumps(source),
+                     profile=json.dumps(profile) if profile else None)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(ds, tags=[InputTag("mlflow.data.context",
+                                                                                      context)])])
 
     def metric_steps(self, keys) -> dict[str, set[int]]:
         """The steps this run already holds for each of `keys`."""
@@ -271,3 +295,111 @@ def run_exists(uri: str, run_id: str) -> bool:
         if is_transient(err):
             raise
         return False
+
+
+# ----------------------------------------------------------------------------------------------- read side
+def read_uri(uri: str | None = None, store: str | Path | None = None) -> str:
+    """The store to read: `uri`, else a store directory's sqlite file, else $MLFLOW_TRACKING_URI, else
+    ./mlruns/mlflow.db. Creates nothing."""
+    if uri:
+        return uri
+    if store is None and os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path(store or DEFAULT_DIR).resolve() / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite URI (None for other stores)."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+class RunStore:
+    """Read access to a tracking store for `zppo runs` and reports. Returns plain dicts and lists, so no mlflow
+    object leaves this module:
+
+        {"id", "name", "experiment_id", "status", "start_time", "end_time" (ms), "artifact_uri", "params",
+         "tags", "metrics" (latest value), "metric_steps" (step of that value), "datasets" [{name, digest,
+         source_type, context}]}
+    """
+
+    def __init__(self, uri: str):
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        for name in ("alembic", "mlflow.store.db.utils"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # downloads are small and many
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+
+    def experiment_id(self, name: str) -> str | None:
+        exp = self.client.get_experiment_by_name(name)
+        return None if exp is None else exp.experiment_id
+
+    def experiment_names(self) -> list[str]:
+        return [e.name for e in self.client.search_experiments()]
+
+    def search(self, experiment: str, filter_string: str = "", max_results: int = 5000) -> list[dict[str, Any]]:
+        """Runs of `experiment` (newest first) matching an MLflow filter string; [] when it does not exist."""
+        exp = self.experiment_id(experiment)
+        if exp is None:
+            return []
+        runs = self.client.search_runs([exp], filter_string=filter_string, max_results=max_results,
+                                       order_by=["attributes.start_time DESC"])
+        return [_run_dict(r) for r in runs]
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _run_dict(self.client.get_run(run_id))
+        except MlflowException:
+            return None
+
+    def by_name(self, experiment: str | None, name: str, prefix: bool = False) -> list[dict[str, Any]]:
+        """Runs whose name is `name` (or starts with it), in one experiment or in all of them."""
+        quoted = name.replace("'", "\\'")
+        flt = f"attributes.run_name LIKE '{quoted}%'" if prefix else f"attributes.run_name = '{quoted}'"
+        exps = [experiment] if experiment else self.experiment_names()
+        return [r for e in exps for r in self.search(e, flt)]
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """(step, value) of a metric, by step (the last value logged at a step wins, e.g. after a resume)."""
+        by_step: dict[int, tuple[int, float]] = {}
+        for m in self.client.get_metric_history(run_id, key):
+            if m.step not in by_step or m.timestamp >= by_step[m.step][0]:
+                by_step[m.step] = (m.timestamp, m.value)
+        return [(s, v) for s, (_, v) in sorted(by_step.items())]
+
+    def artifacts(self, run_id: str, path: str | None = None) -> list[str]:
+        """Artifact file paths under `path` (recursively)."""
+        out: list[str] = []
+        for f in self.client.list_artifacts(run_id, path):
+            out.extend(self.artifacts(run_id, f.path) if f.is_dir else [f.path])
+        return out
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        """Add a file to an existing run (its status unchanged)."""
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def download(self, run_id: str, path: str, dst: str | Path) -> Path | None:
+        """A copy of one artifact (file or folder) under `dst`; None when the run has no such artifact."""
+        try:
+            return Path(self.client.download_artifacts(run_id, path, str(dst)))
+        except Exception:
+            return None
+
+
+def _run_dict(r) -> dict[str, Any]:
+    metric_objs = getattr(r.data, "_metric_objs", None) or []
+    steps = {m.key: int(m.step) for m in metric_objs}
+    datasets = []
+    for d in (r.inputs.dataset_inputs if r.inputs else None) or []:
+        ctx = next((t.value for t in d.tags if t.key == "mlflow.data.context"), None)
+        datasets.append({"name": d.dataset.name, "digest": d.dataset.digest, "source_type": d.dataset.source_type,
+                         "context": ctx})
+    return {"id": r.info.run_id, "name": r.info.run_name, "experiment_id": r.info.experiment_id,
+            "status": r.info.status, "start_time": r.info.start_time, "end_time": r.info.end_time,
+            "artifact_uri": r.info.artifact_uri, "params": dict(r.data.params), "tags": dict(r.data.tags),
+            "metrics": dict(r.data.metrics), "metric_steps": steps, "datasets": datasets}

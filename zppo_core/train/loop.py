@@ -28,8 +28,11 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
 
 The step tail (`run`), after every step:
 
-  10. Evaluate: the `eval.suites` every `eval.every` steps and after the last step; then the held-out eval
+  10. Evaluate: the `eval.suites` every `eval.every` steps and after the last step (every configured suite, so
+      a run's final scores are at its final step, with their n and standard error; that eval's per-sample
+      verdicts become the table eval/samples_step_<N>.json); after the last step also the held-out eval
       (`run.final_eval_per_level`, synthetic data), so the last metrics line and checkpoint carry eval/heldout/*.
+      Accuracies are logged in percent, like the eval suites' scores.
   11. Log: the step's line in `metrics.jsonl` (train, method and eval metrics together), then `on_step(step,
       metrics)`, which may ask the run to stop (a sweep's pruner does).
   12. Checkpoint: the method's reports, then a full checkpoint, every `run.checkpoint_every` steps, after
@@ -86,6 +89,7 @@ from zppo_core.rollout.base import ChatEngine, Engine, SamplingParams, generate_
 from zppo_core.run_dir import RunDir
 from zppo_core.tasks.filter import draw_fitting
 from zppo_core.tracking import NullTracker, Tracker
+from zppo_core.tracking.stats import eval_uncertainty, sample_rows, stderr
 from zppo_core.train import checkpoint as ckpt_io
 from zppo_core.train import old_logprobs as pi_old
 from zppo_core.train.methods.base import ExtraPrompt, Method, StepContext
@@ -365,7 +369,7 @@ class Trainer:
         plain_rewards = [r.reward for g in plain for r in g.rollouts]
         metrics = {
             "train/reward_mean": float(rewards.mean()),
-            "train/accuracy": sum(plain_rewards) / max(len(plain_rewards), 1),
+            "train/accuracy": 100.0 * sum(plain_rewards) / max(len(plain_rewards), 1),  # percent, like evals
             "train/hard_frac": sum(g.mean_reward < cfg.zppo.tau for g in plain) / max(len(plain), 1),
             "train/trivial_group_frac": trivial_group_fraction(rewards, gids),
             "train/groups": float(len(groups)),
@@ -565,9 +569,12 @@ class Trainer:
             train_families=list(self.cfg.data.families), closer=self.cfg.data.closer, judge=judge,
             judge_render=self.renders["judge"], scale=self.cfg.scale,
         )
-        metrics = report.metrics()
+        metrics = {**report.metrics(), **eval_uncertainty(report.results)}  # each score with its n and se
         self.tracker.log_metrics(metrics, step=self.state.step)
         self.state.history[-1].update(metrics)
+        if self.state.step == self.cfg.run.steps:  # the final eval's verdicts: a table (paired comparisons of runs)
+            self.tracker.log_table(sample_rows(report.results, per_benchmark=None),
+                                   f"eval/samples_step_{self.state.step:06d}.json")
         if report.skipped and self.state.step == self.cfg.eval.every:  # say it once, on the first eval
             self.tracker.log_text("\n".join(report.skipped.values()), "eval/skipped.txt")
         return metrics
@@ -579,9 +586,11 @@ class Trainer:
         qs = heldout_questions(list(self.cfg.data.families), self.cfg.run.final_eval_per_level)
         res = evaluate_questions(ShardedEngine(self.engine, self.dist), self.render, qs, self.cfg.data.closer,
                                  max_new_tokens=self.cfg.rollout.max_new_tokens)
-        metrics = {"eval/heldout/accuracy": res.accuracy}
-        metrics.update({f"eval/heldout/level_{k}": v for k, v in res.by_level.items()})
-        metrics.update({f"eval/heldout/{k}": v for k, v in res.by_family.items()})
+        metrics = {"eval/heldout/accuracy": 100.0 * res.accuracy,
+                   "eval_n/heldout/accuracy": float(res.n_questions),
+                   "eval_se/heldout/accuracy": stderr([100.0 * a for a in res.per_question])}
+        metrics.update({f"eval/heldout/level_{k}": 100.0 * v for k, v in res.by_level.items()})
+        metrics.update({f"eval/heldout/{k}": 100.0 * v for k, v in res.by_family.items()})
         self.tracker.log_metrics(metrics, step=self.state.step)
         self.state.history[-1].update(metrics)
         return metrics

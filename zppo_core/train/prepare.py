@@ -330,7 +330,7 @@ def prepare_one(cfg: ZPPOConfig, who: str, seed: int, out: Path, log) -> dict[st
     finally:
         torch.set_num_threads(threads)
     save_model(model, tokenizer, out / who)
-    log(f"prepare {who}: accuracy {stats['accuracy']:.2f}, hard share {stats['hard_share']:.2f} "
+    log(f"prepare {who}: accuracy {100 * stats['accuracy']:.0f}%, hard share {stats['hard_share']:.2f} "
         f"({sft_seconds:.0f}s SFT)")
     return {"params": sum(t.numel() for t in model.parameters()), "steps": sum(s for s, *_ in phases),
             "final_loss": losses[-1] if losses else None, "sft_seconds": round(sft_seconds, 1), **stats,

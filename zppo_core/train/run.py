@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from zppo_core.config import ConfigError, flat_params
+from zppo_core.config import ConfigError
 from zppo_core.config.schema import ZPPOConfig
 from zppo_core.models.load import is_tiny, resolve_model
 from zppo_core.run_dir import RunDir
@@ -46,7 +46,9 @@ class RunResult:
 
 
 def default_run_dir(cfg: ZPPOConfig) -> Path:
-    return Path("runs") / f"{cfg.method}-{cfg.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from zppo_core.train.record import default_name
+
+    return Path("runs") / default_name(cfg)  # also the MLflow run name
 
 
 def preflight(cfg: ZPPOConfig, run_dir: Path | None, resume: bool) -> Path:
@@ -231,6 +233,7 @@ def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None, resume: boo
     """The run's tracker: local records first, sent to MLflow in the background (`tracking.durable`); with
     tracking.enabled=false the records stay in the run dir (`zppo sync` sends them later)."""
     from zppo_core.tracking.durable import DurableTracker
+    from zppo_core.train.record import provenance_tags, run_name
 
     return DurableTracker(
         run_dir,
@@ -238,9 +241,9 @@ def make_tracker(cfg: ZPPOConfig, run_dir: Path, run_id: str | None, resume: boo
         uri=cfg.tracking.uri,
         run_id=run_id,
         resume=resume,
-        run_name=run_dir.name,
+        run_name=run_name(cfg, run_dir),
         tags={"zppo.method": cfg.method, "zppo.scale": cfg.scale, "zppo.seed": str(cfg.run.seed),
-              "zppo.run_dir": str(run_dir.resolve()), **cfg.tracking.tags},
+              "zppo.run_dir": str(run_dir.resolve()), **provenance_tags(cfg), **cfg.tracking.tags},
         parent_run_id=cfg.tracking.parent_run_id,
         enabled=cfg.tracking.enabled,
         flush_timeout_s=cfg.tracking.flush_timeout_s,
@@ -399,18 +402,20 @@ def _create(rd: RunDir, cfg: ZPPOConfig, resume: bool) -> None:
 
 
 def _open_tracker(cfg: ZPPOConfig, rd: RunDir, resume: bool, report: dict[str, Any] | None, log=None):
-    """Rank 0: the run's tracker (a new MLflow run, or the run.json's one when resuming); a new run logs its
-    params, config and prepare report and records its MLflow run id in run.json."""
+    """Rank 0: the run's tracker (a new MLflow run, or the run.json's one when resuming); a new run records its
+    params, dataset, config and prepare report and its MLflow run id in run.json."""
+    from zppo_core.train.record import record_run
+
     tracker = make_tracker(cfg, rd.path, rd.mlflow_run_id, resume=resume, log=log)
     if not resume:
-        tracker.log_params(flat_params(cfg))
-        tracker.log_artifact(rd.config_path)
+        record_run(tracker, cfg)  # params that apply to the method, the training data as a dataset input
+        tracker.log_artifact(rd.config_path)  # the full resolved config
         if report is not None:
             tracker.log_text(json.dumps(report, indent=2), "prepare/report.json")
             tracker.log_metrics(
-                {"prepare/student_accuracy": report["student"]["accuracy"],
+                {"prepare/student_accuracy": 100.0 * report["student"]["accuracy"],  # percent, like evals
                  "prepare/student_hard_share": report["student"]["hard_share"],
-                 "prepare/teacher_accuracy": report["teacher"]["accuracy"]}, step=0)
+                 "prepare/teacher_accuracy": 100.0 * report["teacher"]["accuracy"]}, step=0)
         rd.write_meta({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
                        "method": cfg.method, "scale": cfg.scale, "seed": cfg.run.seed,
                        "created": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -135,7 +135,8 @@ class Sweep:
                 write_atomic(p.sweep_dir / "base_config.yaml", dump_config(p.base_cfg))
             meta = json.loads((p.sweep_dir / SWEEP_FILE).read_text()) if p.resume else dict(p.meta)
             meta.update({"name": p.spec.name, "scale": p.spec.scale, "study": p.study, "storage": p.storage,
-                         "spec": p.spec.to_dict(), "user_sets": p.user_sets, "trials": p.trials,
+                         "spec": p.spec.to_dict(), "user_sets": p.user_sets, "user_files": p.user_files,
+                         "trials": p.trials,
                          "parallel": p.parallel, "executor": p.executor, "profile": p.profile, "slurm": p.slurm})
             meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
             if p.base_cfg.tracking.enabled:
@@ -262,7 +263,8 @@ class Sweep:
                 self._event(f"trial {r.number}: {why}; relaunched, resumes from its checkpoint (restart {restarts} "
                             f"of {MAX_RESTARTS})", "warning", r.number)
         if self.tracker is not None and state == "complete" and res.get("value") is not None:
-            self.tracker.log_metrics({"sweep/objective": float(res["value"])}, step=r.number)
+            # x = trial number: each trial's objective, and the best so far (its last point is the sweep's best)
+            self.tracker.log_metrics({"sweep/trial_value": float(res["value"])}, step=r.number)
             best = best_trial(self.study)
             if best is not None:
                 self.tracker.log_metrics({"sweep/best_value": best.value}, step=r.number)
@@ -418,7 +420,7 @@ class Sweep:
         if self.study is None:
             return out
         with sweep_lock(p.sweep_dir):
-            out.best = best_info(p.spec, self.study, p.user_sets, p.base_cfg)
+            out.best = best_info(p.spec, self.study, p.user_sets, p.base_cfg, p.user_files)
             if out.best is not None:
                 write_atomic(p.sweep_dir / "best.json", json.dumps(out.best, indent=2))
             plots_dir = p.sweep_dir / "plots"

@@ -20,7 +20,10 @@ def open_parent_run(p: SweepPlan, run_id: str | None):
     from zppo_core.tracking.mlflow_tracker import MlflowTracker
 
     cfg = p.base_cfg
-    tags = {"zppo.kind": "sweep", "zppo.sweep": p.spec.name, "zppo.scale": p.spec.scale,
+    from zppo_core.train.record import provenance_tags
+
+    tags = {**provenance_tags(cfg), "mlflow.note.content": p.command, "mlflow.source.name": "zppo sweep",
+            "zppo.kind": "sweep", "zppo.sweep": p.spec.name, "zppo.scale": p.spec.scale,
             "zppo.method": cfg.method, "optuna.study": p.study, "optuna.storage": shown_storage(p.storage),
             "zppo.sweep_dir": str(p.sweep_dir.absolute()), **cfg.tracking.tags}
     tr = MlflowTracker(cfg.tracking.experiment, uri=cfg.tracking.uri, run_id=run_id, run_name=f"sweep-{p.study}",
@@ -44,14 +47,15 @@ def open_parent_run(p: SweepPlan, run_id: str | None):
 def log_outcome(tracker, p: SweepPlan, study, best: dict[str, Any] | None, plots_dir: Path, status: str,
                 seconds: float) -> None:
     """The trials table, the best trial (tags, metric, best.json), the plots; then the run ends with `status`."""
-    tracker.log_table(trial_rows(p.spec, study, p.base_cfg), "sweep/trials.json")
+    rows = [{k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in row.items()}  # 4 significant digits
+            for row in trial_rows(p.spec, study, p.base_cfg)]
+    tracker.log_table(rows, "sweep/trials.json")
     if best is not None:
         bt = best_trial(study)
         tracker.set_tags({f"best.{k}": v for k, v in bt.params.items()})
         tracker.set_tags({f"best.{k}": v for k, v in best["config"].items()})
         tracker.set_tags({"best.trial": bt.number, "best.value": bt.value,
                           "best.mlflow_run_id": bt.user_attrs.get("mlflow_run_id", "")})
-        tracker.log_metrics({"best_value": bt.value}, step=len(study.trials))
         tracker.log_artifact(p.sweep_dir / "best.json", "sweep")
     for f in sorted(plots_dir.glob("*")) if plots_dir.is_dir() else []:
         tracker.log_artifact(f, "plots")

@@ -71,6 +71,17 @@ def check_storage(storage: str) -> None:
                               "for a journal file in the sweep directory") from None
 
 
+def _command() -> str:
+    from zppo_core.train.record import command_line
+
+    return command_line()
+
+
+def _short(v: Any) -> str:
+    """A searched value as people write it (sampled floats carry 15 digits)."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 @dataclass
 class SweepPlan:
     spec: SweepSpec
@@ -89,6 +100,8 @@ class SweepPlan:
     retries: int = 1
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)     # sweep.json of a resumed sweep
+    command: str = field(default_factory=lambda: _command())  # the `zppo sweep …` line (trials' MLflow description)
+    user_files: list[dict[str, Any]] = field(default_factory=list)  # --config files / user presets, as read (JSON)
 
     def trial_config(self, params: dict[str, Any], run_dir: Path, parent_run_id: str | None, number: int):
         """The resolved config of one trial: the base (preset + method + sweep set + --set) plus the params."""
@@ -100,9 +113,16 @@ class SweepPlan:
             run["threads"] = self.threads
         tags = dict(self.base_cfg.tracking.tags)
         tags.update({"zppo.sweep": self.spec.name, "optuna.study": self.study, "optuna.trial_number": str(number)})
+        values = "-".join(f"{name}={_short(v)}" for name, v in params.items())
+        cfg = self.base_cfg
+        tracking = {"parent_run_id": parent_run_id, "tags": tags,
+                    # the MLflow run name says which trial and what it tried
+                    "run_name": f"{cfg.method}-{cfg.scale}-s{cfg.run.seed}-t{number:03d}-{values}",
+                    "description": f"{self.command} · trial {number}: "
+                                   + ", ".join(f"{k}={_short(v)}" for k, v in params.items())}
         return load_config(self.spec.scale, method=self.spec.method,
                            overrides=self.spec.set + self.user_sets + searched,
-                           extra={"run": run, "tracking": {"parent_run_id": parent_run_id, "tags": tags}})
+                           extra={"run": run, "tracking": tracking}, files=self.user_files)
 
     def config_values(self, params: dict[str, Any]) -> dict[str, Any]:
         base = self.base_cfg.model_dump()
@@ -119,10 +139,11 @@ class SweepPlan:
         return f"zppo sweep {self.spec.name} --scale {self.spec.scale} --study {self.study} --resume"
 
 
-def plan_sweep(name: str, scale: str, trials: int | None = None, parallel: int | None = None,
+def plan_sweep(name: str, scale: str | None, trials: int | None = None, parallel: int | None = None,
                sets: list[str] | None = None, executor: str = "local", storage: str | None = None,
                study: str | None = None, resume: bool = False, profile: str | None = None,
-               slurm: list[str] | None = None, runtime_checks: bool = True) -> SweepPlan:
+               slurm: list[str] | None = None, runtime_checks: bool = True,
+               files: list[Any] | None = None) -> SweepPlan:
     """Every check that needs no compute; raises ConfigError (one line). Creates nothing. `runtime_checks=False`
     (dry runs) skips what only matters when trials run here: CUDA, model and data paths."""
     from zppo_core.config import load_config
@@ -130,6 +151,7 @@ def plan_sweep(name: str, scale: str, trials: int | None = None, parallel: int |
     from zppo_cli.orchestration.submit import EXECUTORS
 
     sets = list(sets or [])
+    files = list(files or [])
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor}: unknown executor; valid: {', '.join(EXECUTORS)}")
     if executor != "slurm" and (profile or slurm):
@@ -140,18 +162,19 @@ def plan_sweep(name: str, scale: str, trials: int | None = None, parallel: int |
     meta: dict[str, Any] = {}
     if resume:
         spec_name = Path(name).stem if name.endswith((".yaml", ".yml")) else name
-        study = study or f"{spec_name}-{scale}"
+        study = study or f"{spec_name}-{root_scale(scale)}"
         sdir = sweep_dir_for(study)
         if not (sdir / SWEEP_FILE).is_file():
             raise ConfigError(f"--resume: no sweep '{study}' in {SWEEPS_ROOT}/ (no {sdir / SWEEP_FILE}); start it "
                               f"without --resume, or pass --study NAME ({known_studies()})")
         meta = json.loads((sdir / SWEEP_FILE).read_text())
-        if sets:
-            raise ConfigError("--resume continues a sweep exactly as configured; drop --set")
+        if sets or files:
+            raise ConfigError("--resume continues a sweep exactly as configured; drop --set/--config")
         if storage is not None and storage != meta["storage"]:
             raise ConfigError(f"--resume: this sweep's storage is {shown_storage(meta['storage'])}; drop --storage")
         spec = SweepSpec.from_dict(meta["spec"])
         sets = list(meta.get("user_sets", []))
+        files = list(meta.get("user_files", []))
         storage = meta["storage"]
         trials = trials or int(meta["trials"])
         parallel = parallel or min(int(meta["parallel"]), trials)
@@ -160,6 +183,7 @@ def plan_sweep(name: str, scale: str, trials: int | None = None, parallel: int |
             profile = profile or meta.get("profile")
             slurm = slurm or meta.get("slurm")
     else:
+        scale, files = config_base(scale, files)
         spec = load_sweep(name, scale)
         study = study or f"{spec.name}-{scale}"
         sdir = sweep_dir_for(study)
@@ -183,8 +207,8 @@ def plan_sweep(name: str, scale: str, trials: int | None = None, parallel: int |
                           f"{trials} or more --trials")
     if not study or "/" in study or study.startswith("."):
         raise ConfigError(f"--study '{study}': a study name is a plain name (it names runs/sweeps/<study>/)")
-    base = load_config(spec.scale, method=spec.method, overrides=spec.set + sets)
-    check_against_config(spec, base, sets)
+    base = load_config(spec.scale, method=spec.method, overrides=spec.set + sets, files=files)
+    check_against_config(spec, base, sets, files)
     threads = None
     if executor != "slurm" and base.run.threads is None:
         threads = max(1, (os.cpu_count() or 1) // parallel)  # M trials share this machine's cores
@@ -205,8 +229,33 @@ def plan_sweep(name: str, scale: str, trials: int | None = None, parallel: int |
     elif not resume and Path(storage).exists():
         raise ConfigError(f"--storage {storage} already exists; --resume continues it, or choose another file")
     return SweepPlan(spec=spec, study=study, sweep_dir=sdir, storage=storage, trials=trials, parallel=parallel,
-                     executor=executor, user_sets=sets, base_cfg=base, resume=resume, profile=profile,
+                     executor=executor, user_sets=sets, user_files=files, base_cfg=base, resume=resume, profile=profile,
                      slurm=list(slurm or []), threads=threads, meta=meta)
+
+
+def config_base(scale: str | None, files: list[Any]) -> tuple[str, list[dict[str, Any]]]:
+    """(the built-in scale, the --config files and user presets as JSON layers): read once, so every trial, a
+    Slurm trial and a resumed sweep use the values of the start, whatever happens to the files later."""
+    from zppo_core.config import PRESETS, resolve_config
+
+    if not files and (scale is None or scale in PRESETS):
+        return scale or "tiny", []
+    portable = resolve_config(scale, files=files).portable()
+    return portable["scale"], portable["files"]
+
+
+def root_scale(scale: str | None) -> str:
+    """The built-in preset a scale builds on (a sweep's study is NAME-<built-in scale>, so `--scale 2b-mycluster`
+    finds the sweep it started); tiny when none is given."""
+    from zppo_core.config import PRESETS
+    from zppo_core.config.sources import preset_chain
+
+    if scale is None or scale in PRESETS:
+        return scale or "tiny"
+    try:
+        return preset_chain(scale)[0]
+    except ConfigError:
+        return scale  # the preset is gone: the name as given (the error lists the known studies)
 
 
 def _check_new_study(storage: str, study: str) -> None:

@@ -64,17 +64,22 @@ def best_trial(study):
         return None
 
 
-def train_command(spec: SweepSpec, user_sets: list[str], params: dict[str, Any], base_cfg) -> str:
+def train_command(spec: SweepSpec, user_sets: list[str], params: dict[str, Any], base_cfg,
+                  files: list[dict[str, Any]] = ()) -> str:
     base = base_cfg.model_dump()
     sets = list(spec.set) + list(user_sets)
     sets += [f"{p.field}={p.config_value(params[p.name], base)}" for p in spec.params if p.name in params]
     last = {s.partition("=")[0].strip(): s for s in sets}  # a later --set of the same key wins: show it once
     sets = list(last.values())
     method = f" --method {spec.method}" if spec.method else ""
-    return f"zppo train --scale {spec.scale}{method} " + " ".join(f"--set {shlex.quote(s)}" for s in sets)
+    presets = [f["label"].removeprefix("preset ") for f in files if f.get("kind") == "preset"]
+    configs = "".join(f" -c {shlex.quote(str(f['path']))}" for f in files if f.get("kind") == "file")
+    return (f"zppo train --scale {presets[-1] if presets else spec.scale}{configs}{method} "
+            + " ".join(f"--set {shlex.quote(s)}" for s in sets))
 
 
-def best_info(spec: SweepSpec, study, user_sets: list[str], base_cfg) -> dict[str, Any] | None:
+def best_info(spec: SweepSpec, study, user_sets: list[str], base_cfg, files: list[dict[str, Any]] = ()
+              ) -> dict[str, Any] | None:
     """best.json: the best trial's number, value, params, config values, run dir and `zppo train` command."""
     best = best_trial(study)
     if best is None:
@@ -83,7 +88,7 @@ def best_info(spec: SweepSpec, study, user_sets: list[str], base_cfg) -> dict[st
     config = {p.field: p.config_value(best.params[p.name], base) for p in spec.params if p.name in best.params}
     return {"trial": best.number, "value": best.value, "params": best.params, "config": config,
             "run_dir": best.user_attrs.get("run_dir"),
-            "train_command": train_command(spec, user_sets, best.params, base_cfg)}
+            "train_command": train_command(spec, user_sets, best.params, base_cfg, files)}
 
 
 def save_plots(study, spec: SweepSpec, out_dir: Path) -> dict[str, str]:
@@ -146,8 +151,8 @@ def show_data(name: str, scale: str, study: str | None = None) -> dict[str, Any]
         st = optuna.load_study(study_name=meta["study"], storage=open_storage(meta["storage"]))
     except Exception as err:
         raise ConfigError(f"cannot open study {meta['study']} in {shown_storage(meta['storage'])} ({err})") from None
-    user_sets = meta.get("user_sets", [])
-    base = load_config(spec.scale, method=spec.method, overrides=spec.set + user_sets)
+    user_sets, files = meta.get("user_sets", []), meta.get("user_files", [])
+    base = load_config(spec.scale, method=spec.method, overrides=spec.set + user_sets, files=files)
     rows = trial_rows(spec, st, base)
     counts: dict[str, int] = {}
     for r in rows:
@@ -155,4 +160,4 @@ def show_data(name: str, scale: str, study: str | None = None) -> dict[str, Any]
     return {"study": meta["study"], "sweep": spec.name, "scale": spec.scale, "sweep_dir": str(sdir),
             "storage": shown_storage(meta["storage"]), "budget": meta["trials"], "metric": spec.metric,
             "direction": spec.direction, "space": space(spec), "counts": counts, "trials": rows,
-            "best": best_info(spec, st, user_sets, base), "parent_run_id": meta.get("parent_run_id")}
+            "best": best_info(spec, st, user_sets, base, files), "parent_run_id": meta.get("parent_run_id")}

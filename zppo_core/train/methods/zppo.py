@@ -178,7 +178,7 @@ class ZPPOMethod:
             assert ctx.teacher_sample is not None
             tgroups = ctx.teacher_sample([g.question for g in kept], self.teacher_group_size)
             n_roll = sum(len(t.rollouts) for t in tgroups)
-            ctx.metrics["zppo/teacher_accuracy"] = sum(t.mean_reward * len(t.rollouts) for t in tgroups) / max(
+            ctx.metrics["zppo/teacher_accuracy"] = 100.0 * sum(t.mean_reward * len(t.rollouts) for t in tgroups) / max(
                 n_roll, 1
             )
             ctx.metrics["zppo/teacher_solved_frac"] = sum(t.mean_reward > 0 for t in tgroups) / max(
@@ -248,14 +248,14 @@ class ZPPOMethod:
         m["zppo/ncq_instances"] = float(len(ncq))
         if bcq:
             rolls = [r for g in bcq for r in g.rollouts]
-            m["zppo/bcq_accuracy"] = sum(r.reward for r in rolls) / len(rolls)
+            m["zppo/bcq_accuracy"] = 100.0 * sum(r.reward for r in rolls) / len(rolls)  # percent
             pos = [r for g in bcq for r in g.rollouts if _matches(r, _candidate_answer(g, "teacher"))]
             neg = [r for g in bcq for r in g.rollouts if _matches(r, _candidate_answer(g, "student"))]
             m.update(_match_rates("bcq_match_positive", pos, rolls, correct=True))
             m.update(_match_rates("bcq_match_negative", neg, rolls, correct=False))
         if ncq:
             rolls = [r for g in ncq for r in g.rollouts]
-            m["zppo/ncq_accuracy"] = sum(r.reward for r in rolls) / len(rolls)
+            m["zppo/ncq_accuracy"] = 100.0 * sum(r.reward for r in rolls) / len(rolls)  # percent
             hit = [r for g in ncq for r in g.rollouts
                    if any(_matches(r, a) for a in g.meta["wrong_answers"] if a is not None)]
             m.update(_match_rates("ncq_match_negative", hit, rolls, correct=False))
