@@ -34,6 +34,10 @@ def test_ui_listens_on_localhost_unless_host_is_given(tmp_path):
     env.pop("MLFLOW_TRACKING_URI", None)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # the venv's mlflow
     ports = {"default": _free_port(), "all": _free_port()}
+    for name in ports:  # `zppo ui` refuses a directory with no store: make an (empty) MLflow store in each
+        from mlflow.tracking import MlflowClient
+        (tmp_path / name).mkdir()
+        MlflowClient(tracking_uri=f"sqlite:///{tmp_path / name / 'mlflow.db'}").search_experiments()
     procs = {
         name: subprocess.Popen([ZPPO, "ui", "--port", str(port), "--store", str(tmp_path / name),
                                 *(["--host", "0.0.0.0"] if name == "all" else [])],

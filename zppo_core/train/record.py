@@ -53,12 +53,14 @@ def run_name(cfg: ZPPOConfig, run_dir: Path | None = None) -> str:
 
 
 def _uses(cfg: ZPPOConfig) -> tuple[bool, bool, bool]:
-    """(replay buffer, BCQ/NCQ candidates, teacher) for the config's method."""
+    """(replay buffer, BCQ/NCQ candidates, teacher) for the config's method; the teacher counts as used also when
+    it judges the training reward (reward.judge=teacher), whatever the method."""
     from zppo_core.config.methods import SPECS
 
     spec = SPECS[cfg.method]
     candidates = spec.bcq or spec.ncq
-    teacher = spec.needs_teacher or (spec.ncq and cfg.zppo.compression == "teacher")
+    teacher = (spec.needs_teacher or (spec.ncq and cfg.zppo.compression == "teacher")
+               or cfg.reward.judge == "teacher")
     return spec.buffer, candidates, teacher
 
 
