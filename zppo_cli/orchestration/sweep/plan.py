@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from zppo_core.config import ConfigError
+from zppo_cli.orchestration.config_layers import config_base, root_scale  # noqa: F401 (re-exported)
 from zppo_cli.orchestration.sweep_spec import SweepSpec, check_against_config, load_sweep
 
 SWEEP_FILE = "sweep.json"
@@ -231,31 +232,6 @@ def plan_sweep(name: str, scale: str | None, trials: int | None = None, parallel
     return SweepPlan(spec=spec, study=study, sweep_dir=sdir, storage=storage, trials=trials, parallel=parallel,
                      executor=executor, user_sets=sets, user_files=files, base_cfg=base, resume=resume, profile=profile,
                      slurm=list(slurm or []), threads=threads, meta=meta)
-
-
-def config_base(scale: str | None, files: list[Any]) -> tuple[str, list[dict[str, Any]]]:
-    """(the built-in scale, the --config files and user presets as JSON layers): read once, so every trial, a
-    Slurm trial and a resumed sweep use the values of the start, whatever happens to the files later."""
-    from zppo_core.config import PRESETS, resolve_config
-
-    if not files and (scale is None or scale in PRESETS):
-        return scale or "tiny", []
-    portable = resolve_config(scale, files=files).portable()
-    return portable["scale"], portable["files"]
-
-
-def root_scale(scale: str | None) -> str:
-    """The built-in preset a scale builds on (a sweep's study is NAME-<built-in scale>, so `--scale 2b-mycluster`
-    finds the sweep it started); tiny when none is given."""
-    from zppo_core.config import PRESETS
-    from zppo_core.config.sources import preset_chain
-
-    if scale is None or scale in PRESETS:
-        return scale or "tiny"
-    try:
-        return preset_chain(scale)[0]
-    except ConfigError:
-        return scale  # the preset is gone: the name as given (the error lists the known studies)
 
 
 def _check_new_study(storage: str, study: str) -> None:
