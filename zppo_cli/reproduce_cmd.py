@@ -10,7 +10,8 @@ from typing import Optional
 
 import typer
 
-from zppo_cli.options import Executor, Profile, Scale, Set, SlurmSet, console, err_console, user_errors
+from zppo_cli.options import (ConfigFiles, Executor, Profile, Scale, Set, SlurmSet, console, err_console,
+                              user_errors)
 
 app = typer.Typer(
     invoke_without_command=True,
@@ -24,12 +25,14 @@ app = typer.Typer(
 @app.callback()
 def reproduce(
     ctx: typer.Context,
-    scale: str = Scale,
+    scale: Optional[str] = Scale,
+    config: Optional[list[Path]] = ConfigFiles,
     seeds: Optional[int] = typer.Option(None, "--seeds", "-n", help="Seeds per method (0..N-1); required unless "
                                         "--resume."),
     methods: Optional[str] = typer.Option(None, "--methods", "-m", help="Comma-separated methods (default: the whole "
                                           "table, see `zppo ls methods`)."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help + " Applied to every run."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=Set.help + " Applied to every run (over the "
+                                             "method)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Study directory (default runs/reproduce/<scale>)."),
     parallel: Optional[int] = typer.Option(None, "--parallel", "-j", help="Runs at a time (local: default the "
                                            "number of cores, one thread each)."),
@@ -48,7 +51,7 @@ def reproduce(
         from zppo_cli.orchestration.reproduce_run import Reproduce
 
         plan = plan_reproduce(scale, seeds, methods, list(set_ or []), out, executor=executor, parallel=parallel,
-                              resume=resume, profile=profile, slurm=list(slurm or []))
+                              resume=resume, profile=profile, slurm=list(slurm or []), files=list(config or []))
         if dry_run:
             _print_plan(plan)
             return
@@ -58,6 +61,7 @@ def reproduce(
 
 
 def _print_plan(plan) -> None:
+    from zppo_cli.orchestration.config_layers import shown_files
     from zppo_cli.orchestration.reproduce import is_finished
 
     cfg = plan.base_cfg
@@ -75,6 +79,13 @@ def _print_plan(plan) -> None:
 
         console.print(f"prepared:   {cache_dir(cfg)} ({'ready' if is_prepared(cfg) else 'prepared once, first'})",
                       highlight=False, markup=False)
+    files = shown_files(plan.files)
+    if files:
+        console.print("config:     " + " < ".join(files) + (" (as read when the study started)" if plan.resume else
+                                                            " (read now; every run gets these values)"),
+                      highlight=False, markup=False, soft_wrap=True)
+    if plan.sets:
+        console.print("every run:  --set " + " --set ".join(plan.sets), highlight=False, markup=False, soft_wrap=True)
     done = sum(is_finished(r, cfg.run.steps) for r in plan.runs)
     if done:
         console.print(f"finished:   {done} of {len(plan.runs)} runs (kept)", highlight=False)

@@ -129,3 +129,77 @@ def test_reproduce_help_does_not_import_torch():
             "    r = CliRunner().invoke(app, c)\n    assert r.exit_code == 0, r.output\n"
             "assert 'torch' not in sys.modules and 'mlflow' not in sys.modules, 'heavy import'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _exp_file(path: Path, steps: int, n_new: int, lr: float) -> Path:
+    path.write_text(f"scale: tiny\nmethod: zppo\nrun:\n  steps: {steps}\nalgo:\n  n_new: {n_new}\noptim:\n  lr: {lr}\n")
+    return path
+
+
+def test_config_file_reaches_every_run_in_layer_order(tmp_path, monkeypatch):
+    """preset < -c files in order < the run's method < --set, in the dry run and in every (method, seed) config."""
+    from zppo_cli.orchestration.reproduce import plan_reproduce
+
+    monkeypatch.chdir(tmp_path)
+    first, second = _exp_file(tmp_path / "a.yaml", 9, 3, 1e-4), tmp_path / "b.yaml"
+    second.write_text("run:\n  steps: 7\n")  # the later file wins; scale: comes from the first
+    args = ["-c", str(first), "-c", str(second), "--seeds", "2", "--methods", "grpo,zppo", "--set", "optim.lr=2e-5"]
+    r = runner.invoke(app, ["reproduce", *args, "--dry-run"], terminal_width=300)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "7 steps × 3 new questions" in text and f"config: {first} < {second}" in text
+    assert "runs/reproduce/tiny" in text and "nothing run, nothing created" in text and not (tmp_path / "runs").exists()
+
+    plan = plan_reproduce(None, 2, "grpo,zppo", ["optim.lr=2e-5"], tmp_path / "s", files=[first, second])
+    cfgs = {r.name: plan.run_config(r, None) for r in plan.runs}
+    assert sorted(cfgs) == ["grpo-s0", "grpo-s1", "zppo-s0", "zppo-s1"]
+    for name, cfg in cfgs.items():  # file values; the run's method over the file's `method: zppo`; --set over both
+        assert (cfg.run.steps, cfg.algo.n_new, cfg.optim.lr) == (7, 3, 2e-5), name
+        assert cfg.method == name.split("-")[0] and cfg.run.seed == int(name[-1])
+    assert "--config" in plan.command() and str(first) in plan.command()
+
+
+def test_resume_uses_the_files_as_read_at_the_start(tmp_path, monkeypatch):
+    from zppo_cli.orchestration.reproduce import PLAN_FILE, plan_reproduce
+    from zppo_cli.orchestration.reproduce_run import Reproduce
+
+    monkeypatch.chdir(tmp_path)
+    exp, study = _exp_file(tmp_path / "exp.yaml", 6, 3, 1e-4), tmp_path / "study"
+    plan = plan_reproduce(None, 1, "grpo,zppo", ["tracking.enabled=false"], study, files=[exp])
+    rep = Reproduce(plan, None, None)
+    rep._setup()  # what a started study writes first: the plan file (no run is launched)
+    rep._unlock()
+    assert json.loads((study / PLAN_FILE).read_text())["files"][0]["tree"]["run"]["steps"] == 6
+
+    _exp_file(exp, 50, 8, 1e-3)  # changed after the start ...
+    changed = plan_reproduce(None, None, None, [], study, resume=True)
+    exp.unlink()  # ... then deleted
+    resumed = plan_reproduce(None, None, None, [], study, resume=True)
+    for p in (changed, resumed):
+        for run in p.runs:
+            cfg = p.run_config(run, None)
+            assert (cfg.run.steps, cfg.algo.n_new, cfg.optim.lr) == (6, 3, 1e-4) and cfg.method == run.method
+    r = runner.invoke(app, ["reproduce", "--out", str(study), "--resume", "--dry-run"], terminal_width=300)
+    text = " ".join(r.output.split())
+    assert r.exit_code == 0 and "6 steps × 3 new questions" in text and "as read when the study started" in text
+
+    r = runner.invoke(app, ["reproduce", "--out", str(study), "--resume", "-c", str(tmp_path / "b.yaml")],
+                      terminal_width=300)
+    assert r.exit_code == 2 and "drop --seeds/--methods/--set/--config" in " ".join(r.output.split())
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("run:\n  stepz: 4\n", "bad.yaml:2: unknown config key 'run.stepz'"),
+    ("run:\n  steps: [1\n", "bad.yaml:3: invalid YAML"),
+    ("optim:\n  lr: fast\n", "bad.yaml:2: config field 'optim.lr'"),
+    (None, "bad.yaml"),
+], ids=["unknown-key", "broken-yaml", "wrong-type", "missing"])
+def test_bad_config_file_is_one_line_exit_2_and_no_study(tmp_path, monkeypatch, content, needle):
+    monkeypatch.chdir(tmp_path)
+    if content is not None:
+        (tmp_path / "bad.yaml").write_text(content)
+    r = runner.invoke(app, ["reproduce", "-c", "bad.yaml", "--seeds", "2", "--out", str(tmp_path / "s")],
+                      terminal_width=300)
+    assert r.exit_code == 2, r.output
+    assert needle in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists() and not (tmp_path / "runs").exists() and not (tmp_path / "mlruns").exists()

@@ -4,7 +4,8 @@
     code = Reproduce(plan, console, err_console).run()     # reproduce_run.py: runs (or completes) it, writes the table
 
 Every (method, seed) is an ordinary `zppo train` run (`jobs.train_run`: starts, or resumes from its latest
-checkpoint) of the same preset and `--set` overrides, with `run.seed = seed`; the tiny student and teacher are
+checkpoint) of the same preset, `--config` files and `--set` overrides (layers: preset < files < the method <
+--set), with `run.seed = seed`; the tiny student and teacher are
 prepared once, before any run starts, so every run starts from the same prepared models. Runs go through the
 existing executors (`orchestration.submit`): `local` = one submitit process per run, `--parallel` at a time (each
 with `run.threads = cores // parallel`), seed-major order (seed 0 of every method first, so a stopped study has
@@ -12,11 +13,14 @@ whole seeds); `slurm` = one job array of every pending run; `debug` = in this pr
 
 Resume: a run whose latest checkpoint is its last step is finished and never run again; a run still running
 (its process or Slurm job alive, e.g. after this process was killed) is followed, not relaunched; any other run
-is launched again and resumes from its latest checkpoint (or restarts if it had none). Then the table is built from
+is launched again and resumes from its latest checkpoint (or restarts if it had none). The config files and user
+presets are read once, when the study is planned, and kept in reproduce.json: every run, a requeued Slurm job and
+`--resume` use the values of the start, even if a file changes or is deleted. Then the table is built from
 the finished runs (`zppo_core.tracking.comparison`).
 
 Study directory (default runs/reproduce/<scale>):
-    reproduce.json              the plan: scale, methods, seeds, --set overrides, executor, MLflow parent run id
+    reproduce.json              the plan: scale, methods, seeds, config file layers (as read), --set overrides,
+                                executor, MLflow parent run id
     runs/<method>-s<seed>/      the training runs (config.yaml, metrics.jsonl, checkpoints/, reports/)
     jobs/<method>-s<seed>/      config.yaml the run started from, launch.json (executor, job id, seconds), logs
     results.json, results.md, figures/*.png      written at the end (also logged to the MLflow parent run)
@@ -66,6 +70,7 @@ class ReproducePlan:
     resume: bool = False
     base_cfg: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
+    files: list[dict[str, Any]] = field(default_factory=list)  # --config files / user presets, as read (JSON)
 
     @property
     def runs(self) -> list[RunSpec]:
@@ -82,10 +87,12 @@ class ReproducePlan:
                                                   self.out.absolute())}}}
         if self.threads:
             extra["run"]["threads"] = self.threads
-        return load_config(self.scale, method=run.method, overrides=self.sets, extra=extra)
+        return load_config(self.scale, method=run.method, overrides=self.sets, extra=extra, files=self.files)
 
     def command(self) -> str:
-        parts = ["zppo reproduce", f"--scale {self.scale}", f"--seeds {len(self.seeds)}"]
+        parts = ["zppo reproduce", f"--scale {self.scale}"]
+        parts += [f"--config {shlex.quote(str(f['path']))}" for f in self.files if f.get("kind") != "preset"]
+        parts.append(f"--seeds {len(self.seeds)}")
         if list(self.methods) != list(TABLE):
             parts.append(f"--methods {','.join(self.methods)}")
         parts += [f"--set {shlex.quote(s)}" for s in self.sets]
@@ -104,9 +111,13 @@ def parse_methods(spec: str | None) -> list[str]:
 
 def plan_reproduce(scale: str, seeds: int | None, methods: str | None, sets: list[str] | None, out: Path | None,
                    executor: str = "local", parallel: int | None = None, resume: bool = False,
-                   profile: str | None = None, slurm: list[str] | None = None) -> ReproducePlan:
-    """Every check that needs no compute (one-line ConfigError); creates nothing."""
+                   profile: str | None = None, slurm: list[str] | None = None,
+                   files: list[Any] | None = None) -> ReproducePlan:
+    """Every check that needs no compute (one-line ConfigError); creates nothing. `files` (--config paths) are read
+    here, once: the plan keeps their values."""
     from zppo_core.config import load_config
+
+    from zppo_cli.orchestration.config_layers import config_base, root_scale
 
     from zppo_cli.orchestration.submit import EXECUTORS
 
@@ -116,30 +127,34 @@ def plan_reproduce(scale: str, seeds: int | None, methods: str | None, sets: lis
         raise ConfigError("--profile/--slurm only apply to --executor slurm; add --executor slurm or drop them")
     if parallel is not None and parallel < 1:
         raise ConfigError(f"--parallel must be at least 1 (got {parallel})")
-    out = Path(out) if out is not None else ROOT / scale
+    files = list(files or [])
     meta: dict[str, Any] = {}
     if resume:
+        out = Path(out) if out is not None else ROOT / root_scale(scale)
         if not (out / PLAN_FILE).is_file():
             raise ConfigError(f"--resume: {out} holds no study ({PLAN_FILE} missing); start it without --resume "
                               "(or pass --out DIR of an existing study)")
-        if sets or methods is not None or seeds is not None:
-            raise ConfigError("--resume completes the study exactly as planned; drop --seeds/--methods/--set")
+        if sets or files or methods is not None or seeds is not None:
+            raise ConfigError("--resume completes the study exactly as planned; drop --seeds/--methods/--set/--config")
         meta = json.loads((out / PLAN_FILE).read_text())
         scale, method_list, seed_list, sets = meta["scale"], meta["methods"], meta["seeds"], meta["sets"]
+        files = list(meta.get("files", []))
         executor = meta.get("executor", executor) if executor == "local" else executor
         profile, slurm = profile or meta.get("profile"), slurm or meta.get("slurm")
         parallel = parallel or meta.get("parallel")
     else:
+        scale, files = config_base(scale, files)  # a bad file: one line with file:line, before anything exists
+        out = Path(out) if out is not None else ROOT / scale
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"study directory {out} already exists; complete it with --resume, or pass --out NEW_DIR")
         if seeds is None or seeds < 1:
             raise ConfigError(f"--seeds must be at least 1 (got {seeds})")
         method_list, seed_list, sets = parse_methods(methods), list(range(seeds)), list(sets or [])
-    base = load_config(scale, method=method_list[0], overrides=sets)
+    base = load_config(scale, method=method_list[0], overrides=sets, files=files)
     if not (base.eval.every and base.eval.suites):
         raise ConfigError("zppo reproduce compares eval curves: set eval.every > 0 and eval.suites (e.g. --set "
                           "eval.every=20 --set 'eval.suites=[tiny, tiny-ood]')")
-    cfgs = {m: load_config(scale, method=m, overrides=sets) for m in method_list}  # every method's config is valid
+    cfgs = {m: load_config(scale, method=m, overrides=sets, files=files) for m in method_list}  # all valid
     if base.model.student == "tiny":
         from zppo_core.train.prepare import cache_key
 
@@ -159,7 +174,7 @@ def plan_reproduce(scale: str, seeds: int | None, methods: str | None, sets: lis
         require_single_process(slurm_params(profile, scale, list(slurm or []), "zppo-reproduce"), "training")
     return ReproducePlan(scale=scale, methods=method_list, seeds=seed_list, sets=sets, out=out, executor=executor,
                          parallel=parallel, threads=threads, profile=profile, slurm=list(slurm or []), resume=resume,
-                         base_cfg=base, meta=meta)
+                         base_cfg=base, meta=meta, files=files)
 
 
 # ------------------------------------------------------------------------------------------------ run states
@@ -209,7 +224,8 @@ def aggregate(out: Path, meta: dict[str, Any]):
     from zppo_core.config import load_config
     from zppo_core.tracking.comparison import RunRecord, build
 
-    total = load_config(meta["scale"], method=meta["methods"][0], overrides=meta["sets"]).run.steps
+    total = load_config(meta["scale"], method=meta["methods"][0], overrides=meta["sets"],
+                        files=meta.get("files", [])).run.steps
     records = []
     for s in meta["seeds"]:
         for m in meta["methods"]:

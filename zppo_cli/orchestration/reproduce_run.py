@@ -16,6 +16,7 @@ from typing import Any
 
 from zppo_core.config import ConfigError
 from zppo_core.config.methods import SPECS
+from zppo_cli.orchestration.config_layers import shown_files
 from zppo_cli.orchestration.reproduce import (
     LOCK_FILE,
     PLAN_FILE,
@@ -49,7 +50,7 @@ class Reproduce:
         p.out.mkdir(parents=True, exist_ok=True)
         self._lock()
         meta = dict(p.meta)
-        meta.update({"scale": p.scale, "methods": p.methods, "seeds": p.seeds, "sets": p.sets,
+        meta.update({"scale": p.scale, "methods": p.methods, "seeds": p.seeds, "sets": p.sets, "files": p.files,
                      "executor": p.executor, "parallel": p.parallel, "profile": p.profile, "slurm": p.slurm,
                      "command": p.command(), "steps": self.total_steps})
         meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -66,6 +67,7 @@ class Reproduce:
             if meta.get("parent_run_id") is None:
                 tr.log_params({"reproduce.scale": p.scale, "reproduce.methods": ",".join(p.methods),
                                "reproduce.seeds": str(len(p.seeds)), "reproduce.set": json.dumps(p.sets),
+                               "reproduce.config": json.dumps(shown_files(p.files)),
                                "reproduce.executor": p.executor, "reproduce.command": p.command()})
             meta["parent_run_id"], meta["tracking_uri"] = tr.run_id, tr.uri
             self.tracker = tr
