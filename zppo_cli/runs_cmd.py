@@ -71,7 +71,9 @@ def ls(
                   caption="accuracies in percent; eval: final score (step when it is not the last)")
         for col, just in (("name", "left"), ("method", "left"), ("seed", "right"), ("steps", "right"),
                           ("status", "left"), ("train acc", "right")):
-            t.add_column(col, justify=just, no_wrap=col == "name")
+            # a run's name is what users copy into `zppo runs compare`: never cut, other columns fold first
+            t.add_column(col, justify=just, no_wrap=col == "name",
+                         min_width=max((len(r["name"]) for r in rows), default=4) if col == "name" else None)
         for s in suites:
             t.add_column(s.removesuffix("/avg"), justify="right")
         style = {"FINISHED": "green", "RUNNING": "cyan", "FAILED": "red", "KILLED": "yellow"}

@@ -64,8 +64,10 @@ def test_ls_lists_runs_with_final_scores(store):
     only = json.loads(runner.invoke(app, ["runs", "ls", "--json", "--method", "zppo"]).output)
     assert [row["method"] for row in only] == ["zppo"]
     assert json.loads(runner.invoke(app, ["runs", "ls", "--json", "--sweep", "nope"]).output) == []
-    table = runner.invoke(app, ["runs", "ls"])
-    assert table.exit_code == 0 and _name(runs["zppo"].mlflow_run_id) in table.output and "tiny-ood" in table.output
+    table = runner.invoke(app, ["runs", "ls"])  # 80 columns: other columns fold or shorten, the name never
+    assert table.exit_code == 0 and _name(runs["zppo"].mlflow_run_id) in table.output
+    wide = runner.invoke(app, ["runs", "ls"], terminal_width=200)
+    assert wide.exit_code == 0 and _name(runs["zppo"].mlflow_run_id) in wide.output and "tiny-ood" in wide.output
 
 
 def test_compare_by_dir_id_and_name(store):
