@@ -64,10 +64,10 @@ def test_ls_lists_runs_with_final_scores(store):
     only = json.loads(runner.invoke(app, ["runs", "ls", "--json", "--method", "zppo"]).output)
     assert [row["method"] for row in only] == ["zppo"]
     assert json.loads(runner.invoke(app, ["runs", "ls", "--json", "--sweep", "nope"]).output) == []
-    table = runner.invoke(app, ["runs", "ls"])  # 80 columns: other columns fold or shorten, the name never
-    assert table.exit_code == 0 and _name(runs["zppo"].mlflow_run_id) in table.output
-    wide = runner.invoke(app, ["runs", "ls"], terminal_width=200)
-    assert wide.exit_code == 0 and _name(runs["zppo"].mlflow_run_id) in wide.output and "tiny-ood" in wide.output
+    # the table at 80 columns (the CLI's console width under the test runner): other columns shorten, the name never
+    # (the scores themselves are checked through --json above)
+    table = runner.invoke(app, ["runs", "ls"])
+    assert table.exit_code == 0 and all(_name(res.mlflow_run_id) in table.output for res in runs.values())
 
 
 def test_compare_by_dir_id_and_name(store):
