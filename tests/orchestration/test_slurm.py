@@ -266,19 +266,21 @@ TRAIN_S_FOR_TIMEOUT = 80.0  # > the 50 s by which the first time-limit signal ha
 
 
 def _steps_lasting(seconds: float, test_overrides, tmp_path) -> int:
-    """How many steps of the one-thread tiny recipe train for about `seconds` on this machine now: the median
-    perf/step_time_s of a 12-step local run (its first step, which warms up, left out), with checkpoints every step
-    as in the test. At least 100 steps, at most 4000."""
+    """How many steps of the one-thread tiny recipe train for about `seconds` on this machine now, checkpoints
+    included: the wall-time difference of a 40-step and a 10-step local run (checkpoints every step, as in the test)
+    over 30, so that start-up cancels (perf/step_time_s leaves the checkpoint out, which made the job ~3x longer than
+    planned and requeue it 6+ times). At least 100 steps, at most 4000."""
     import math
-    import statistics
 
     from zppo_core.config import load_config
     from zppo_core.train.run import train
 
-    cfg = load_config("tiny", overrides=test_overrides + COMMON + ["run.checkpoint_every=1", "run.steps=12",
-                                                                   "run.seed=99"])
-    res = train(cfg, run_dir=tmp_path / "calibrate")
-    per_step = statistics.median(m["perf/step_time_s"] for m in _metrics(res.run_dir)[1:])
+    wall = {}
+    for n in (10, 40):
+        cfg = load_config("tiny", overrides=test_overrides + COMMON + ["run.checkpoint_every=1", f"run.steps={n}",
+                                                                       "run.seed=99"])
+        wall[n] = train(cfg, run_dir=tmp_path / f"calibrate-{n}").seconds
+    per_step = max((wall[40] - wall[10]) / 30, 1e-3)
     return max(100, min(4000, math.ceil(seconds / per_step)))
 
 

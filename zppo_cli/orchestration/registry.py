@@ -171,9 +171,12 @@ def states(records: list[JobRecord]) -> dict[str, dict[str, str]]:
     for r in records:
         if r.executor == "slurm":
             row = info.get(r.job_id)
-            if row is None:  # accounting lags a second behind submission: ask the controller
+            if row is None or main_state(row["state"]) in TERMINAL:
+                # accounting lags behind submission, and while a job is being requeued (time limit, preemption)
+                # its last attempt's record can read terminal: a job the controller still holds as live is live
                 st = squeue_state(r.job_id)
-                row = {"state": st or "UNKNOWN", "elapsed": "", "exit_code": "", "reason": ""}
+                if row is None or (st is not None and main_state(st) not in TERMINAL):
+                    row = {**(row or {"elapsed": "", "exit_code": "", "reason": ""}), "state": st or "UNKNOWN"}
             out[r.job_id] = row
         else:
             out[r.job_id] = {"state": local_state(r), "elapsed": "", "exit_code": "", "reason": ""}
