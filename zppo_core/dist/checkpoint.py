@@ -31,7 +31,7 @@ from typing import Any
 
 from zppo_core.dist import Dist, rank_seed
 from zppo_core.dist.fsdp import FullWeights
-from zppo_core.run_dir import STATE_FILE, RunDir, checkpoint_name
+from zppo_core.run_dir import STATE_FILE, RunDir, checkpoint_name, fsync_dir
 
 DCP_DIR = "dcp"
 RNG_DIR = "rng"
@@ -41,17 +41,6 @@ MODEL_DIR = "model"
 
 def is_sharded_checkpoint(ckpt: Path) -> bool:
     return (Path(ckpt) / DCP_DIR / ".metadata").is_file()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _quiet() -> None:
@@ -115,7 +104,7 @@ def save_sharded(run_dir: Path, step: int, model, tokenizer, optimizer, state: d
             model.save_pretrained(tmp / MODEL_DIR, state_dict=full)
             tokenizer.save_pretrained(tmp / MODEL_DIR)
         torch.save({**state, "world_size": dist.world, "format": "dcp"}, tmp / STATE_FILE)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         final = rd.checkpoints / name
         if final.exists():  # re-writing the same step (after a resume): move the old one aside first
             old = rd.checkpoints / f".old-{name}"
@@ -126,7 +115,7 @@ def save_sharded(run_dir: Path, step: int, model, tokenizer, optimizer, state: d
         else:
             os.replace(tmp, final)
         rd.point_latest(final)
-        _fsync_dir(rd.checkpoints)
+        fsync_dir(rd.checkpoints)
         for p in rd.checkpoint_dirs()[:-keep]:
             shutil.rmtree(p, ignore_errors=True)
         return final
@@ -211,7 +200,7 @@ def export_hf(ckpt: Path, out: Path | None = None) -> Path:
     try:
         model.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(ckpt / HF_DIR).save_pretrained(tmp)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
