@@ -75,6 +75,19 @@ def write_atomic(path: Path, text: str, fsync: bool = False) -> None:
     os.replace(tmp, path)
 
 
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Rename the directory `tmp` to `final`; an existing `final` (a step re-written after a resume from an earlier
+    checkpoint) is moved aside first and removed after, so `final` is never half old, half new."""
+    if final.exists():
+        old = final.parent / f".old-{final.name}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename inside `path` durable (a no-op where directories cannot be opened)."""
     try:
@@ -418,14 +431,7 @@ class RunDir:
         fsync_dir(tmp)
         fault_point("ckpt.manifest")
         final = self.checkpoint(step)
-        if final.exists():  # re-writing a step (after a resume from an earlier checkpoint): the old one aside first
-            old = self.checkpoints / f".old-{final.name}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_dir(tmp, final)
         fsync_dir(self.checkpoints)
         fault_point("ckpt.rename")
         self.point_latest(final)

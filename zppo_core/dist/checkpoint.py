@@ -31,7 +31,7 @@ from typing import Any
 
 from zppo_core.dist import Dist, rank_seed
 from zppo_core.dist.fsdp import FullWeights
-from zppo_core.run_dir import STATE_FILE, RunDir, checkpoint_name, fsync_dir
+from zppo_core.run_dir import STATE_FILE, RunDir, checkpoint_name, fsync_dir, replace_dir
 
 DCP_DIR = "dcp"
 RNG_DIR = "rng"
@@ -106,14 +106,7 @@ def save_sharded(run_dir: Path, step: int, model, tokenizer, optimizer, state: d
         torch.save({**state, "world_size": dist.world, "format": "dcp"}, tmp / STATE_FILE)
         fsync_dir(tmp)
         final = rd.checkpoints / name
-        if final.exists():  # re-writing the same step (after a resume): move the old one aside first
-            old = rd.checkpoints / f".old-{name}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_dir(tmp, final)
         rd.point_latest(final)
         fsync_dir(rd.checkpoints)
         for p in rd.checkpoint_dirs()[:-keep]:
