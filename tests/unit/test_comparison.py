@@ -56,13 +56,14 @@ def _write_runs(tmp_path, steps=4):
             rd = RunDir(tmp_path / f"{m}-s{seed}")
             rd.path.mkdir()
             for step in range(1, steps + 1):
-                row = {"train/hard_frac": 0.5, "train/accuracy": 0.25, "perf/step_time_s": 2.0,
-                       "train/rollouts": 128.0}
+                # the loop's units: hard share a fraction, accuracy a percent
+                row = {"train/hard_frac": 0.5, "train/accuracy": 25.0, "perf/step_time_s": 2.0, "train/rollouts": 128.0}
                 if step in (2, 4):  # eval every 2 steps: AUC over steps 2 and 4 = mean of the two values
                     row.update({"eval/tiny/avg": end - 10.0 if step == 2 else float(end),
                                 "eval/tiny-ood/avg": 10.0 + seed})
                 if m == "zppo":
-                    row.update({"zppo/bcq_accuracy": 0.5, "zppo/bcq_instances": 2.0, "zppo/ncq_instances": 2.0})
+                    row.update({"zppo/bcq_accuracy": 50.0, "zppo/bcq_match_positive": 0.75, "zppo/bcq_instances": 2.0,
+                                "zppo/ncq_instances": 2.0})
                 rd.append_metrics(step, row)
             if m != "grpo":
                 (rd.reports / "graduation").mkdir(parents=True)
@@ -96,6 +97,10 @@ def test_table_on_fixed_per_seed_results(tmp_path):
     [abl] = [a for a in res["ablations"] if a["a"] == "grpo_buffer"]  # the only ablation with both methods run
     # zppo − grpo_buffer per seed: 1, 2, 2, 3 -> mean 2, sd = sqrt(2/3)
     assert abl["diff"]["tiny/end"]["mean"] == 2.0 and abl["diff"]["tiny/end"]["sd"] == pytest.approx(math.sqrt(2 / 3))
+    # every rate in percent, whether the loop logged a percent (accuracies) or a fraction (shares)
+    assert z["diagnostics"]["plain accuracy, last 10 steps"]["mean"] == 25.0
+    assert z["diagnostics"]["hard share, first 10 steps"]["mean"] == 50.0
+    assert z["diagnostics"]["BCQ answer = teacher's"]["mean"] == 75.0
     assert z["diagnostics"]["BCQ accuracy"]["mean"] == 50.0 and z["diagnostics"]["BCQ+NCQ instances / step"]["mean"] \
         == 4.0
     assert "BCQ accuracy" not in res["methods"]["grpo"]["diagnostics"]

@@ -54,9 +54,9 @@ DIAGNOSTICS: tuple[tuple[str, str, str, str], ...] = (
     ("prompts", "prefix accuracy", "zppo/prefix_accuracy", "all"),
     ("prompts", "matched groups / step", "zppo/matched_groups", "all"),
 )
-PERCENT_DIAGNOSTICS = {"train/hard_frac", "train/accuracy", "zppo/bcq_accuracy", "zppo/bcq_match_positive",
-                       "zppo/bcq_match_negative", "zppo/ncq_accuracy", "zppo/ncq_match_negative",
-                       "zppo/hint_accuracy", "zppo/prefix_accuracy", "zppo/teacher_accuracy"}
+# the loop logs accuracies in percent (like evals) and these shares as fractions: shown in percent
+FRACTION_DIAGNOSTICS = {"train/hard_frac", "zppo/bcq_match_positive", "zppo/bcq_match_negative",
+                        "zppo/ncq_match_negative"}
 
 
 @dataclass
@@ -143,7 +143,7 @@ def build(records: list[RunRecord], methods: list[str], seeds: list[int], labels
         for _, col, metric, which in DIAGNOSTICS:
             vals = [v for v in (r.window(metric, which) for r in mine) if v is not None]
             if vals:
-                scale = 100.0 if metric in PERCENT_DIAGNOSTICS else 1.0
+                scale = 100.0 if metric in FRACTION_DIAGNOSTICS else 1.0
                 entry["diagnostics"][col] = summarize([scale * v for v in vals]).to_dict()
         fates = [r.fates_by_bin for r in mine if r.fates_by_bin is not None]
         if fates:

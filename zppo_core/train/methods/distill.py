@@ -96,7 +96,7 @@ class Distill:
             if correct:
                 kept.append(Group(id=t.id, kind="teacher", question=t.question, prompt_text=t.prompt_text,
                                   rollouts=correct))
-        ctx.metrics["zppo/teacher_accuracy"] = sum(r.reward for t in tgroups for r in t.rollouts) / max(n, 1)
+        ctx.metrics["zppo/teacher_accuracy"] = 100.0 * sum(r.reward for t in tgroups for r in t.rollouts) / max(n, 1)
         ctx.metrics["distill/sequences"] = float(sum(len(g.rollouts) for g in kept))
         self._keep_samples(kept)
         return kept

@@ -93,7 +93,7 @@ class GuidedGRPO:
         assert ctx.teacher_sample is not None, "the method needs a teacher"
         tgroups = ctx.teacher_sample([g.question for g in kept], self.teacher_group_size)
         n = sum(len(t.rollouts) for t in tgroups)
-        ctx.metrics["zppo/teacher_accuracy"] = sum(r.reward for t in tgroups for r in t.rollouts) / max(n, 1)
+        ctx.metrics["zppo/teacher_accuracy"] = 100.0 * sum(r.reward for t in tgroups for r in t.rollouts) / max(n, 1)
         ctx.metrics["zppo/teacher_solved_frac"] = sum(t.mean_reward > 0 for t in tgroups) / len(tgroups)
         out: list[Rollout | None] = []
         for t in tgroups:
@@ -114,7 +114,7 @@ class GuidedGRPO:
             ctx.metrics[f"zppo/{self.kind}_groups"] = float(len(extra))
         if extra:
             rolls = [r for g in extra for r in g.rollouts]
-            ctx.metrics[f"zppo/{self.kind}_accuracy"] = sum(r.reward for r in rolls) / len(rolls)
+            ctx.metrics[f"zppo/{self.kind}_accuracy"] = 100.0 * sum(r.reward for r in rolls) / len(rolls)  # percent
             self._keep_samples(extra)
         if self.replay is not None:
             self.replay.refresh(plain, ctx)
