@@ -8,6 +8,7 @@ set" of the paper's baselines (App. D.2) are the same code.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,31 @@ def capped_hard_set(plain: list[Group], tau: float, cap: int, replay: Replay | N
 
     keyed = [(key(g), i, g) for i, g in enumerate(hard)]  # draw the tie-break numbers in a fixed order
     return [g for _, _, g in sorted(keyed, key=lambda t: (t[0], t[1]))][:cap]
+
+
+class ReplayState:
+    """The checkpoint state and reports of a method that holds `replay` (a `Replay`, or None without a buffer) and
+    `samples` (the sample prompts it logs): ZPPO, the distillation and the guided baselines."""
+
+    replay: Replay | None
+    samples: list[dict[str, Any]]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **(self.replay.state_dict() if self.replay is not None else {"buffer": None, "buffer_sizes": []}),
+            "samples": json.loads(json.dumps(self.samples)),  # a deep, JSON-clean copy
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.replay is not None:
+            self.replay.load_state_dict(state)
+        self.samples = list(state.get("samples", []))
+
+    def summary(self) -> dict[str, Any]:
+        return self.replay.summary() if self.replay is not None else {}
+
+    def report(self, tracker: Any, out_dir: Path, step: int) -> None:
+        report_replay(tracker, out_dir, self.replay, self.samples)
 
 
 def report_replay(tracker: Any, out_dir: Path, replay: Replay | None, samples: list[dict[str, Any]]) -> None:

@@ -22,14 +22,12 @@ from the student's plain accuracies), exactly as for GRPO†.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from zppo_core.algo.distill import generalized_jsd_loss
 from zppo_core.train.methods.base import ExtraPrompt, StepContext
-from zppo_core.train.methods.common import Replay, report_replay
+from zppo_core.train.methods.common import Replay, ReplayState
 from zppo_core.types import Group, Question
 
 
@@ -60,7 +58,7 @@ class DistillObjective:
 
 
 @dataclass
-class Distill:
+class Distill(ReplayState):
     objective: DistillObjective
     name: str
     on_policy: bool  # True: train on the student's plain rollouts; False: on the teacher's correct responses
@@ -110,18 +108,3 @@ class Distill:
     def observe(self, plain: list[Group], groups: list[Group], ctx: StepContext) -> None:
         if self.replay is not None:
             self.replay.refresh(plain, ctx)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**(self.replay.state_dict() if self.replay is not None else {}),
-                "samples": json.loads(json.dumps(self.samples))}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.replay is not None:
-            self.replay.load_state_dict(state)
-        self.samples = list(state.get("samples", []))
-
-    def report(self, tracker: Any, out_dir: Path, step: int) -> None:
-        report_replay(tracker, out_dir, self.replay, self.samples)
-
-    def summary(self) -> dict[str, Any]:
-        return self.replay.summary() if self.replay is not None else {}

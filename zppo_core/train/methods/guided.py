@@ -31,9 +31,7 @@ rollouts are all wrong gets nothing. Extra groups never feed the buffer (plain a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from zppo_core.algo.reformulate import (
@@ -49,12 +47,12 @@ from zppo_core.algo.reformulate import (
 )
 from zppo_core.config.methods import slots
 from zppo_core.train.methods.base import ExtraPrompt, PPOObjective, StepContext
-from zppo_core.train.methods.common import Replay, capped_hard_set, report_replay
+from zppo_core.train.methods.common import Replay, ReplayState, capped_hard_set
 from zppo_core.types import Completion, Group, Question, Rollout
 
 
 @dataclass
-class GuidedGRPO:
+class GuidedGRPO(ReplayState):
     """GRPO (± replay buffer) whose capped hard set gets one treatment; subclasses say which."""
 
     objective: PPOObjective
@@ -126,21 +124,6 @@ class GuidedGRPO:
             self.samples.append({"kind": self.kind, "question_id": g.question.id, "gold": g.question.answer,
                                  "prompt": shown,
                                  "rollouts": [{"text": r.completion.text, "reward": r.reward} for r in g.rollouts]})
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**(self.replay.state_dict() if self.replay is not None else {}),
-                "samples": json.loads(json.dumps(self.samples))}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.replay is not None:
-            self.replay.load_state_dict(state)
-        self.samples = list(state.get("samples", []))
-
-    def report(self, tracker: Any, out_dir: Path, step: int) -> None:
-        report_replay(tracker, out_dir, self.replay, self.samples)
-
-    def summary(self) -> dict[str, Any]:
-        return self.replay.summary() if self.replay is not None else {}
 
 
 @dataclass

@@ -36,10 +36,8 @@ rollouts). The same counts over all rollouts of the kind are `zppo/*_match_*_all
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from zppo_core.algo.reformulate import (
@@ -55,7 +53,7 @@ from zppo_core.algo.replay_buffer import ReplayBuffer
 from zppo_core.config.methods import slots
 from zppo_core.tasks.graders import answers_equal
 from zppo_core.train.methods.base import ExtraPrompt, PPOObjective, StepContext
-from zppo_core.train.methods.common import Replay, capped_hard_set, report_replay
+from zppo_core.train.methods.common import Replay, ReplayState, capped_hard_set
 from zppo_core.types import Group, Question
 
 COMPRESS_PROMPT = (
@@ -86,7 +84,7 @@ def parse_summary(text: str) -> str | None:
 
 
 @dataclass
-class ZPPOMethod:
+class ZPPOMethod(ReplayState):
     objective: PPOObjective
     name: str
     replay: Replay | None
@@ -274,25 +272,6 @@ class ZPPOMethod:
                     "prompt": g.prompt_text,
                     "rollouts": [{"text": r.completion.text, "reward": r.reward} for r in g.rollouts],
                 })
-
-    # ---------------------------------------------------------------- state
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            **(self.replay.state_dict() if self.replay is not None else {"buffer": None, "buffer_sizes": []}),
-            "samples": json.loads(json.dumps(self.samples)),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.replay is not None:
-            self.replay.load_state_dict(state)
-        self.samples = list(state.get("samples", []))
-
-    # ---------------------------------------------------------------- reporting
-    def summary(self) -> dict[str, Any]:
-        return self.replay.summary() if self.replay is not None else {}
-
-    def report(self, tracker: Any, out_dir: Path, step: int) -> None:
-        report_replay(tracker, out_dir, self.replay, self.samples)
 
 
 def _keeps_answer(candidate: str, gold: str, raw_answers: list[str | None] = ()) -> bool:
