@@ -30,6 +30,7 @@ from zppo_cli.orchestration import registry
 from zppo_cli.orchestration.profiles import SlurmParams, resolve
 
 EXECUTORS = ("local", "slurm", "debug")
+LOCAL_TIME_LIMIT_MIN = 7 * 24 * 60  # a local job's time limit when no profile sets one: a week
 
 
 class SubmissionError(ConfigError):
@@ -169,8 +170,11 @@ def submit(
 
         params = params or None
         ex = submitit.LocalExecutor(folder=folder, max_num_timeout=params.max_num_timeout if params else 3)
-        if params is not None and "time" in params.sbatch:
-            ex.update_parameters(timeout_min=params.sbatch["time"])
+        # submitit's local default is a 2-minute limit: USR2 (checkpoint, requeue, progress since the last
+        # checkpoint lost) at ~2 min, killed after max_num_timeout requeues. A local job has no limit unless its
+        # profile sets one.
+        limit = params.sbatch["time"] if params is not None and "time" in params.sbatch else LOCAL_TIME_LIMIT_MIN
+        ex.update_parameters(timeout_min=limit)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     try:
