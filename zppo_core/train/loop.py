@@ -82,6 +82,7 @@ from zppo_core.config.schema import ZPPOConfig
 from zppo_core.dist import LOCAL, Dist, rank_seed, stop_requested
 from zppo_core.dist.data import ShardedEngine, light
 from zppo_core.dist.fsdp import FullWeights, gradient_sync, idle_backward, is_sharded, local_value
+from zppo_core.models.kv import why_not_shared_prompt
 from zppo_core.models.load import PromptRenderer, chat_kwargs
 from zppo_core.models.logprobs import completion_forward, sequence_logprobs, teacher_completion_logits
 from zppo_core.models.precision import Precision
@@ -145,6 +146,9 @@ class Trainer:
         self.state = TrainState()
         self.precision = Precision.from_config(cfg)  # bf16 compute over fp32 master weights, or fp32
         self.precision.check_trainable(model)
+        # the training forward runs a prompt repeated in a micro-batch once (`models.logprobs`); not under FSDP2,
+        # whose forwards are collective: every rank must run as many forward calls per micro-batch
+        self.share_prompts = not is_sharded(model) and why_not_shared_prompt(model) is None
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
@@ -435,23 +439,35 @@ class Trainer:
         """Split a mini-batch into micro-batches of similar length (BCQ/NCQ prompts are much longer than plain
         ones, and padding everything to the longest would multiply the work): sort by length, then cut before
         `micro_batch_size` sequences, before `micro_batch_tokens` padded tokens, and before the padded tokens
-        (longest prompt + longest completion, per sequence) would exceed PAD_SLACK x the real ones. The gradient
-        is the same: each micro-batch's loss is normalised by the whole mini-batch's token count."""
+        would exceed PAD_SLACK x the real ones. With `share_prompts` (the forward runs a repeated prompt once,
+        `models.logprobs`) the rows of one prompt are kept adjacent (a unit sorted by its prompt + longest
+        completion, its rows by completion length), so they land in one micro-batch where the limits allow, and
+        a micro-batch costs U x its longest prompt + B x its longest completion (U distinct prompts, B rows, its
+        real tokens counting each prompt once); else B x (longest prompt + longest completion). The gradient is
+        the same: each micro-batch's loss is normalised by the whole mini-batch's token count."""
         cfg = self.cfg.algo
         lens = {i: (len(rollouts[i].prompt_ids), len(rollouts[i].completion.token_ids)) for i in chunk}
-        order = sorted(chunk, key=lambda i: (sum(lens[i]), i))
+        key: dict[int, Any] = {i: tuple(rollouts[i].prompt_ids) if self.share_prompts else i for i in chunk}
+        units: dict[Any, list[int]] = {}
+        for i in chunk:
+            units.setdefault(key[i], []).append(i)
+        ordered = sorted((sorted(u, key=lambda i: (lens[i][1], i)) for u in units.values()),
+                         key=lambda u: (lens[u[0]][0] + max(lens[i][1] for i in u), u[0]))
         out: list[list[int]] = []
         cur: list[int] = []
+        seen: set = set()  # the current micro-batch's distinct prompts
         P = T = real = 0  # the current micro-batch's longest prompt, longest completion, real tokens
-        for i in order:
+        for i in (i for u in ordered for i in u):
             p, c = lens[i]
-            padded = (max(P, p) + max(T, c)) * (len(cur) + 1)
+            new = key[i] not in seen
+            padded = max(P, p) * (len(seen) + new) + max(T, c) * (len(cur) + 1)
             if cur and (len(cur) >= cfg.micro_batch_size or padded > cfg.micro_batch_tokens
-                        or padded > PAD_SLACK * (real + p + c)):
+                        or padded > PAD_SLACK * (real + p * new + c)):
                 out.append(cur)
-                cur, P, T, real = [], 0, 0, 0
+                cur, seen, P, T, real, new = [], set(), 0, 0, 0, True
             cur.append(i)
-            P, T, real = max(P, p), max(T, c), real + p + c
+            seen.add(key[i])
+            P, T, real = max(P, p), max(T, c), real + p * new + c
         if cur:
             out.append(cur)
         return out
@@ -474,6 +490,7 @@ class Trainer:
                 with_entropy=True,
                 keep_logits=keep_logits,
                 mm=[r.prompt_mm for r in mb] if any(r.prompt_mm for r in mb) else None,  # their images
+                share_prompts=self.share_prompts,
             )  # [b, T], [b, T], [b, T], [b, T, V] or None
 
     def _update(self, rollouts: list[Rollout], adv: torch.Tensor, positions: list[int] | None = None,
