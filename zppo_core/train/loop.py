@@ -441,10 +441,11 @@ class Trainer:
         `micro_batch_size` sequences, before `micro_batch_tokens` padded tokens, and before the padded tokens
         would exceed PAD_SLACK x the real ones. With `share_prompts` (the forward runs a repeated prompt once,
         `models.logprobs`) the rows of one prompt are kept adjacent (a unit sorted by its prompt + longest
-        completion, its rows by completion length), so they land in one micro-batch where the limits allow, and
-        a micro-batch costs U x its longest prompt + B x its longest completion (U distinct prompts, B rows, its
-        real tokens counting each prompt once); else B x (longest prompt + longest completion). The gradient is
-        the same: each micro-batch's loss is normalised by the whole mini-batch's token count."""
+        completion, its rows by completion length) and start a new micro-batch rather than be split, so they land
+        in one micro-batch where the limits allow, and a micro-batch costs U x its longest prompt + B x its longest
+        completion (U distinct prompts, B rows; its real tokens count each prompt once); else B x (longest prompt
+        + longest completion). The mini-batch's members never change, and neither does the gradient: each
+        micro-batch's loss is normalised by the whole mini-batch's token count."""
         cfg = self.cfg.algo
         lens = {i: (len(rollouts[i].prompt_ids), len(rollouts[i].completion.token_ids)) for i in chunk}
         key: dict[int, Any] = {i: tuple(rollouts[i].prompt_ids) if self.share_prompts else i for i in chunk}
@@ -453,21 +454,26 @@ class Trainer:
             units.setdefault(key[i], []).append(i)
         ordered = sorted((sorted(u, key=lambda i: (lens[i][1], i)) for u in units.values()),
                          key=lambda u: (lens[u[0]][0] + max(lens[i][1] for i in u), u[0]))
+
+        def fits(rows: list[int]) -> bool:
+            P, T = max(lens[i][0] for i in rows), max(lens[i][1] for i in rows)
+            prompts = {key[i]: lens[i][0] for i in rows}
+            padded = P * len(prompts) + T * len(rows)
+            real = sum(prompts.values()) + sum(lens[i][1] for i in rows)
+            return (len(rows) <= cfg.micro_batch_size and padded <= cfg.micro_batch_tokens
+                    and padded <= PAD_SLACK * real)
+
         out: list[list[int]] = []
         cur: list[int] = []
-        seen: set = set()  # the current micro-batch's distinct prompts
-        P = T = real = 0  # the current micro-batch's longest prompt, longest completion, real tokens
-        for i in (i for u in ordered for i in u):
-            p, c = lens[i]
-            new = key[i] not in seen
-            padded = max(P, p) * (len(seen) + new) + max(T, c) * (len(cur) + 1)
-            if cur and (len(cur) >= cfg.micro_batch_size or padded > cfg.micro_batch_tokens
-                        or padded > PAD_SLACK * (real + p * new + c)):
+        for unit in ordered:
+            if cur and not fits(cur + unit) and fits(unit):  # a prompt's rows start a micro-batch of their own
                 out.append(cur)
-                cur, seen, P, T, real, new = [], set(), 0, 0, 0, True
-            cur.append(i)
-            seen.add(key[i])
-            P, T, real = max(P, p), max(T, c), real + p * new + c
+                cur = []
+            for i in unit:  # (a unit too big for one micro-batch is cut where it must)
+                if cur and not fits(cur + [i]):
+                    out.append(cur)
+                    cur = []
+                cur.append(i)
         if cur:
             out.append(cur)
         return out
