@@ -20,7 +20,8 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
   7. Update: the trained rollouts shuffled into I equal mini-batches (I = the objective's updates_per_step, else
      algo.updates_per_step), π_old by the engine or the trainer (`old_logprobs.py`); one AdamW step on each over
      fp32 masters (forward in the compute dtype, `models/precision.py`; fp32 grad-norm clip), micro-batches
-     gradient-accumulated with a token-level normaliser per mini-batch. An objective that compares distributions
+     gradient-accumulated with a token-level normaliser per mini-batch (a prompt repeated in a micro-batch runs
+     once, its KV cache expanded to its rows: `models/logprobs.py`; not under FSDP2). An objective that compares distributions
      with the teacher's (distillation) gets both models' logits along each sequence and no π_old.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
   9. Sync the rollout engine's weights; the step's train, method and perf metrics (wall time per phase,
