@@ -77,6 +77,22 @@ def test_shared_prompt_forward_equals_the_packed_forward():
     assert all(g.abs().max() > 0 for n, g in shared[4].items() if "embed" not in n)  # every layer got a gradient
 
 
+def test_shared_prompts_under_bf16_autocast_stay_within_bf16_rounding():
+    """The training forward's bf16 compute (`models.precision`): the shared path is as far from fp32 as the packed
+    path is (bf16 rounding), not further."""
+    tok, model = _tiny()
+    prompts, completions = _batch(len(tok))
+    fp32 = _run(model, tok, prompts, completions, share=False)
+    bf16 = {}
+    for share in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16[share] = _run(model, tok, prompts, completions, share=share)
+    packed, shared = _max_diffs(fp32, bf16[False]), _max_diffs(fp32, bf16[True])
+    assert 0 < packed["logprobs"] < 1e-2 and 0 < packed["grads"] < 5e-2, packed  # bf16 did round
+    for k in ("logprobs", "logits", "grads"):
+        assert shared[k] < 2 * packed[k] + 1e-3, (k, shared, packed)
+
+
 @pytest.mark.parametrize("perturb", ["position offset", "prompt padding visible"])
 def test_a_wrong_position_or_mask_in_the_completion_pass_is_caught(perturb):
     """Negative control: the same comparison fails when the completion pass (the call with a filled cache) gets its
