@@ -21,8 +21,8 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
      algo.updates_per_step), π_old by the engine or the trainer (`old_logprobs.py`); one AdamW step on each over
      fp32 masters (forward in the compute dtype, `models/precision.py`; fp32 grad-norm clip), micro-batches
      gradient-accumulated with a token-level normaliser per mini-batch (a prompt repeated in a micro-batch runs
-     once, its KV cache expanded to its rows: `models/logprobs.py`; not under FSDP2). An objective that compares distributions
-     with the teacher's (distillation) gets both models' logits along each sequence and no π_old.
+     once, its KV cache expanded to its rows: `models/logprobs.py`; not under FSDP2). An objective that compares
+     distributions with the teacher's (distillation) gets both models' logits along each sequence and no π_old.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
   9. Sync the rollout engine's weights; the step's train, method and perf metrics (wall time per phase,
      tokens/s, peak memory: `perf.py`) go to the tracker.
