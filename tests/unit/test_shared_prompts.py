@@ -205,3 +205,19 @@ def test_zppo_steps_train_the_same_with_shared_prompts(prepared, test_overrides,
         for k in ("train/loss", "train/grad_norm", "train/entropy", "train/ratio_mean"):
             assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
     assert any(s["train/grad_norm"] > 0 for s in runs[True])
+
+
+def test_fixed_calls_make_two_calls_for_any_batch():
+    """FSDP2's forwards are collective: with `fixed_calls` every batch makes the shared path's two calls, with no
+    prompt repeated and with one-token completions too, and still gives the packed log-probs."""
+    tok, model = _tiny()
+    prompts, completions = _batch(len(tok))
+    distinct = [p + [5] * i for i, p in enumerate(prompts)]
+    for ps, cs in ((distinct, completions), (prompts, [c[:1] for c in completions]), ([[tok.pad_token_id]],) * 2):
+        shapes, handle = _calls(model)
+        got = completion_forward(model, ps, cs, tok.pad_token_id, with_entropy=True, fixed_calls=True)
+        handle.remove()
+        assert [s[0] for s in shapes] == [len({tuple(p) for p in ps}), len(ps)], shapes
+        want = completion_forward(model, ps, cs, tok.pad_token_id, with_entropy=True, share_prompts=False)
+        assert torch.equal(got[1], want[1])
+        assert float((got[0] - want[0]).detach()[want[1]].abs().max()) < 2e-6  # over the completion tokens

@@ -54,15 +54,18 @@ def completion_logprobs(
 
 def completion_forward(
     model, prompts: list[list[int]], completions: list[list[int]], pad_id: int, with_entropy: bool = False,
-    keep_logits: bool = False, mm: list | None = None, share_prompts: bool = True,
+    keep_logits: bool = False, mm: list | None = None, share_prompts: bool = True, fixed_calls: bool = False,
 ):
     """`completion_logprobs` plus, with `keep_logits`, the fp32 logits [B, T, V] at the completion positions (grad
     flows; the distillation losses compare them with the teacher's). Returns (logprobs, mask, entropy, logits).
     `share_prompts`: run a prompt repeated by several rows once (module docstring) when the batch and the model
-    allow it; False always packs (a caller whose ranks must run the same forward calls: FSDP2)."""
+    allow it; False always packs. `fixed_calls` (an FSDP2-sharded model, whose forwards are collective: every rank
+    must make the same calls): on a model that allows sharing, always the two calls of the shared path (a prompt
+    pass, then a completion pass of at least one token), whether or not a prompt repeats."""
     device = next(model.parameters()).device
-    if share_prompts and mm is None and shares_prompts(model, prompts):
-        logits, comp, mask = _shared_prompt_logits(model, prompts, completions, pad_id)  # [B, T, V], [B, T] x2
+    if share_prompts and mm is None and (
+            shares_prompts(model, prompts) or (fixed_calls and why_not_shared_prompt(model) is None)):
+        logits, comp, mask = _shared_prompt_logits(model, prompts, completions, pad_id, fixed_calls)  # [B, T, V], [B, T] x2
         return _outputs(logits, comp.to(device), mask.to(device), with_entropy, keep_logits)
     ids, attn, pos, comp, mask, P = pack(prompts, completions, pad_id)
     T = comp.shape[1]
@@ -97,11 +100,13 @@ def shares_prompts(model, prompts: list[list[int]]) -> bool:
     return len({tuple(p) for p in prompts}) < len(prompts) and why_not_shared_prompt(model) is None
 
 
-def _shared_prompt_logits(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int):
+def _shared_prompt_logits(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int,
+                          fixed_calls: bool = False):
     """The fp32 logits [B, T, V] predicting each completion token, the completion ids [B, T] and mask [B, T], with each
     distinct prompt run once: prompt pass over the U distinct prompts (left-padded to P), its cache expanded to the
     B rows, then the completions (right-padded to T; the last token predicts nothing, so T - 1 of them) at positions
-    continuing from each row's prompt length, attending to [prompt padding (masked) | prompt | completion]."""
+    continuing from each row's prompt length, attending to [prompt padding (masked) | prompt | completion].
+    `fixed_calls`: a one-token completion still gets its (unused) completion pass, so every call makes two."""
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
@@ -127,15 +132,16 @@ def _shared_prompt_logits(model, prompts: list[list[int]], completions: list[lis
     out = model(input_ids=ids.to(device), attention_mask=attn.to(device), position_ids=pos.to(device),
                 use_cache=True, logits_to_keep=1, **kw)
     first = out.logits[:, -1:].float().index_select(0, row)  # [B, 1, V] predicts each row's first completion token
-    if T == 1:
+    n = max(T - 1, 1) if fixed_calls else T - 1  # completion tokens to run (the last one predicts nothing)
+    if n == 0:
         return first, comp, mask
     cache.reorder_cache(row)  # every layer's keys/values [U, h, P, d] -> [B, h, P, d] (differentiable)
     lens = torch.tensor([len(p) for p in prompts], dtype=torch.long)  # [B]
-    cpos = lens[:, None] + torch.arange(T - 1)[None, :]  # [B, T-1] positions after each row's prompt
-    cattn = torch.cat([attn[rows], mask[:, : T - 1].long()], dim=1)  # [B, P+T-1] keys: prompt | completion
-    out = model(input_ids=comp[:, : T - 1].to(device), attention_mask=cattn.to(device), position_ids=cpos.to(device),
+    cpos = lens[:, None] + torch.arange(n)[None, :]  # [B, n] positions after each row's prompt
+    cattn = torch.cat([attn[rows], mask[:, :n].long()], dim=1)  # [B, P+n] keys: prompt | completion
+    out = model(input_ids=comp[:, :n].to(device), attention_mask=cattn.to(device), position_ids=cpos.to(device),
                 use_cache=True, **kw)
-    return torch.cat([first, out.logits.float()], dim=1), comp, mask  # [B, T, V], [B, T], [B, T]
+    return torch.cat([first, out.logits[:, : T - 1].float()], dim=1), comp, mask  # [B, T, V], [B, T], [B, T]
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
      algo.updates_per_step), π_old by the engine or the trainer (`old_logprobs.py`); one AdamW step on each over
      fp32 masters (forward in the compute dtype, `models/precision.py`; fp32 grad-norm clip), micro-batches
      gradient-accumulated with a token-level normaliser per mini-batch (a prompt repeated in a micro-batch runs
-     once, its KV cache expanded to its rows: `models/logprobs.py`; not under FSDP2). An objective that compares
+     once, its KV cache expanded to its rows: `models/logprobs.py`). An objective that compares
      distributions with the teacher's (distillation) gets both models' logits along each sequence and no π_old.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
   9. Sync the rollout engine's weights; the step's train, method and perf metrics (wall time per phase,
@@ -147,9 +147,10 @@ class Trainer:
         self.state = TrainState()
         self.precision = Precision.from_config(cfg)  # bf16 compute over fp32 master weights, or fp32
         self.precision.check_trainable(model)
-        # the training forward runs a prompt repeated in a micro-batch once (`models.logprobs`); not under FSDP2,
-        # whose forwards are collective: every rank must run as many forward calls per micro-batch
-        self.share_prompts = not is_sharded(model) and why_not_shared_prompt(model) is None
+        # the training forward runs a prompt repeated in a micro-batch once (`models.logprobs`); under FSDP2, whose
+        # forwards are collective, every micro-batch (an idle one too) makes the shared path's two calls on every rank
+        self.share_prompts = why_not_shared_prompt(model) is None
+        self.fixed_calls = self.share_prompts and is_sharded(model)
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
@@ -487,7 +488,7 @@ class Trainer:
         device = next(self.model.parameters()).device
         with self.precision.autocast(device):
             if not mb:
-                self.model(input_ids=torch.tensor([[self.tokenizer.pad_token_id]], device=device), logits_to_keep=1)
+                self._idle_forward()
                 return None, None, None, None
             return completion_forward(
                 self.model,
@@ -498,7 +499,18 @@ class Trainer:
                 keep_logits=keep_logits,
                 mm=[r.prompt_mm for r in mb] if any(r.prompt_mm for r in mb) else None,  # their images
                 share_prompts=self.share_prompts,
+                fixed_calls=self.fixed_calls,
             )  # [b, T], [b, T], [b, T], [b, T, V] or None
+
+    def _idle_forward(self):
+        """The forward of a rank with no rollouts in a micro-batch (FSDP2's forwards are collective): one pad token,
+        the calls every micro-batch makes (the shared path's two with `fixed_calls`, else one). Log-probs [1, 1]."""
+        pad = self.tokenizer.pad_token_id
+        if self.fixed_calls:
+            return completion_forward(self.model, [[pad]], [[pad]], pad, fixed_calls=True)[0]
+        device = next(self.model.parameters()).device
+        out = self.model(input_ids=torch.tensor([[pad]], device=device), logits_to_keep=1)
+        return out.logits[:, -1:].float()
 
     def _update(self, rollouts: list[Rollout], adv: torch.Tensor, positions: list[int] | None = None,
                 n_global: int | None = None) -> dict[str, float]:
@@ -538,7 +550,12 @@ class Trainer:
             for j, idx in enumerate(micro_batches):
                 gradient_sync(self.model, j == len(micro_batches) - 1)  # reduce-scatter once per mini-batch
                 if not idx:  # fewer micro-batches here than on another rank: forwards are collective
-                    idle_backward(self.model, self.tokenizer.pad_token_id)
+                    if self.fixed_calls:
+                        with self.precision.autocast(next(self.model.parameters()).device):
+                            lp = self._idle_forward()  # [1, 1]
+                        (lp.sum() * 0.0).backward()
+                    else:
+                        idle_backward(self.model, self.tokenizer.pad_token_id)
                     continue
                 mb = [rollouts[i] for i in idx]
                 logprobs, mask, entropy, logits = self._forward(mb, keep_logits=distill)  # [b, T] x3, [b, T, V]
