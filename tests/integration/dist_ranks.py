@@ -56,7 +56,10 @@ def learn_on_recorded(cfg, groups_path: str, run_dir: str) -> dict[str, Any]:
                       if p.grad is not None})
 
     trainer.optimizer.register_step_pre_hook(capture)
-    out: dict[str, Any] = {"steps": []}
+    idle = trainer._idle_forward
+    idle_calls = []
+    trainer._idle_forward = lambda: idle_calls.append(1) or idle()  # micro-batches this rank sat out
+    out: dict[str, Any] = {"steps": [], "fixed_calls": trainer.fixed_calls, "share_prompts": trainer.share_prompts}
     for groups in steps:
         n_grads = len(grads)
         upd, adv, positions = trainer.learn(groups, {g.id for g in d.mine(groups)})
@@ -69,6 +72,7 @@ def learn_on_recorded(cfg, groups_path: str, run_dir: str) -> dict[str, Any]:
         params = {k: v.clone() for k, v in FullWeights(trainer.model).state_dict().items()}
         out["steps"].append({"adv": global_adv, "metrics": upd, "grads": grads[n_grads:], "params": params,
                              "mine": [g.id for g in d.mine(groups)]})
+    out["idle_forwards"] = sum(d.sum([float(len(idle_calls))]))  # over the ranks
     return out
 
 

@@ -47,10 +47,12 @@ def _record_groups(cfg, tmp_path, steps: int = 3, tries: int = 12):
 @pytest.mark.parametrize("old_logprobs", ["engine", "trainer"])
 def test_two_ranks_compute_what_one_rank_computes(prepared, test_overrides, tmp_path, old_logprobs):
     """π_old from the engine (recorded with the rollouts), or from the trainer (each rank's no-grad forward over
-    its own micro-batches, padded with idle forwards to the same count as the other rank's)."""
+    its own micro-batches, padded with idle forwards to the same count as the other rank's; 2 rollouts per
+    micro-batch, so the ranks' counts differ and idle forwards and backwards run)."""
     from tests.integration.dist_ranks import learn_on_recorded
 
-    cfg = load_config("tiny", overrides=test_overrides + COMMON + [f"algo.old_logprobs={old_logprobs}"])
+    small = ["algo.micro_batch_size=2"] if old_logprobs == "trainer" else []
+    cfg = load_config("tiny", overrides=test_overrides + COMMON + [f"algo.old_logprobs={old_logprobs}", *small])
     steps = _record_groups(cfg, tmp_path)
     path = tmp_path / "groups.pkl"
     path.write_bytes(pickle.dumps(steps))
@@ -60,6 +62,10 @@ def test_two_ranks_compute_what_one_rank_computes(prepared, test_overrides, tmp_
                  {"cfg": cfg, "groups_path": str(path), "run_dir": str(tmp_path / "two")})
 
     assert two["steps"][0]["mine"] == [g.id for g in steps[0][0::2]]  # rank 0's groups: 3 of 5 (uneven)
+    # shared prompt pass on both (`models.logprobs`); on 2 ranks every micro-batch, an idle one too, makes its two
+    # forward calls (FSDP2's forwards are collective)
+    assert one["share_prompts"] and not one["fixed_calls"] and two["share_prompts"] and two["fixed_calls"]
+    assert two["idle_forwards"] > 0 or not small  # a rank sat micro-batches out: the idle path ran
     worst = {"adv": 0.0, "grad": 0.0, "param": 0.0}
     for s1, s2 in zip(one["steps"], two["steps"]):
         a1, a2 = torch.tensor(s1["adv"]), torch.tensor(s2["adv"])
@@ -86,7 +92,7 @@ def test_two_ranks_compute_what_one_rank_computes(prepared, test_overrides, tmp_
     assert moved > 1e-5  # the parameters did move: the comparison below is not trivially true
     for name, p1 in last1.items():
         assert torch.allclose(p1, last2[name], rtol=0, atol=2e-6), name
-    print(f"observed max |1 rank - 2 ranks|: {worst}")
+    print(f"observed max |1 rank - 2 ranks|: {worst}; idle forwards on 2 ranks: {two['idle_forwards']}")
 
 
 _INITIAL: dict = {}  # the prepared student before training

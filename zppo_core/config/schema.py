@@ -315,7 +315,8 @@ class AlgoConfig(_Section):
         64, gt=0, description="Sequences per forward/backward; mini-batches are gradient-accumulated (memory knob)."
     )
     micro_batch_tokens: int = Field(
-        8192, gt=0, description="Most padded tokens per forward/backward (memory knob; length-bucketed micro-batches)."
+        8192, gt=0, description="Most padded tokens per forward/backward (memory knob; length-bucketed micro-batches; "
+        "a prompt shared by several rows counts once where the forward runs it once)."
     )
     adv_norm: Literal["nontrivial", "none", "all"] = Field(
         "nontrivial",

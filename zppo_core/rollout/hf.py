@@ -38,11 +38,13 @@ the raw logits).
 from __future__ import annotations
 
 import contextlib
-import inspect
 
 import torch
 
 from zppo_core.algo.losses import gather_token_logprobs
+from zppo_core.models.kv import DECODE_PATHS
+from zppo_core.models.kv import cache_kwarg as _cache_kwarg
+from zppo_core.models.kv import why_not as _why_not
 from zppo_core.rollout.base import MultimodalRequest, SamplingParams
 from zppo_core.types import Completion, Prompt
 
@@ -287,51 +289,9 @@ class TransformersEngine:
 
 
 # ---------------------------------------------------------------------------------------------------- support
-# decode paths, fastest first: "slots" (preallocated KV slots and 4-D masks: full-attention text decoders with sdpa
-# or eager attention), "model-cache" (the model's own cache and 2-D masks: any text decoder, e.g. hybrid
-# linear-attention Qwen3.5 or flash-attention kernels), "generate" (model.generate: multimodal and other models)
-DECODE_PATHS = ("slots", "model-cache", "generate")
-
-
-def _why_not(model, path: str) -> str | None:
-    """Why decode path `path` cannot drive `model` (None: it can)."""
-    if path == "generate":
-        return None
-    cfg = model.config
-    if getattr(cfg, "is_encoder_decoder", False):
-        return "encoder-decoder model"
-    if cfg.get_text_config() is not cfg:
-        return "multimodal model (its positions and masks come from its processor inputs)"
-    params = inspect.signature(model.forward).parameters
-    if "position_ids" not in params or "logits_to_keep" not in params:
-        return "forward takes no position_ids/logits_to_keep"
-    if not any(k in params for k in ("cache", "past_key_values")):
-        return "forward takes no KV cache"
-    if path == "model-cache":
-        return None
-    attn = getattr(cfg, "_attn_implementation", None)
-    if attn not in ("sdpa", "eager"):
-        return f"attention implementation {attn!r} (needs sdpa or eager, which take a 4-D mask)"
-    kinds = set(getattr(cfg, "layer_types", None) or ["full_attention"])
-    if kinds != {"full_attention"}:
-        return f"layer types {sorted(kinds)} (needs full attention in every layer)"
-    if getattr(cfg, "use_sliding_window", False) or (
-        getattr(cfg, "layer_types", None) is None and getattr(cfg, "sliding_window", None)
-        and getattr(cfg, "use_sliding_window", True)
-    ):
-        return "sliding-window attention"
-    return None
-
-
 def decode_path(model) -> str:
     """The fastest decode path that can drive `model`."""
     return next(p for p in DECODE_PATHS if _why_not(model, p) is None)
-
-
-def _cache_kwarg(model) -> str:
-    """transformers renamed `past_key_values` to `cache` (5.2x); use whichever this model's forward takes."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
 
 
 def _slot_layers(cache, rows: torch.Tensor, capacity: int) -> None:

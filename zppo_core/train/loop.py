@@ -20,8 +20,9 @@ One rollout step (ZPPO.md §1, Alg. 1; numbers match the `# step N` comments bel
   7. Update: the trained rollouts shuffled into I equal mini-batches (I = the objective's updates_per_step, else
      algo.updates_per_step), π_old by the engine or the trainer (`old_logprobs.py`); one AdamW step on each over
      fp32 masters (forward in the compute dtype, `models/precision.py`; fp32 grad-norm clip), micro-batches
-     gradient-accumulated with a token-level normaliser per mini-batch. An objective that compares distributions
-     with the teacher's (distillation) gets both models' logits along each sequence and no π_old.
+     gradient-accumulated with a token-level normaliser per mini-batch (a prompt repeated in a micro-batch runs
+     once, its KV cache expanded to its rows: `models/logprobs.py`). An objective that compares
+     distributions with the teacher's (distillation) gets both models' logits along each sequence and no π_old.
   8. The method observes the plain groups (buffer refresh: admit hard, graduate solved, FIFO-evict).
   9. Sync the rollout engine's weights; the step's train, method and perf metrics (wall time per phase,
      tokens/s, peak memory: `perf.py`) go to the tracker.
@@ -82,6 +83,7 @@ from zppo_core.config.schema import ZPPOConfig
 from zppo_core.dist import LOCAL, Dist, rank_seed, stop_requested
 from zppo_core.dist.data import ShardedEngine, light
 from zppo_core.dist.fsdp import FullWeights, gradient_sync, idle_backward, is_sharded, local_value
+from zppo_core.models.kv import why_not_shared_prompt
 from zppo_core.models.load import PromptRenderer, chat_kwargs
 from zppo_core.models.logprobs import completion_forward, sequence_logprobs, teacher_completion_logits
 from zppo_core.models.precision import Precision
@@ -145,6 +147,10 @@ class Trainer:
         self.state = TrainState()
         self.precision = Precision.from_config(cfg)  # bf16 compute over fp32 master weights, or fp32
         self.precision.check_trainable(model)
+        # the training forward runs a prompt repeated in a micro-batch once (`models.logprobs`); under FSDP2, whose
+        # forwards are collective, every micro-batch (an idle one too) makes the shared path's two calls on every rank
+        self.share_prompts = why_not_shared_prompt(model) is None
+        self.fixed_calls = self.share_prompts and is_sharded(model)
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
@@ -435,23 +441,41 @@ class Trainer:
         """Split a mini-batch into micro-batches of similar length (BCQ/NCQ prompts are much longer than plain
         ones, and padding everything to the longest would multiply the work): sort by length, then cut before
         `micro_batch_size` sequences, before `micro_batch_tokens` padded tokens, and before the padded tokens
-        (longest prompt + longest completion, per sequence) would exceed PAD_SLACK x the real ones. The gradient
-        is the same: each micro-batch's loss is normalised by the whole mini-batch's token count."""
+        would exceed PAD_SLACK x the real ones. With `share_prompts` (the forward runs a repeated prompt once,
+        `models.logprobs`) the rows of one prompt are kept adjacent (a unit sorted by its prompt + longest
+        completion, its rows by completion length) and start a new micro-batch rather than be split, so they land
+        in one micro-batch where the limits allow, and a micro-batch costs U x its longest prompt + B x its longest
+        completion (U distinct prompts, B rows; its real tokens count each prompt once); else B x (longest prompt
+        + longest completion). The mini-batch's members never change, and neither does the gradient: each
+        micro-batch's loss is normalised by the whole mini-batch's token count."""
         cfg = self.cfg.algo
         lens = {i: (len(rollouts[i].prompt_ids), len(rollouts[i].completion.token_ids)) for i in chunk}
-        order = sorted(chunk, key=lambda i: (sum(lens[i]), i))
+        key: dict[int, Any] = {i: tuple(rollouts[i].prompt_ids) if self.share_prompts else i for i in chunk}
+        units: dict[Any, list[int]] = {}
+        for i in chunk:
+            units.setdefault(key[i], []).append(i)
+        ordered = sorted((sorted(u, key=lambda i: (lens[i][1], i)) for u in units.values()),
+                         key=lambda u: (lens[u[0]][0] + max(lens[i][1] for i in u), u[0]))
+
+        def fits(rows: list[int]) -> bool:
+            P, T = max(lens[i][0] for i in rows), max(lens[i][1] for i in rows)
+            prompts = {key[i]: lens[i][0] for i in rows}
+            padded = P * len(prompts) + T * len(rows)
+            real = sum(prompts.values()) + sum(lens[i][1] for i in rows)
+            return (len(rows) <= cfg.micro_batch_size and padded <= cfg.micro_batch_tokens
+                    and padded <= PAD_SLACK * real)
+
         out: list[list[int]] = []
         cur: list[int] = []
-        P = T = real = 0  # the current micro-batch's longest prompt, longest completion, real tokens
-        for i in order:
-            p, c = lens[i]
-            padded = (max(P, p) + max(T, c)) * (len(cur) + 1)
-            if cur and (len(cur) >= cfg.micro_batch_size or padded > cfg.micro_batch_tokens
-                        or padded > PAD_SLACK * (real + p + c)):
+        for unit in ordered:
+            if cur and not fits(cur + unit) and fits(unit):  # a prompt's rows start a micro-batch of their own
                 out.append(cur)
-                cur, P, T, real = [], 0, 0, 0
-            cur.append(i)
-            P, T, real = max(P, p), max(T, c), real + p + c
+                cur = []
+            for i in unit:  # (a unit too big for one micro-batch is cut where it must)
+                if cur and not fits(cur + [i]):
+                    out.append(cur)
+                    cur = []
+                cur.append(i)
         if cur:
             out.append(cur)
         return out
@@ -464,7 +488,7 @@ class Trainer:
         device = next(self.model.parameters()).device
         with self.precision.autocast(device):
             if not mb:
-                self.model(input_ids=torch.tensor([[self.tokenizer.pad_token_id]], device=device), logits_to_keep=1)
+                self._idle_forward()
                 return None, None, None, None
             return completion_forward(
                 self.model,
@@ -474,7 +498,19 @@ class Trainer:
                 with_entropy=True,
                 keep_logits=keep_logits,
                 mm=[r.prompt_mm for r in mb] if any(r.prompt_mm for r in mb) else None,  # their images
+                share_prompts=self.share_prompts,
+                fixed_calls=self.fixed_calls,
             )  # [b, T], [b, T], [b, T], [b, T, V] or None
+
+    def _idle_forward(self):
+        """The forward of a rank with no rollouts in a micro-batch (FSDP2's forwards are collective): one pad token,
+        the calls every micro-batch makes (the shared path's two with `fixed_calls`, else one). Log-probs [1, 1]."""
+        pad = self.tokenizer.pad_token_id
+        if self.fixed_calls:
+            return completion_forward(self.model, [[pad]], [[pad]], pad, fixed_calls=True)[0]
+        device = next(self.model.parameters()).device
+        out = self.model(input_ids=torch.tensor([[pad]], device=device), logits_to_keep=1)
+        return out.logits[:, -1:].float()
 
     def _update(self, rollouts: list[Rollout], adv: torch.Tensor, positions: list[int] | None = None,
                 n_global: int | None = None) -> dict[str, float]:
@@ -514,7 +550,12 @@ class Trainer:
             for j, idx in enumerate(micro_batches):
                 gradient_sync(self.model, j == len(micro_batches) - 1)  # reduce-scatter once per mini-batch
                 if not idx:  # fewer micro-batches here than on another rank: forwards are collective
-                    idle_backward(self.model, self.tokenizer.pad_token_id)
+                    if self.fixed_calls:
+                        with self.precision.autocast(next(self.model.parameters()).device):
+                            lp = self._idle_forward()  # [1, 1]
+                        (lp.sum() * 0.0).backward()
+                    else:
+                        idle_backward(self.model, self.tokenizer.pad_token_id)
                     continue
                 mb = [rollouts[i] for i in idx]
                 logprobs, mask, entropy, logits = self._forward(mb, keep_logits=distill)  # [b, T] x3, [b, T, V]
