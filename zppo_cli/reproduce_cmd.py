@@ -117,6 +117,10 @@ def show(study: Path = typer.Argument(..., help="A study directory written by `z
         results, _, _ = aggregate(study, meta)
         console.print(Markdown(markdown(results, title=f"zppo reproduce · scale {meta['scale']} · "
                                         f"{len(meta['seeds'])} seeds", command=meta.get("command"))))
-        console.print(f"{study}: {meta.get('status', 'RUNNING').lower()}, {meta.get('seconds', 0) / 60:.1f} min"
+        status, minutes = meta.get("status", "RUNNING").lower(), meta.get("seconds", 0) / 60
+        # `seconds` counts the invocations that have ended: a study still running shows when it was planned
+        when = f"{minutes:.1f} min in all" if status != "running" else f"planned {meta.get('created', '?')}" + (
+            f", {minutes:.1f} min in earlier invocations" if minutes else "")
+        console.print(f"{study}: {status}, {when}"
                       + (f" · MLflow parent run {meta['parent_run_id']}" if meta.get("parent_run_id") else ""),
                       highlight=False)

@@ -50,6 +50,8 @@ def test_reproduce_killed_then_resumed_builds_the_table(prepared, test_overrides
     assert _finished(first), (tmp_path / "first.log").read_text()[-3000:]
     os.killpg(proc.pid, signal.SIGKILL)  # the study and every training it started, at once
     proc.wait()
+    killed = runner.invoke(app, ["reproduce", "show", str(study)], terminal_width=200)  # no time of its own yet
+    assert killed.exit_code == 0 and "study: running, planned 20" in " ".join(killed.output.split())
     kept = (first / "metrics.jsonl").read_bytes(), (first / "metrics.jsonl").stat().st_mtime_ns
     kept_run = json.loads((first / "run.json").read_text())["mlflow_run_id"]
 
@@ -86,7 +88,7 @@ def test_reproduce_killed_then_resumed_builds_the_table(prepared, test_overrides
 
     shown = runner.invoke(app, ["reproduce", "show", str(study)], terminal_width=200)
     text = " ".join(shown.output.split())
-    assert shown.exit_code == 0 and "held-out" in text and "ZPPO" in text and "study: finished" in text
+    assert shown.exit_code == 0 and "held-out" in text and "ZPPO" in text and "study: finished" in text and " min in all" in text
 
 
 @pytest.mark.parametrize("args, needle", [
