@@ -3,6 +3,7 @@
     .venv/bin/python bench/prepare_time.py                 # tiny preset: old recipe, then new (several minutes)
     .venv/bin/python bench/prepare_time.py --scale tests   # the test suite's small prepared fixture
     .venv/bin/python bench/prepare_time.py --recipe new    # the new recipe only
+    .venv/bin/python bench/prepare_time.py --recipe new --set prepare.teacher_steps=150   # a recipe experiment
 
 "Old" is `prepare` as it was at PREPARE_VERSION 1 (commit 11c5584), kept here verbatim in `legacy_prepare`:
 student then teacher, one after the other, at torch's thread count; every SFT step pads its 64 sequences to the
