@@ -3,6 +3,7 @@
     .venv/bin/python bench/prepare_time.py                 # tiny preset: old recipe, then new (several minutes)
     .venv/bin/python bench/prepare_time.py --scale tests   # the test suite's small prepared fixture
     .venv/bin/python bench/prepare_time.py --recipe new    # the new recipe only
+    .venv/bin/python bench/prepare_time.py --recipe new --set prepare.teacher_steps=150   # a recipe experiment
 
 "Old" is `prepare` as it was at PREPARE_VERSION 1 (commit 11c5584), kept here verbatim in `legacy_prepare`:
 student then teacher, one after the other, at torch's thread count; every SFT step pads its 64 sequences to the
@@ -41,11 +42,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="tiny: the preset's models; tests: tests/conftest.py's small fixture")
     p.add_argument("--recipe", choices=["both", "old", "new"], default="both")
     p.add_argument("--questions", type=int, default=512, help="training questions for the skill measurement")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for the new recipe (repeatable), e.g. prepare.teacher_steps=150")
     p.add_argument("--out", type=Path, default=None, help="JSON result (default bench/results/prepare_time[_tests].json)")
     return p.parse_args(argv)
 
 
-def config(scale: str, cache: Path, legacy: bool):
+def config(scale: str, cache: Path, legacy: bool, overrides: list[str] = ()):
     from zppo_core.config import load_config
 
     over = [f"prepare.cache_dir={cache}"]
@@ -56,7 +59,7 @@ def config(scale: str, cache: Path, legacy: bool):
         over = TEST_OVERRIDES + over
     elif legacy:
         over = LEGACY_STEPS + over
-    return load_config("tiny", overrides=over)
+    return load_config("tiny", overrides=over + ([] if legacy else list(overrides)))
 
 
 # ---------------------------------------------------------------------------------------------------- old recipe
@@ -158,7 +161,7 @@ def run_recipe(name: str, args, log) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"zppo-prepare-{name}-") as tmp:
         out = Path(tmp) / "prepared"
         out.mkdir()
-        cfg = config(args.scale, Path(tmp) / "cache", legacy=name == "old")
+        cfg = config(args.scale, Path(tmp) / "cache", legacy=name == "old", overrides=args.overrides)
         load0 = os.getloadavg()[0]
         w0, c0 = time.perf_counter(), cpu_seconds()
         report = legacy_prepare(cfg, out, log) if name == "old" else _prepare_into(cfg, out, log)

@@ -1,5 +1,6 @@
 """bench/rollout_paths.py and bench/method_step.py run end to end at small sizes (so CI proves they are not
-broken); rollout_paths also checks that every decode path samples the same tokens on the same seed."""
+broken); rollout_paths also checks that every decode path samples the same tokens on the same seed;
+prepare_time's --set reaches the new recipe only."""
 
 from __future__ import annotations
 
@@ -44,3 +45,12 @@ def test_method_step_pairs_grpo_and_zppo_steps(prepared, test_overrides, tmp_pat
     assert all(x["rollouts"] == 4 * 4 for x in r["records"]["grpo"])  # n_new x G, no extras
     assert all(z["rollouts"] >= g["rollouts"] for z, g in zip(r["records"]["zppo"], r["records"]["grpo"]))
     assert r["paired_wall_ratio_median"] > 0 and r["paired_cpu_ratio_median"] > 0
+
+
+def test_prepare_time_set_overrides_the_new_recipe_only(tmp_path):
+    pt = _bench("prepare_time")
+    args = pt.parse_args(["--set", "prepare.teacher_steps=7", "--set", "prepare.sft_attention=sdpa"])
+    new = pt.config("tiny", tmp_path, legacy=False, overrides=args.overrides)
+    old = pt.config("tiny", tmp_path, legacy=True, overrides=args.overrides)
+    assert (new.prepare.teacher_steps, new.prepare.sft_attention) == (7, "sdpa")
+    assert old.prepare.teacher_steps == 250 and new.prepare.cache_dir == old.prepare.cache_dir == str(tmp_path)

@@ -79,7 +79,11 @@ def test_tiny_hard_extends_tiny():
     assert hard.model == tiny.model and hard.data == tiny.data and hard.zppo == tiny.zppo and hard.algo == tiny.algo
     assert hard.prepare.student_noise == {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0, 5: 0.0} != tiny.prepare.student_noise
     assert (hard.prepare.student_warm_steps, hard.prepare.misconception_rate) == (0, 1.0)
-    assert hard.prepare.teacher_steps == tiny.prepare.teacher_steps and hard.eval.suites == tiny.eval.suites
+    assert hard.prepare.batch_size == tiny.prepare.batch_size and hard.eval.suites == tiny.eval.suites
+    # its prepared start is pinned to the recipe the comparison was built with (tiny's is faster: sft_attention)
+    hp = hard.prepare
+    assert (hp.sft_attention, hp.teacher_warm_steps, hp.teacher_steps) == ("sdpa", 250, 200)
+    assert tiny.prepare.sft_attention == "eager"
     assert hard.eval.per_level == 150 and hard.scale == "tiny-hard"
 
 

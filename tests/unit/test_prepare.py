@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from zppo_core.config import load_config
@@ -12,7 +13,8 @@ from zppo_core.config.schema import TinyModelSpec
 from zppo_core.models.logprobs import completion_logprobs
 from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model
 from zppo_core.models.load import render
-from zppo_core.train.prepare import encode_pairs, ensure_prepared, pack_rows, sft_examples
+from zppo_core.train.prepare import (additive_mask, cache_key, encode_pairs, ensure_prepared, pack_rows,
+                                     prepare_key_fields, sft_examples)
 
 
 def test_pack_rows_layout():
@@ -30,7 +32,8 @@ def test_pack_rows_layout():
     assert m[1, 5].tolist() == [False] * 4 + [True, True, False, False]  # padding is a segment of its own
 
 
-def test_packed_loss_and_gradient_equal_the_padded_batch():
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])  # prepare.sft_attention: both read the packed mask
+def test_packed_loss_and_gradient_equal_the_padded_batch(attention):
     cfg = load_config("tiny")
     tok = build_char_tokenizer()
     pairs = [next(ex) for ex in [sft_examples(cfg, None, 3, cfg.prepare.student_noise, 0.5, 0.5)] for _ in range(12)]
@@ -39,8 +42,11 @@ def test_packed_loss_and_gradient_equal_the_padded_batch():
     for packed in (False, True):
         model = build_tiny_model(TinyModelSpec(num_hidden_layers=2), tok, seed=0)
         if packed:
+            model.set_attn_implementation(attention)
             ids, pos, mask, targets = pack_rows(seqs, tok.pad_token_id, row_len=160)
             assert ids.shape[0] < len(seqs)  # several sequences share rows
+            if attention == "eager":  # as sft() passes it: eager adds the mask to the scores
+                mask = additive_mask(mask)
             logits = model(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=False).logits
             loss = torch.nn.functional.cross_entropy(logits[targets >= 0], targets[targets >= 0])
         else:
@@ -50,6 +56,15 @@ def test_packed_loss_and_gradient_equal_the_padded_batch():
         grads.append((loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])))
     assert abs(grads[0][0] - grads[1][0]) < 1e-5
     assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6, rtol=1e-4)
+
+
+def test_sft_attention_enters_the_cache_key_only_when_not_sdpa():
+    """sdpa reproduces PREPARE_VERSION 2, so it leaves the key as it was before the setting existed (caches stay
+    valid); eager trains other bits, so it is a different prepared pair."""
+    sdpa, eager = (load_config("tiny", overrides=[f"prepare.sft_attention={a}"]) for a in ("sdpa", "eager"))
+    assert "sft_attention" not in prepare_key_fields(sdpa) and prepare_key_fields(eager)["sft_attention"] == "eager"
+    assert prepare_key_fields(sdpa) == sdpa.prepare.model_dump(exclude={"cache_dir", "sft_attention"})
+    assert cache_key(sdpa) != cache_key(eager)
 
 
 def test_encode_pairs_equals_render():

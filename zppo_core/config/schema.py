@@ -249,6 +249,13 @@ class PrepareConfig(_Section):
         "Adam's noisy updates inflate the random tower's outputs 20-50x within 50 steps, the text model's "
         "normalisation then scales their gradient away, and reading never starts).",
     )
+    sft_attention: Literal["sdpa", "eager"] = Field(
+        "sdpa",
+        description="Attention kernel of the text tiny pair's SFT steps (sampling always uses sdpa; tiny-vl ignores "
+        "it). 'eager' (matmul + softmax) trains ~1.5-2x faster than sdpa's CPU kernel, whose backward with the "
+        "packed rows' mask is slow in bf16; the weights differ in the last bits. 'sdpa' keeps caches prepared "
+        "before this field existed valid (it then leaves the cache key unchanged).",
+    )
     cache_dir: str = Field(
         "~/.cache/zppo/prepared",
         description="Prepared checkpoints are cached here, keyed by a hash of everything that shapes them.",

@@ -15,7 +15,10 @@ each SFT step's sequences are packed into rows with a block-diagonal causal mask
 loss and gradient, without computing the padding that candidate prompts made 3x the mean); the matmuls run in
 bf16 autocast where the CPU has native bf16 (`sft_precision`); the student and the teacher train concurrently, one
 thread each; the teacher trains 450 steps instead of 550 (its accuracy is unchanged); the accuracy measurement
-samples with the engine's decode loop.
+samples with the engine's decode loop. `prepare.sft_attention: eager` (the tiny preset's) replaces sdpa's CPU
+kernel, whose bf16 backward with the packed mask took ~half of every step, by matmul + softmax: 1.4-2x faster
+bf16 steps (other bits, so another cache key; at "sdpa" the key and the weights are version 2's). The tiny preset
+also trains its teacher 150 + 220 steps instead of 250 + 200 (`tiny-hard` pins both to the old recipe).
 
 Prepared models are cached under `prepare.cache_dir/<key>/{student,teacher}`, keyed by a hash of everything
 that shapes them (architectures, SFT settings, families, closer, tokenizer, SFT precision, this module's version),
@@ -58,6 +61,18 @@ def sft_precision() -> str:
     return "bf16" if any(getattr(torch.cpu, f, lambda: False)() for f in native) else "fp32"
 
 
+# prepare settings added after PREPARE_VERSION 2, with the value that reproduces version 2: at that value they stay
+# out of the cache key, so models prepared before the setting existed keep their key (and their cache).
+KEY_NEUTRAL = {"sft_attention": "sdpa"}
+
+
+def prepare_key_fields(cfg: ZPPOConfig) -> dict[str, Any]:
+    """cfg.prepare as it enters the cache key: everything but cache_dir, and KEY_NEUTRAL settings only when set
+    to another value."""
+    fields = cfg.prepare.model_dump(exclude={"cache_dir"})
+    return {k: v for k, v in fields.items() if k not in KEY_NEUTRAL or v != KEY_NEUTRAL[k]}
+
+
 def cache_key(cfg: ZPPOConfig) -> str:
     if cfg.model.student == "tiny-vl":
         from zppo_core.train.prepare_vl import cache_key as vl_key
@@ -69,7 +84,7 @@ def cache_key(cfg: ZPPOConfig) -> str:
         "precision": sft_precision(),
         "student": cfg.model.tiny_student.model_dump(),
         "teacher": cfg.model.tiny_teacher.model_dump(),
-        "prepare": cfg.prepare.model_dump(exclude={"cache_dir"}),
+        "prepare": prepare_key_fields(cfg),
         "families": cfg.data.families,
         "closer": cfg.data.closer,
         "levels": cfg.data.levels,
@@ -225,6 +240,11 @@ def pack_rows(seqs: list[tuple[list[int], list[int]]], pad_id: int, row_len: int
     return ids, pos, mask[:, None], targets
 
 
+def additive_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A boolean attention mask (True: attend) as the scores eager attention adds: 0 / float32's most negative."""
+    return torch.zeros(mask.shape).masked_fill_(~mask, torch.finfo(torch.float32).min)
+
+
 def sft(
     model,
     tokenizer,
@@ -242,7 +262,8 @@ def sft(
 
     Each step's `batch_size` sequences are packed into rows (`pack_rows`): the loss and the
     gradient are those of the padded batch (every sequence sees only itself), without computing padding. `bf16`:
-    the forward runs under bf16 autocast (weights, gradients, AdamW and the loss stay fp32)."""
+    the forward runs under bf16 autocast (weights, gradients, AdamW and the loss stay fp32). A model set to eager
+    attention (`prepare.sft_attention`) gets the mask as 0 / -max scores instead of booleans."""
     import torch.nn.functional as F
 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -251,11 +272,14 @@ def sft(
         lambda s: min(1.0, (s + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * min(s / max(steps, 1), 1.0))),
     )
     model.train()
+    additive = model.config._attn_implementation == "eager"  # eager adds the mask to the scores (a bool adds 1)
     losses = []
     t0 = time.perf_counter()
     for step in range(steps):
         seqs = encode_pairs(tokenizer, [next(examples) for _ in range(batch_size)])
         ids, pos, mask, targets = pack_rows(seqs, tokenizer.pad_token_id, row_len)  # [R, S] x3, [R, 1, S, S]
+        if additive:
+            mask = additive_mask(mask)  # [R, 1, S, S]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=False).logits  # [R, S, V]
         sel = targets >= 0  # [R, S] response-predicting positions
@@ -320,9 +344,14 @@ def prepare_one(cfg: ZPPOConfig, who: str, seed: int, out: Path, log) -> dict[st
         t0 = time.perf_counter()
         losses: list[float] = []
         phases = _phases(cfg, who, seed)
+        sampling_attention = model.config._attn_implementation
+        if cfg.prepare.sft_attention != sampling_attention:
+            model.set_attn_implementation(cfg.prepare.sft_attention)
         for i, (steps, examples, lr, warmup) in enumerate(phases):
             losses += sft(model, tokenizer, examples, steps, cfg.prepare.batch_size, lr, warmup, log,
                           f"{who} phase {i + 1}", bf16=sft_precision() == "bf16")
+        if model.config._attn_implementation != sampling_attention:
+            model.set_attn_implementation(sampling_attention)  # the report samples as runs do
         sft_seconds = time.perf_counter() - t0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -334,7 +363,10 @@ def prepare_one(cfg: ZPPOConfig, who: str, seed: int, out: Path, log) -> dict[st
         f"({sft_seconds:.0f}s SFT)")
     return {"params": sum(t.numel() for t in model.parameters()), "steps": sum(s for s, *_ in phases),
             "final_loss": losses[-1] if losses else None, "sft_seconds": round(sft_seconds, 1), **stats,
-            "weights_sha256": weights_sha256(model)}
+            "weights_sha256": weights_sha256(model),
+            # CPU seconds of the process that prepared it, from its start (imports included): the two processes run
+            # side by side, so on two idle cores the busier one's is about prepare's wall time
+            "process_cpu_seconds": round(time.process_time(), 1)}
 
 
 def weights_sha256(model) -> str:

@@ -43,7 +43,7 @@ def cache_key(cfg: ZPPOConfig) -> str:
         "v": PREPARE_VL_VERSION, "kind": "tiny-vl",
         "student": cfg.model.tiny_student.model_dump(), "teacher": cfg.model.tiny_teacher.model_dump(),
         "vision": cfg.model.tiny_vision.model_dump(),
-        "prepare": cfg.prepare.model_dump(exclude={"cache_dir"}),
+        "prepare": cfg.prepare.model_dump(exclude={"cache_dir", "sft_attention"}),  # its SFT ignores sft_attention
         "families": cfg.data.families, "closer": cfg.data.closer, "levels": cfg.data.levels,
         "pixels": [cfg.data.min_pixels, cfg.data.max_pixels], "template": cfg.zppo.template,
         "tokens": VISION_TOKENS, "chat": CHAT_TEMPLATE_VL,
