@@ -104,6 +104,26 @@ def test_lean_loop_equals_generate_on_the_same_seed():
             assert torch.allclose(torch.tensor(ca.logprobs), torch.tensor(cb.logprobs), atol=1e-6, rtol=0), params
 
 
+def test_inference_mode_samples_what_no_grad_sampled():
+    """`generate` runs under torch.inference_mode: on one seed, the same token ids and bit-identical log-probs as
+    the same decode loop under plain no_grad (what it ran under before), and the model still trains afterwards
+    (no inference tensor is left on it)."""
+    tok, model = _setup()
+    eng = TransformersEngine(model, tok, batch_size=7)
+    prompts = _prompts(tok)
+    for params in CASES:
+        torch.manual_seed(5)
+        with torch.no_grad():
+            a = eng._batched(prompts, params, eng._decode_batch)
+        torch.manual_seed(5)
+        b = eng.generate(prompts, params)
+        for ca, cb in zip([c for o in a for c in o], [c for o in b for c in o]):
+            assert ca.token_ids == cb.token_ids and ca.logprobs == cb.logprobs, params
+    lp, mask, _ = completion_logprobs(model, [prompts[0]], [b[0][0].token_ids], tok.pad_token_id)
+    lp[mask].sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
 def test_lean_loop_honours_min_new_tokens():
     """The benchmarks fix completion lengths with the model's generation_config.min_new_tokens."""
     tok, model = _setup()

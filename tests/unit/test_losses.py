@@ -358,6 +358,44 @@ def test_gather_token_logprobs_matches_trl_selective_log_softmax():
     assert torch.allclose(gather_token_logprobs(logits, ids), trl_utils.selective_log_softmax(logits, ids))
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 2 * 7 * 13, 10**9])  # default, one row (at least), 2 rows, all
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_helpers_equal_one_row_at_a_time(monkeypatch, chunk, dtype):
+    """gather_token_logprobs and token_entropy_from_logits run whole chunks of rows; values and gradients must be
+    bit-identical to the one-row-at-a-time computation (what they did before), on a non-contiguous slice of
+    logits as the training forward passes it."""
+    import zppo_core.algo.losses as losses
+
+    if chunk is not None:
+        monkeypatch.setattr(losses, "CHUNK_ELEMENTS", chunk)
+    g = torch.Generator().manual_seed(3)
+    full = (torch.randn(5, 8, 13, generator=g) * 4).to(dtype)  # [B, T+1, V]
+    full[1, 2, 4] = float("-inf")  # a masked vocabulary entry
+    ids = torch.randint(0, 13, (5, 7), generator=g)  # [B, T]
+    ids[1, 2] = 5
+    a = full.clone().requires_grad_(True)
+    b = full.clone().requires_grad_(True)
+    w = torch.randn(5, 7, generator=g)  # [B, T] an arbitrary upstream gradient
+    rows = []
+    for row, row_ids in zip(a[:, :7], ids):  # [T, V], [T]: the reference, one row at a time
+        r = row.float()
+        rows.append(r.gather(-1, row_ids.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(r, dim=-1))
+    ref = torch.stack(rows)  # [B, T]
+    got = gather_token_logprobs(b[:, :7], ids)  # [B, T]
+    assert torch.equal(got, ref)
+    (ref * w).sum().backward()
+    (got * w).sum().backward()
+    assert torch.equal(a.grad, b.grad)
+    ref_h = []
+    for row in full[:, :7]:
+        r = row.float()
+        log_p = r - torch.logsumexp(r, dim=-1, keepdim=True)
+        ref_h.append(-(torch.exp(log_p) * log_p.masked_fill(torch.isneginf(r), 0.0)).sum(-1))
+    assert torch.equal(token_entropy_from_logits(full[:, :7]), torch.stack(ref_h))
+    assert gather_token_logprobs(full[:0], ids[:0]).shape == (0, 7)
+    assert token_entropy_from_logits(full[:0]).shape == (0, 8)
+
+
 def test_token_entropy_from_logits():
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(2, 4, 7, generator=g) * 5  # [B, T, V]

@@ -20,7 +20,9 @@ EOS), the log-probs of the *policy* (temperature-1 softmax of the raw logits: PP
 `algo.old_logprobs=engine`, no second forward pass; with `trainer` the loop recomputes π_old and compares,
 `train/old_logprobs.py`) and the decoded text. Randomness comes from torch's global generator, which the trainer seeds and
 checkpoints. The sampling spec is `SamplingParams` alone: of the model's generation_config only
-`min_new_tokens` is honoured (the benchmarks fix completion lengths with it).
+`min_new_tokens` is honoured (the benchmarks fix completion lengths with it). Sampling runs under
+`torch.inference_mode` (no version counters or view tracking on the ~100 ops of each decode step; the same
+tokens and log-probs as under `no_grad`), and returns plain lists, so no inference tensor reaches training.
 
 `autocast_dtype` (set by `make_engine` when the model's weights are fp32 masters and `model.dtype` is bf16):
 sampling runs under `torch.autocast` in that dtype, i.e. with the same bf16 compute as the training forward
@@ -84,11 +86,11 @@ class TransformersEngine:
         if model is not self.model:
             self.model.load_state_dict(model.state_dict())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
         return self._batched(prompts, params, self._generate_batch if self.decode == "generate" else self._decode_batch)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate_multimodal(self, requests: list[MultimodalRequest], params: SamplingParams) -> list[list[Completion]]:
         """For each (chat messages, PIL images) request, `params.n` completions (see `rollout.base`)."""
         if not self.supports_images:
@@ -98,7 +100,7 @@ class TransformersEngine:
         return self.generate_rendered([render_prompt(self.tokenizer, self.processor, m, imgs) for m, imgs in requests],
                                       params)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate_rendered(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         """For each rendered prompt (token ids + image inputs, `types.Prompt`), `params.n` completions."""
         if any(p.mm for p in prompts) and not self.supports_images:

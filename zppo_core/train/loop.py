@@ -152,8 +152,12 @@ class Trainer:
         self.share_prompts = why_not_shared_prompt(model) is None
         self.fixed_calls = self.share_prompts and is_sharded(model)
         o = cfg.optim
+        # the fused AdamW kernel (TRL's default `adamw_torch_fused`): one pass over all fp32 masters per step, same
+        # update up to float rounding (~1e-8); a checkpoint's param_groups carry the flag, so a resume keeps it
+        params = list(model.parameters())
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
         self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
+            params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay, fused=fused or None
         )
         self.sampling = SamplingParams(
             n=cfg.rollout.group_size,
