@@ -37,13 +37,15 @@ def plot_curves(records: list[RunRecord], suite: str, labels: dict[str, str], pa
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     drawn = False
-    for m in dict.fromkeys(r.method for r in records):
+    colors = plt.get_cmap("tab20").colors  # the whole table is 14 methods: tab10 would repeat colours
+    for i, m in enumerate(dict.fromkeys(r.method for r in records)):
         curves = [r.curve(f"eval/{suite}/avg") for r in records if r.method == m and r.finished]
         curves = [c for c in curves if c]
         if not curves:
             continue
         steps, mean, lo, hi = _mean_by_step(curves)
-        (line,) = ax.plot(steps, mean, marker=".", lw=1.4, label=f"{labels.get(m, m)} (n={len(curves)})")
+        (line,) = ax.plot(steps, mean, marker=".", lw=1.4, color=colors[(2 * i) % 20 + (2 * i) // 20 % 2],
+                          label=f"{labels.get(m, m)} (n={len(curves)})")
         if len(curves) > 1:
             ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.12, lw=0)
         drawn = True
