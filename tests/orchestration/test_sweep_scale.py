@@ -8,7 +8,8 @@
   the other sees its driver lock free, follows its surviving workers through their heartbeats and relaunches the
   killed trial from its checkpoint.
 
-Trials are 4 steps of the session's tiny test models (eval at steps 2 and 4, checkpoints at 2 and 4, one thread).
+Trials are 4 steps (the takeover test: 24) of the session's tiny test models (eval and checkpoints every 2 steps,
+one thread).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ space:
   tau: {field: zppo.tau, low: 0.25, high: 0.75, step: 0.125}
 """
 STEPS = 4
+# the takeover test's trials: long enough that sweep B joins while A's first four still run. B's start (a new Python
+# process: imports, storage, MLflow parent run) took 28 s at load ~5 while a 12-step trial took 22-25 s, so A took a
+# freed slot first; both scale with the load, so what counts is their ratio: 24 steps give ~2x
+TAKEOVER_STEPS = 24
 SEED = 18
 
 
@@ -125,17 +130,17 @@ def _children(parent_id: str):
     return c.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent_id}'")
 
 
-def _check_every_trial_once(sdir: Path, trials: int, restarted: set[int]) -> None:
+def _check_every_trial_once(sdir: Path, trials: int, restarted: set[int], steps: int = STEPS) -> None:
     """Exactly `trials` trials, all COMPLETE with a value; the restarted ones relaunched once and resumed from a
     checkpoint; every run logged each step once; one finished MLflow run per trial, under the parent run."""
     study, meta = _study(sdir)
     assert [t.number for t in study.trials] == list(range(trials))
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * trials
-    assert all(t.value is not None and set(t.intermediate_values) == {2, 4} for t in study.trials)
+    assert all(t.value is not None and set(t.intermediate_values) == set(range(2, steps + 1, 2)) for t in study.trials)
     assert {t.number for t in study.trials if t.user_attrs.get("restarts")} == restarted
     assert all(t.user_attrs["restarts"] == 1 for t in study.trials if t.number in restarted)
     for t in study.trials:
-        assert _steps(_run_dir(sdir, t.number)) == list(range(1, STEPS + 1)), t.number
+        assert _steps(_run_dir(sdir, t.number)) == list(range(1, steps + 1)), t.number
         result = json.loads((sdir / "trials" / f"{t.number:04d}" / "result.json").read_text())
         assert result["state"] == "complete" and result["value"] == t.value
         log = (sdir / "trials" / f"{t.number:04d}" / "worker.log").read_text()
@@ -221,7 +226,8 @@ def test_two_sweep_processes_share_the_budget_and_one_takes_over_a_killed_one(sc
     sdir = tmp_path / "runs" / "sweeps" / "coop-tiny"
     t0 = time.monotonic()
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
-    a = _start([str(path), "--trials", "8", "--parallel", "4", *_set_args(scale_sets)], log_a)
+    sets = [s for s in scale_sets if not s.startswith("run.steps=")] + [f"run.steps={TAKEOVER_STEPS}"]
+    a = _start([str(path), "--trials", "8", "--parallel", "4", *_set_args(sets)], log_a)
     poll(lambda: (sdir / "trials" / "0003" / "launch.json").is_file(), 300, "sweep A to launch its 4 trials")
     b = _start([str(path), "--resume", "--parallel", "8"], log_b)
 
@@ -243,7 +249,7 @@ def test_two_sweep_processes_share_the_budget_and_one_takes_over_a_killed_one(sc
             if p.poll() is None:
                 p.kill()
     seconds = time.monotonic() - t0
-    _check_every_trial_once(sdir, 8, {victim})
+    _check_every_trial_once(sdir, 8, {victim}, steps=TAKEOVER_STEPS)
     started_a = {int(ln.split()[1].rstrip(":")) for ln in log_a.read_text().splitlines() if ": started (" in ln}
     started_b = {int(ln.split()[1].rstrip(":")) for ln in text_b.splitlines() if ": started (" in ln}
     assert started_a == {0, 1, 2, 3} and started_b == {4, 5, 6, 7}, (started_a, started_b)  # none started twice
