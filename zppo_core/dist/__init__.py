@@ -99,25 +99,23 @@ class Dist:
 
         return torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
 
-    def sum(self, values: Sequence[float]) -> list[float]:
-        """Element-wise sum over the ranks (float64)."""
+    def _all_reduce(self, values: Sequence[float], op: str) -> list[float]:
+        """Element-wise `op` (a torch.distributed.ReduceOp name) over the ranks, in float64."""
         if not self.enabled or not values:
             return [float(v) for v in values]
         import torch.distributed as td
 
         t = self._tensor(values)  # [k]
-        td.all_reduce(t, op=td.ReduceOp.SUM)
+        td.all_reduce(t, op=getattr(td.ReduceOp, op))
         return t.cpu().tolist()
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        """Element-wise sum over the ranks (float64)."""
+        return self._all_reduce(values, "SUM")
 
     def max(self, values: Sequence[float]) -> list[float]:
         """Element-wise maximum over the ranks."""
-        if not self.enabled or not values:
-            return [float(v) for v in values]
-        import torch.distributed as td
-
-        t = self._tensor(values)  # [k]
-        td.all_reduce(t, op=td.ReduceOp.MAX)
-        return t.cpu().tolist()
+        return self._all_reduce(values, "MAX")
 
     def any(self, *flags: bool) -> list[bool]:
         """Each flag is true on some rank."""
