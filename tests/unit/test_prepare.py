@@ -10,10 +10,11 @@ import torch
 
 from zppo_core.config import load_config
 from zppo_core.config.schema import TinyModelSpec
+from zppo_core.models.kv import attention_mask
 from zppo_core.models.logprobs import completion_logprobs
 from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model
 from zppo_core.models.load import render
-from zppo_core.train.prepare import (additive_mask, cache_key, encode_pairs, ensure_prepared, pack_rows,
+from zppo_core.train.prepare import (cache_key, encode_pairs, ensure_prepared, pack_rows,
                                      prepare_key_fields, sft_examples)
 
 
@@ -45,8 +46,7 @@ def test_packed_loss_and_gradient_equal_the_padded_batch(attention):
             model.set_attn_implementation(attention)
             ids, pos, mask, targets = pack_rows(seqs, tok.pad_token_id, row_len=160)
             assert ids.shape[0] < len(seqs)  # several sequences share rows
-            if attention == "eager":  # as sft() passes it: eager adds the mask to the scores
-                mask = additive_mask(mask)
+            mask = attention_mask(model, mask)  # as sft() passes it: eager adds the mask to the scores
             logits = model(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=False).logits
             loss = torch.nn.functional.cross_entropy(logits[targets >= 0], targets[targets >= 0])
         else:

@@ -44,6 +44,17 @@ def why_not(model, path: str) -> str | None:
     return None
 
 
+def attention_mask(model, allowed):
+    """A boolean [.., q, k] mask (True: attend) as `model`'s attention implementation takes it: sdpa the booleans,
+    eager the scores it adds (0 / the most negative value of the model's dtype; a boolean would add 1)."""
+    import torch
+
+    if model.config._attn_implementation == "sdpa":
+        return allowed
+    dtype = next(model.parameters()).dtype
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
 def cache_kwarg(model) -> str:
     """transformers renamed `past_key_values` to `cache` (5.2x); use whichever this model's forward takes."""
     params = inspect.signature(model.forward).parameters

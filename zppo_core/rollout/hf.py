@@ -44,7 +44,7 @@ import contextlib
 import torch
 
 from zppo_core.algo.losses import gather_token_logprobs
-from zppo_core.models.kv import DECODE_PATHS
+from zppo_core.models.kv import DECODE_PATHS, attention_mask
 from zppo_core.models.kv import cache_kwarg as _cache_kwarg
 from zppo_core.models.kv import why_not as _why_not
 from zppo_core.rollout.base import MultimodalRequest, SamplingParams
@@ -145,7 +145,7 @@ class TransformersEngine:
         if slots:  # 4-D mask: real keys only, causal; a padding query row sees itself (never read, no empty row)
             causal = torch.ones((P, P), dtype=torch.bool, device=dev).tril()  # [P, P]
             allowed = (causal & real[:, None, :]) | torch.eye(P, dtype=torch.bool, device=dev)  # [U, P, P]
-            prefill_mask = self._mask(allowed[:, None])  # [U, 1, P, P]
+            prefill_mask = attention_mask(model, allowed[:, None])  # [U, 1, P, P]
         else:
             prefill_mask = real.long()  # [U, P] the model builds its own masks (and its linear-attention masks)
         out = model(input_ids=ids, attention_mask=prefill_mask, position_ids=pos, use_cache=True, logits_to_keep=1,
@@ -180,20 +180,12 @@ class TransformersEngine:
             t += 1
             if t == T or not bool(unfinished.any()):
                 break
-            mask = self._mask(keys[:, None, None, : P + t]) if slots else keys[:, : P + t].long()
+            mask = attention_mask(model, keys[:, None, None, : P + t]) if slots else keys[:, : P + t].long()
             out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None], use_cache=True,
                         **kw)
             logits = out.logits[:, -1].float()  # [B, V]
             next_pos = next_pos + 1
         return self._cut(seq[:, P : P + t].cpu(), lps[:, :t].cpu())
-
-    def _mask(self, allowed: torch.Tensor) -> torch.Tensor:
-        """A boolean [.., q, k] mask as the attention implementation takes it (sdpa: bool; eager: additive)."""
-        if self.model.config._attn_implementation == "sdpa":
-            return allowed
-        dtype = next(self.model.parameters()).dtype
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
-            ~allowed, torch.finfo(dtype).min)
 
     def _processors(self, params: SamplingParams, prompt_len: int):
         """transformers' logits processors for `params`, in `generate`'s order (empty list: plain sampling)."""

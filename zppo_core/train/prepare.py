@@ -45,6 +45,7 @@ import torch
 
 from zppo_core.algo.reformulate import plain_prompt
 from zppo_core.config.schema import ZPPOConfig
+from zppo_core.models.kv import attention_mask
 from zppo_core.models.tiny import build_char_tokenizer, build_tiny_model, save_model
 from zppo_core.tasks import QuestionStream, get_family
 from zppo_core.tasks.synthetic import make_beliefs
@@ -240,11 +241,6 @@ def pack_rows(seqs: list[tuple[list[int], list[int]]], pad_id: int, row_len: int
     return ids, pos, mask[:, None], targets
 
 
-def additive_mask(mask: torch.Tensor) -> torch.Tensor:
-    """A boolean attention mask (True: attend) as the scores eager attention adds: 0 / float32's most negative."""
-    return torch.zeros(mask.shape).masked_fill_(~mask, torch.finfo(torch.float32).min)
-
-
 def sft(
     model,
     tokenizer,
@@ -272,14 +268,12 @@ def sft(
         lambda s: min(1.0, (s + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * min(s / max(steps, 1), 1.0))),
     )
     model.train()
-    additive = model.config._attn_implementation == "eager"  # eager adds the mask to the scores (a bool adds 1)
     losses = []
     t0 = time.perf_counter()
     for step in range(steps):
         seqs = encode_pairs(tokenizer, [next(examples) for _ in range(batch_size)])
         ids, pos, mask, targets = pack_rows(seqs, tokenizer.pad_token_id, row_len)  # [R, S] x3, [R, 1, S, S]
-        if additive:
-            mask = additive_mask(mask)  # [R, 1, S, S]
+        mask = attention_mask(model, mask)  # [R, 1, S, S] (eager: the scores it adds)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=False).logits  # [R, S, V]
         sel = targets >= 0  # [R, S] response-predicting positions
